@@ -1,0 +1,18 @@
+"""imitate: DAgger-centred imitation learning of physics-based character motion.
+
+The pipeline: DeepMimic clip -> MotionClip -> ImitationEnv (MuJoCo humanoid) -> expert labels ->
+HDF5 store -> SFT -> DAgger -> TRPO -> evaluation.  See README.md.
+"""
+
+__version__ = "0.1.0"
+
+from .env import EnvConfig, ImitationEnv, ImitationVecEnv, make_env, make_vec_env  # noqa: E402
+from .errors import ClipNotFoundError, ConfigError, ImitateError, MotionFormatError  # noqa: E402
+from .motion import MotionClip, list_clips, load_clip  # noqa: E402
+from .reward import RewardConfig  # noqa: E402
+
+__all__ = [
+    "EnvConfig", "ImitationEnv", "ImitationVecEnv", "make_env", "make_vec_env",
+    "ClipNotFoundError", "ConfigError", "ImitateError", "MotionFormatError",
+    "MotionClip", "list_clips", "load_clip", "RewardConfig",
+]
