@@ -8,7 +8,9 @@ Actions (28,) in [-1, 1], one per hinge (``imitate.humanoid.HINGE_NAMES``):
   ``[lo, hi]``: ctrl = (lo + hi) / 2 + a (hi - lo) / 2 [rad]; the servos then apply
   clip(kp (ctrl - q) - kd dq, +-torque limit) at every physics step.
 - ``torque``: the normalised joint torque: ctrl = a, and the motor's gear (the joint's
-  torque limit) makes it a torque of a * limit [N m], held for the whole control step.
+  torque limit) makes it a torque of a * limit [N m], held for the whole control step; the
+  joints also carry the servos' damping kd as passive damping, integrated implicitly
+  (without it no PD law at 30 Hz is stable with DeepMimic's gains).
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ class Simulation:
     """N humanoids tracking one clip, stepped together; numpy in, numpy out.
 
     Attributes after each reset/step: ``obs`` (N, OBS_DIM) float32, ``terms`` (RewardTerms),
-    ``elapsed_s`` (N,) episode time, ``ref_time_s`` (N,) time in the clip.
+    ``sim_pose`` and ``ref_pose`` (reward.Pose), ``elapsed_s`` (N,) episode time,
+    ``ref_time_s`` (N,) time in the clip.
     """
 
     def __init__(self, config: EnvConfig, num_envs: int, nthread: int = 0, clip: MotionClip | None = None):
@@ -198,6 +201,7 @@ class Simulation:
         body_pos = np.nan_to_num(self.batch.xpos[:, self._body_ids])
         sim = Pose(qpos, qvel, body_pos, np.nan_to_num(self.batch.subtree_com[:, 1]))
         ref = Pose(ref_q, ref_v, self.ref.xpos[:, self._body_ids], self.ref.subtree_com[:, 1])
+        self.sim_pose, self.ref_pose = sim, ref
         self.terms = imitation_reward(sim, ref, self.config.reward)
         self._ref_root_z = ref_q[:, 2]
         ahead = t + self.config.lookahead_s

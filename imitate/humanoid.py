@@ -139,7 +139,7 @@ def load_model(action_space: str = "pd_target", physics_hz: float = 600.0) -> mu
     Args:
       action_space: "pd_target": position servos, ctrl = target hinge angle [rad], bounded by
         the hinge's range; "torque": motors with gear = the joint's torque limit, so
-        ctrl in [-1, 1] is the normalised torque.
+        ctrl in [-1, 1] is the normalised torque, plus passive joint damping = the servo's kd.
       physics_hz: physics rate [Hz] (timestep = 1 / physics_hz).
     """
     if action_space not in ACTION_SPACES:
@@ -149,6 +149,11 @@ def load_model(action_space: str = "pd_target", physics_hz: float = 600.0) -> mu
     spec = mujoco.MjSpec.from_file(str(MODEL_PATH))
     spec.option.timestep = 1.0 / physics_hz
     if action_space == "torque":
+        # The servos' damping stays as passive joint damping, integrated implicitly: a PD
+        # torque held for a whole 30 Hz control step is unstable with DeepMimic's gains,
+        # while kp (q* - q) on top of implicit damping kd is stable (kp / kd * dt = 1/3).
+        for name, kd in zip(HINGE_NAMES, KD):
+            spec.joint(name).damping = [kd, 0.0, 0.0]
         for act, limit in zip(spec.actuators, TORQUE_LIMIT):
             act.set_to_motor()
             act.gear[0] = limit

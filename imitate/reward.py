@@ -106,15 +106,27 @@ def heading_frame_offsets(qpos: np.ndarray, points: np.ndarray) -> np.ndarray:
     return quat.rotate(inv_yaw, points - qpos[:, None, hum.ROOT_POS])
 
 
-def pose_error(sim_qpos: np.ndarray, ref_qpos: np.ndarray) -> np.ndarray:
-    """Weighted sum (N,) of squared joint rotation angles [rad^2] between two poses."""
+def joint_angle_errors(sim_qpos: np.ndarray, ref_qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rotation angles [rad] between simulated and reference joints: the root's global
+    orientation (N,), the spherical joints' local rotations (N, 8), the revolute joints' (N, 4)."""
     hs, hr = sim_qpos[:, hum.HINGE_QPOS], ref_qpos[:, hum.HINGE_QPOS]
     root = quat.angle(quat.mul(quat.conj(ref_qpos[:, hum.ROOT_QUAT]), sim_qpos[:, hum.ROOT_QUAT]))
     qs = quat.from_euler_xyz(hs[:, _SPHERICAL])
     qr = quat.from_euler_xyz(hr[:, _SPHERICAL])
-    sph = quat.angle(quat.mul(quat.conj(qr), qs))  # (N, 8)
-    rev = hs[:, _REVOLUTE] - hr[:, _REVOLUTE]
+    sph = quat.angle(quat.mul(quat.conj(qr), qs))
+    rev = np.abs(hs[:, _REVOLUTE] - hr[:, _REVOLUTE])
+    return root, sph, rev
+
+
+def pose_error(sim_qpos: np.ndarray, ref_qpos: np.ndarray) -> np.ndarray:
+    """Weighted sum (N,) of squared joint rotation angles [rad^2] between two poses."""
+    root, sph, rev = joint_angle_errors(sim_qpos, ref_qpos)
     return _W_ROOT * root**2 + (sph**2) @ _W_SPH + (rev**2) @ _W_REV
+
+
+def end_effector_offsets(pose: Pose) -> np.ndarray:
+    """End-effector positions (N, 4, 3) [m] relative to the root, in its heading frame."""
+    return heading_frame_offsets(pose.qpos, pose.body_pos[:, _END])
 
 
 def velocity_error(sim_qvel: np.ndarray, ref_qvel: np.ndarray) -> np.ndarray:
@@ -131,9 +143,8 @@ def imitation_reward(sim: Pose, ref: Pose, config: RewardConfig = RewardConfig()
     """DeepMimic's imitation reward of N simulated poses against N reference poses."""
     pose = np.exp(-config.pose_scale * pose_error(sim.qpos, ref.qpos))
     vel = np.exp(-config.velocity_scale * velocity_error(sim.qvel, ref.qvel))
-    end_sim = heading_frame_offsets(sim.qpos, sim.body_pos[:, _END])
-    end_ref = heading_frame_offsets(ref.qpos, ref.body_pos[:, _END])
-    end = np.exp(-config.end_effector_scale * np.sum((end_sim - end_ref) ** 2, axis=(-1, -2)))
+    end_diff = end_effector_offsets(sim) - end_effector_offsets(ref)
+    end = np.exp(-config.end_effector_scale * np.sum(end_diff**2, axis=(-1, -2)))
     com = np.exp(-config.com_scale * np.sum((sim.com - ref.com) ** 2, axis=-1))
     root_angle = quat.angle(quat.mul(quat.conj(ref.qpos[:, hum.ROOT_QUAT]), sim.qpos[:, hum.ROOT_QUAT]))
     root_err = (

@@ -4,9 +4,10 @@ Measures, in one run, on the same humanoid model (``imitate.humanoid.load_model(
 and the same native thread count:
 
 1. raw: ``mujoco.batch.Batch(model, N, T)`` stepped open loop, ``substeps`` physics steps per
-   call as the env does, each sim started on the walk clip's reference pose (spread over the
-   clip) with its servos held at that pose's hinge angles; once with ``persistent=False`` (the
-   env's kind of batch, the baseline of every ratio) and once with ``persistent=True``;
+   call as the env does, each sim on the walk clip's reference pose (spread over the clip) with
+   its servos held at that pose's hinge angles, and put back there every 0.5 s (staggered), so
+   that its contact load stays like the env's; once with ``persistent=False`` (the env's kind
+   of batch, the baseline of every ratio) and once with ``persistent=True``;
 2. ``imitate.make_vec_env("walk", num_envs=N, nthread=T)`` with uniform random actions in
    [-1, 1] (observations, reward, terminations and autoreset included);
 3. the same env driven by a 1024-512 ReLU MLP (float32 torch, tanh output) that computes
@@ -55,7 +56,15 @@ def timed(step, seconds: float, warmup_s: float) -> float:
 
 
 class Raw:
-    """Open-loop stepping of a Batch of the env's model, from reference poses."""
+    """Open-loop stepping of a Batch of the env's model, from reference poses.
+
+    Held at fixed servo targets the humanoid falls in about a second and then lies on the floor
+    with several contacts, which costs more per step than the env's states (it ends an episode
+    at the first floor contact of a non-foot body). So each sim is put back on its reference
+    pose every EPISODE_CALLS calls, staggered like autoresets, in native calls inside the timing.
+    """
+
+    EPISODE_CALLS = 15  # 0.5 s at 30 Hz: about the env's mean episode length under random actions
 
     def __init__(self, num_envs: int, threads: int, substeps: int, persistent: bool):
         self.batch = Batch(hum.load_model("pd_target"), num_envs, threads, persistent=persistent)
@@ -64,15 +73,25 @@ class Raw:
         self.qpos, self.qvel = clip.qpos(times), clip.qvel(times)
         self.ctrl = np.clip(self.qpos[:, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
         self.substeps = substeps
+        self.age = np.zeros(num_envs, int)
 
     def start(self) -> None:
-        """Back onto the reference poses, so each round sees the same contact load."""
-        self.batch.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
-        self.batch.qpos, self.batch.qvel, self.batch.ctrl = self.qpos, self.qvel, self.ctrl
-        self.batch.forward()
+        """All sims on their reference poses, ages staggered."""
+        self.age = np.arange(len(self.age)) % self.EPISODE_CALLS
+        self.replace(np.arange(len(self.age), dtype=np.int32))
+
+    def replace(self, ids: np.ndarray) -> None:
+        self.batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        self.batch.qpos[ids], self.batch.qvel[ids], self.batch.ctrl[ids] = self.qpos[ids], self.qvel[ids], self.ctrl[ids]
+        self.batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
 
     def step(self) -> None:
         self.batch.step(nstep=self.substeps)
+        self.age += 1
+        done = self.age >= self.EPISODE_CALLS
+        if done.any():
+            self.age[done] = 0
+            self.replace(np.flatnonzero(done).astype(np.int32))
 
 
 class EnvLoop:

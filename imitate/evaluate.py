@@ -1,0 +1,97 @@
+"""Evaluation a user can trust: roll a controller out from phase 0 and measure it.
+
+Definitions (per episode, then mean and std over episodes):
+- normalised return: the sum of per-step rewards divided by the horizon in control steps, so
+  a fall early costs (1.0 = perfect imitation for the whole horizon);
+- survival [s]: time until the episode ended by a fall (the horizon if it never fell);
+- joint error [deg]: mean over the steps survived and over the 12 joints of the rotation angle
+  between the simulated and reference local joint rotation;
+- end-effector error [cm]: mean over the steps survived and the 4 end effectors (feet, hands)
+  of the distance between simulated and reference positions relative to the root, in each
+  one's heading frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from .env import LOOPING_EPISODE_S, EnvConfig, Simulation
+from .motion import load_clip
+from .reward import RewardTerms, end_effector_offsets, joint_angle_errors
+
+Controller = Callable[[Simulation], np.ndarray]  # reads sim.obs or the sim's state -> (N, 28)
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> "Stat":
+        return cls(float(np.mean(values)), float(np.std(values)))
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    episodes: int
+    horizon_s: float
+    normalised_return: Stat
+    survival_s: Stat
+    joint_error_deg: Stat
+    end_effector_error_cm: Stat
+    reward_terms: dict  # term name -> Stat of its per-step mean over the steps survived
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, horizon_s: float | None = None,
+             nthread: int = 0) -> EvalResult:
+    """Run `episodes` episodes at once from phase 0 for the horizon (default: 20 s for a
+    looping clip, the clip's length otherwise) and measure them (module docstring)."""
+    clip = load_clip(config.clip)
+    if horizon_s is None:
+        horizon_s = LOOPING_EPISODE_S if clip.loop else clip.duration_s
+    config = replace(config, random_start=False, episode_s=horizon_s)
+    sim = Simulation(config, episodes, nthread, clip=clip)
+    sim.reset(np.arange(episodes), np.zeros(episodes))
+    steps = max(1, round(horizon_s * config.control_hz))
+    alive = np.ones(episodes, bool)
+    ret = np.zeros(episodes)
+    survived = np.zeros(episodes, int)
+    joint_err = np.zeros(episodes)
+    end_err = np.zeros(episodes)
+    terms = {n: np.zeros(episodes) for n in RewardTerms.NAMES}
+    for _ in range(steps):
+        reward, terminated, _, _ = sim.step(controller(sim))
+        now = alive.copy()  # a step that ends in a fall still counts its reward
+        ret += np.where(now, reward, 0.0)
+        _, sph, rev = joint_angle_errors(sim.sim_pose.qpos, sim.ref_pose.qpos)
+        joint_err += np.where(now, np.concatenate([sph, rev], axis=1).mean(axis=1), 0.0)
+        dist = np.linalg.norm(end_effector_offsets(sim.sim_pose) - end_effector_offsets(sim.ref_pose), axis=-1)
+        end_err += np.where(now, dist.mean(axis=1), 0.0)
+        for n in terms:
+            terms[n] += np.where(now, getattr(sim.terms, n), 0.0)
+        survived += now & ~terminated
+        alive &= ~terminated
+        if not alive.any():
+            break
+    counted = np.maximum(survived + ~alive, 1)  # steps whose reward counted
+    return EvalResult(
+        episodes=episodes,
+        horizon_s=float(horizon_s),
+        normalised_return=Stat.of(ret / steps),
+        survival_s=Stat.of(survived / config.control_hz),
+        joint_error_deg=Stat.of(np.degrees(joint_err / counted)),
+        end_effector_error_cm=Stat.of(100.0 * end_err / counted),
+        reward_terms={n: Stat.of(v / counted) for n, v in terms.items()},
+    )
+
+
+def expert_controller(expert) -> Controller:
+    """A Controller from an expert called on the simulator state and the clip time."""
+    return lambda sim: expert(sim.batch.qpos, sim.batch.qvel, sim.ref_time_s)
