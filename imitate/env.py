@@ -120,9 +120,15 @@ class Simulation:
         self._body_ids = np.array([hum.body_id(b) for b in hum.BODY_NAMES])
         self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in hum.fall_sensor_names(config.fall_bodies)], dtype=int)
         self.start_time_s = np.zeros(num_envs)
-        self.elapsed_s = np.zeros(num_envs)
+        self.steps = np.zeros(num_envs, dtype=np.int64)  # control steps since each reset
         self.limit_s = np.full(num_envs, np.inf)
         self.obs = np.zeros((num_envs, OBS_DIM), np.float32)
+
+    @property
+    def elapsed_s(self) -> np.ndarray:
+        # from an integer count, not a running sum: control times that land on a clip's frame
+        # times (30 fps clips) must pick the same frame interval every time
+        return self.steps / self.config.control_hz
 
     @property
     def ref_time_s(self) -> np.ndarray:
@@ -147,7 +153,7 @@ class Simulation:
             ref_q[:, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
         self.batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
         self.start_time_s[ids] = start
-        self.elapsed_s[ids] = 0.0
+        self.steps[ids] = 0
         self.limit_s[ids] = self._episode_limit(start)
         self._observe(ids)
 
@@ -176,7 +182,7 @@ class Simulation:
             nonfinite[exc.ids] = True
         nonfinite |= self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1) > warnings_before
         nonfinite |= ~np.isfinite(self.batch.qpos).all(axis=1) | ~np.isfinite(self.batch.qvel).all(axis=1)
-        self.elapsed_s += self.config.control_dt
+        self.steps += 1
         self._observe(np.arange(self.num_envs))
         sim_root_z = self.batch.qpos[:, 2]
         fell = (self.batch.sensordata[:, self._fall_ids] > 0).any(axis=1)
@@ -186,7 +192,7 @@ class Simulation:
         truncated = (self.elapsed_s >= self.limit_s - 1e-9) & ~terminated
         reward = np.where(nonfinite, 0.0, self.terms.total)
         info = {f"reward_{n}": np.where(nonfinite, 0.0, getattr(self.terms, n)) for n in RewardTerms.NAMES}
-        info.update(fell=fell, nonfinite=nonfinite, time_s=self.elapsed_s.copy(),
+        info.update(fell=fell, nonfinite=nonfinite, time_s=self.elapsed_s,
                     phase=self.clip.phase(self.ref_time_s))
         return reward, terminated, truncated, info
 
