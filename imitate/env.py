@@ -16,8 +16,7 @@ Actions (28,) in [-1, 1], one per hinge (``imitate.humanoid.HINGE_NAMES``):
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import gymnasium as gym
 import mujoco
@@ -59,7 +58,8 @@ class EnvConfig:
             raise ConfigError(f"control_hz and physics_hz must be > 0; found {self.control_hz}, {self.physics_hz}")
         ratio = self.physics_hz / self.control_hz
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            raise ConfigError(f"physics_hz must be a whole multiple of control_hz; found {self.physics_hz} / {self.control_hz}")
+            raise ConfigError(
+                f"physics_hz must be a whole multiple of control_hz; found {self.physics_hz} / {self.control_hz}")
         if isinstance(self.reward, dict):
             object.__setattr__(self, "reward", RewardConfig(**self.reward))
         object.__setattr__(self, "fall_bodies", tuple(self.fall_bodies))
@@ -67,7 +67,8 @@ class EnvConfig:
         if self.episode_s is not None and not self.episode_s > 0:
             raise ConfigError(f"episode_s must be > 0 or None; found {self.episode_s}")
         if not (self.lookahead_s >= 0 and self.max_root_drop_m > 0):
-            raise ConfigError(f"lookahead_s must be >= 0 and max_root_drop_m > 0; found {self.lookahead_s}, {self.max_root_drop_m}")
+            raise ConfigError(f"lookahead_s must be >= 0 and max_root_drop_m > 0; "
+                              f"found {self.lookahead_s}, {self.max_root_drop_m}")
 
     @property
     def substeps(self) -> int:
@@ -81,7 +82,7 @@ class EnvConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "EnvConfig":
+    def from_json(cls, text: str) -> EnvConfig:
         return cls(**json.loads(text))
 
 
@@ -117,8 +118,14 @@ class Simulation:
         self.num_envs = num_envs
         self.batch = Batch(self.model, num_envs, nthread)
         self.ref = Batch(self.model, num_envs, nthread)  # forward kinematics of the reference
+        # Bind the derived fields now: a batch fills only the fields bound before a call.
+        for field_name in ("xpos", "subtree_com", "sensordata"):
+            self.batch.bind(field_name)
+        for field_name in ("xpos", "subtree_com"):
+            self.ref.bind(field_name)
         self._body_ids = np.array([hum.body_id(b) for b in hum.BODY_NAMES])
-        self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in hum.fall_sensor_names(config.fall_bodies)], dtype=int)
+        fall_sensors = hum.fall_sensor_names(config.fall_bodies)
+        self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in fall_sensors], dtype=int)
         self.start_time_s = np.zeros(num_envs)
         self.steps = np.zeros(num_envs, dtype=np.int64)  # control steps since each reset
         self.limit_s = np.full(num_envs, np.inf)
@@ -172,7 +179,8 @@ class Simulation:
         bad = ~np.isfinite(action)
         if bad.any():
             env, dim = np.argwhere(bad)[0]
-            raise ValueError(f"action: expected finite values, found {action[env, dim]} in env {env} at {hum.HINGE_NAMES[dim]}")
+            raise ValueError(f"action: expected finite values, found {action[env, dim]} "
+                             f"in env {env} at {hum.HINGE_NAMES[dim]}")
         self.batch.ctrl[:] = action_to_ctrl(action, self.config.action_space)
         warnings_before = self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1)
         nonfinite = np.zeros(self.num_envs, bool)

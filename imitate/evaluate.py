@@ -13,8 +13,8 @@ Definitions (per episode, then mean and std over episodes):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Callable
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Stat:
     std: float
 
     @classmethod
-    def of(cls, values: np.ndarray) -> "Stat":
+    def of(cls, values: np.ndarray) -> Stat:
         return cls(float(np.mean(values)), float(np.std(values)))
 
 

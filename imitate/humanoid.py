@@ -77,7 +77,7 @@ def _hinge_names_of(name: str, dof: int) -> tuple[str, ...]:
     return (name,) if dof == 1 else (f"{name}_x", f"{name}_y", f"{name}_z")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _base_model() -> mujoco.MjModel:
     return mujoco.MjModel.from_xml_path(str(MODEL_PATH))
 
@@ -152,9 +152,9 @@ def load_model(action_space: str = "pd_target", physics_hz: float = 600.0) -> mu
         # The servos' damping stays as passive joint damping, integrated implicitly: a PD
         # torque held for a whole 30 Hz control step is unstable with DeepMimic's gains,
         # while kp (q* - q) on top of implicit damping kd is stable (kp / kd * dt = 1/3).
-        for name, kd in zip(HINGE_NAMES, KD):
+        for name, kd in zip(HINGE_NAMES, KD, strict=True):
             spec.joint(name).damping = [kd, 0.0, 0.0]
-        for act, limit in zip(spec.actuators, TORQUE_LIMIT):
+        for act, limit in zip(spec.actuators, TORQUE_LIMIT, strict=True):
             act.set_to_motor()
             act.gear[0] = limit
             act.ctrlrange = [-1.0, 1.0]

@@ -107,7 +107,7 @@ class MotionClip:
         qpos[:, hum.ROOT_POS] = yup_to_zup_vec(frames[:, 1:4])
         qpos[:, hum.ROOT_QUAT] = root_quat
         hinges = qpos[:, hum.HINGE_QPOS]
-        for joint, off in zip(hum.JOINTS, _JOINT_OFFSETS):
+        for joint, off in zip(hum.JOINTS, _JOINT_OFFSETS, strict=True):
             if joint.dof == 1:
                 hinges[:, joint.hinges[0]] = frames[:, off]
             else:
@@ -230,12 +230,14 @@ def parse_clip(text: str, path: str | Path = "<string>") -> tuple[np.ndarray, bo
             raise MotionFormatError(path, "expected numbers only, found a non-number", frame=i) from None
         bad = np.flatnonzero(~np.isfinite(frames[i]))
         if bad.size:
-            raise MotionFormatError(path, f"expected finite values, found {frames[i, bad[0]]} at index {bad[0]}", frame=i)
-        for off in (4,) + tuple(o for o, j in zip(_JOINT_OFFSETS, hum.JOINTS) if j.dof == 3):
+            found = frames[i, bad[0]]
+            raise MotionFormatError(path, f"expected finite values, found {found} at index {bad[0]}", frame=i)
+        for off in (4,) + tuple(o for o, j in zip(_JOINT_OFFSETS, hum.JOINTS, strict=True) if j.dof == 3):
             norm = np.linalg.norm(frames[i, off:off + 4])
             if norm < _MIN_QUAT_NORM:
                 raise MotionFormatError(
-                    path, f"expected a non-zero quaternion at indices {off}..{off + 3}, found length {norm:.3g}", frame=i
+                    path, f"expected a non-zero quaternion at indices {off}..{off + 3}, found length {norm:.3g}",
+                    frame=i
                 )
         if i < len(raw) - 1 and frames[i, 0] <= 0.0:
             raise MotionFormatError(path, f"expected a positive frame duration, found {frames[i, 0]}", frame=i)

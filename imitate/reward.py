@@ -55,7 +55,7 @@ class RewardConfig:
                          self.com_weight, self.root_weight])
 
     @classmethod
-    def deepmimic_code(cls) -> "RewardConfig":
+    def deepmimic_code(cls) -> RewardConfig:
         """The weights of DeepMimic's released code (with its root term)."""
         return cls(pose_weight=0.5, velocity_weight=0.05, end_effector_weight=0.15,
                    com_weight=0.1, root_weight=0.2)

@@ -12,13 +12,12 @@ import json
 import mujoco
 import numpy as np
 import pytest
+from conftest import synthetic_frames, write_clip
 from scipy.spatial.transform import Rotation
 
 from imitate import MotionFormatError, load_clip
 from imitate import humanoid as hum
 from imitate.motion import MotionClip, parse_clip
-
-from conftest import synthetic_frames, write_clip
 
 CLASSIC = ("backflip", "cartwheel", "crawl", "dance_a", "dance_b", "getup_facedown", "getup_faceup",
            "jump", "kick", "punch", "roll", "run", "spin", "spinkick", "walk")

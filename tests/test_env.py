@@ -1,0 +1,572 @@
+"""The imitation env and vector env: Gymnasium contract, reference playback, seeding,
+equivalence of the batch with single envs, termination, truncation, action mapping and the
+observation's heading invariance.
+
+Independent references: MuJoCo's compiled model (ranges, gears, dof addresses), MuJoCo's own
+kinematics, differentiation and forces, DeepMimic's figures written out here.
+"""
+
+import math
+import warnings
+
+import mujoco
+import numpy as np
+import pytest
+
+import imitate
+from imitate import humanoid as hum
+from imitate.env import EnvConfig, Simulation, action_to_ctrl, targets_to_action
+from imitate.observation import OBS_NAMES, observe
+
+# The 15 classic DeepMimic clips (shared/deepmimic/README.md).
+CLASSIC_CLIPS = ("backflip", "cartwheel", "crawl", "dance_a", "dance_b", "getup_facedown",
+                 "getup_faceup", "jump", "kick", "punch", "roll", "run", "spin", "spinkick", "walk")
+# DeepMimic's torque limits [N m] per joint (shared/deepmimic/README.md).
+TORQUE_LIMIT = {"chest": 200.0, "neck": 50.0, "hip": 200.0, "knee": 150.0, "ankle": 90.0,
+                "shoulder": 100.0, "elbow": 60.0}
+VEL = mujoco.mjtStage.mjSTAGE_VEL
+
+XML_MODEL = mujoco.MjModel.from_xml_path(str(hum.MODEL_PATH))
+
+
+def limit_of(hinge: str) -> float:
+    """Torque limit of a hinge ("left_knee", "chest_x", ...) from DeepMimic's figures."""
+    for part, limit in TORQUE_LIMIT.items():
+        if part in hinge.split("_"):
+            return limit
+    raise KeyError(hinge)
+
+
+def hinge_names(model) -> list[str]:
+    """Names of the hinge each actuator drives, in actuator order (from MuJoCo)."""
+    return [model.joint(int(model.actuator_trnid[i, 0])).name for i in range(model.nu)]
+
+
+def reference_action(env) -> np.ndarray:
+    """The pd_target action aiming every servo at the reference's current hinge angles."""
+    q = env.clip.qpos(env.sim.ref_time_s)[0]
+    return targets_to_action(q[7:])
+
+
+@pytest.fixture(autouse=True)
+def _mujoco_log_in_tmp(tmp_path, monkeypatch):
+    """MuJoCo appends its warnings to ./MUJOCO_LOG.TXT: keep them out of the project."""
+    monkeypatch.chdir(tmp_path)
+
+
+# -------------------------------------------------------------------------------- contract
+def test_gymnasium_check_env_passes():
+    from gymnasium.utils.env_checker import check_env
+
+    env = imitate.make_env("walk")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # infinite Box bounds are intended
+        check_env(env, skip_render_check=True)
+    env.close()
+
+
+# ------------------------------------------------------------------------- reference playback
+def _playback_times(clip, n: int) -> np.ndarray:
+    """n start times spread over the clip (over two cycles for a looping clip)."""
+    span = 2.0 * clip.duration_s if clip.loop else clip.duration_s - 6.0 / 30.0
+    return np.linspace(0.0, span, n, endpoint=False) + 0.0123
+
+
+@pytest.mark.parametrize("name", CLASSIC_CLIPS)
+def test_kinematic_playback_scores_one_every_step(name):
+    """Putting the simulator on the clip at every control step scores reward 1 (each term)."""
+    pytest.importorskip("pybullet_data")
+    n, steps = 6, 6
+    sim = Simulation(EnvConfig(clip=name), n, nthread=1)
+    ids = np.arange(n)
+    sim.reset(ids, _playback_times(sim.clip, n))
+    for _ in range(steps):
+        sim.steps += 1  # one control step on
+        t = sim.ref_time_s
+        sim.batch.qpos[:] = sim.clip.qpos(t)
+        sim.batch.qvel[:] = sim.clip.qvel(t)
+        sim.batch.forward(stage=VEL)
+        sim._observe(ids)
+        for term in ("pose", "velocity", "end_effector", "com", "root", "total"):
+            np.testing.assert_allclose(getattr(sim.terms, term), 1.0, atol=1e-6, err_msg=f"{name}: {term}")
+
+
+@pytest.mark.parametrize("name", CLASSIC_CLIPS)
+def test_playback_with_mujoco_velocities_scores_one(name):
+    """The simulator on the clip's pose with the velocity MuJoCo differentiates from the
+    clip's own motion (mj_differentiatePos across a stretch inside one frame interval, where
+    the motion is linear in hinge angles and a constant-rate slerp at the root) still scores
+    1: the reference velocities (root angular velocity included, sign and frame) are right."""
+    pytest.importorskip("pybullet_data")
+    clip = imitate.load_clip(name)
+    intervals = np.unique(np.linspace(0, clip.num_frames - 2, 30).round().astype(int))
+    t0, t1 = clip.frame_times[intervals], clip.frame_times[intervals + 1]
+    mid, h = 0.5 * (t0 + t1), 0.25 * (t1 - t0)
+    if clip.loop:
+        mid = mid + clip.duration_s * (np.arange(len(mid)) % 2)  # every other one a cycle on
+    n = len(mid)
+    sim = Simulation(EnvConfig(clip=name), n, nthread=1, clip=clip)
+    ids = np.arange(n)
+    sim.reset(ids, mid)
+    qa, qb = clip.qpos(mid - h), clip.qpos(mid + h)
+    qvel = np.zeros((n, sim.model.nv))
+    for i in range(n):
+        mujoco.mj_differentiatePos(sim.model, qvel[i], 2.0 * h[i], qa[i], qb[i])
+    sim.batch.qvel[:] = qvel
+    sim.batch.forward(stage=VEL)
+    sim._observe(ids)
+    np.testing.assert_allclose(sim.terms.velocity, 1.0, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(sim.terms.total, 1.0, atol=1e-6, err_msg=name)
+
+
+def test_list_clips_finds_the_classic_clips():
+    pytest.importorskip("pybullet_data")
+    names = {c.name for c in imitate.list_clips()}
+    assert set(CLASSIC_CLIPS) <= names
+
+
+# --------------------------------------------------------------------------------- seeding
+def _run_single(env, seed, actions):
+    obs, info = env.reset(seed=seed)
+    rows = [(obs, 0.0, False, False)]
+    for a in actions:
+        obs, r, term, trunc, _ = env.step(a)
+        rows.append((obs, r, term, trunc))
+    return info["start_time_s"], rows
+
+
+def test_single_env_same_seed_same_episode():
+    actions = np.random.default_rng(5).uniform(-1.0, 1.0, size=(30, hum.NU))
+    a, b = imitate.make_env("walk"), imitate.make_env("walk")
+    start_a, rows_a = _run_single(a, 123, actions)
+    start_b, rows_b = _run_single(b, 123, actions)
+    start_c, rows_c = _run_single(a, 123, actions)  # the same env, re-seeded
+    assert start_a == start_b == start_c
+    for ra, rb, rc in zip(rows_a, rows_b, rows_c, strict=True):
+        np.testing.assert_array_equal(ra[0], rb[0])
+        np.testing.assert_array_equal(ra[0], rc[0])
+        assert ra[1:] == rb[1:] == rc[1:]
+    # the rollout did something: observations change along it
+    assert not np.array_equal(rows_a[0][0], rows_a[-1][0])
+
+
+def test_single_env_different_seeds_different_start_times():
+    env = imitate.make_env("walk")
+    starts = {env.reset(seed=s)[1]["start_time_s"] for s in range(8)}
+    assert len(starts) == 8
+    assert all(0.0 <= t < env.clip.duration_s for t in starts)
+    fixed = imitate.make_env("walk", random_start=False)
+    assert {fixed.reset(seed=s)[1]["start_time_s"] for s in range(3)} == {0.0}
+
+
+def _run_vec(env, seed, actions):
+    obs, info = env.reset(seed=seed)
+    rows = [(obs, np.zeros(env.num_envs), np.zeros(env.num_envs, bool), np.zeros(env.num_envs, bool))]
+    for a in actions:
+        obs, r, term, trunc, _ = env.step(a)
+        rows.append((obs, r, term, trunc))
+    return info["start_time_s"], rows
+
+
+def test_vec_env_same_seed_same_episodes_and_different_seed_different_starts():
+    n = 3
+    actions = np.random.default_rng(9).uniform(-1.0, 1.0, size=(30, n, hum.NU))
+    a = imitate.make_vec_env("walk", num_envs=n, nthread=2)
+    b = imitate.make_vec_env("walk", num_envs=n, nthread=1)
+    start_a, rows_a = _run_vec(a, 77, actions)
+    start_b, rows_b = _run_vec(b, 77, actions)
+    np.testing.assert_array_equal(start_a, start_b)
+    for ra, rb in zip(rows_a, rows_b, strict=True):
+        for x, y in zip(ra, rb, strict=True):
+            np.testing.assert_array_equal(x, y)
+    start_c, _ = _run_vec(a, 78, actions[:1])
+    assert not np.array_equal(start_a, start_c)
+    assert len(set(np.round(start_a, 12))) == n  # each env its own start
+
+
+# ------------------------------------------------------------------ vec env == N single envs
+def test_vec_env_equals_single_envs():
+    starts = np.array([0.0, 0.41, 0.93])
+    n = len(starts)
+    vec = imitate.make_vec_env("walk", num_envs=n, nthread=2)
+    singles = [imitate.make_env("walk") for _ in range(n)]
+    vobs, _ = vec.reset(options={"start_time_s": starts})
+    sobs = np.stack([env.reset(options={"start_time_s": float(t)})[0] for env, t in zip(singles, starts, strict=True)])
+    np.testing.assert_allclose(vobs, sobs, rtol=0, atol=1e-9)
+    rng = np.random.default_rng(3)
+    steps = 0
+    for _ in range(12):
+        actions = np.stack([reference_action(env) for env in singles]) + rng.normal(0.0, 0.1, size=(n, hum.NU))
+        vobs, vrew, vterm, vtrunc, vinfo = vec.step(actions)
+        outs = [env.step(a) for env, a in zip(singles, actions, strict=True)]
+        np.testing.assert_allclose(vobs, np.stack([o[0] for o in outs]), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(vrew, [o[1] for o in outs], rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(vterm, [o[2] for o in outs])
+        np.testing.assert_array_equal(vtrunc, [o[3] for o in outs])
+        for key in ("reward_pose", "reward_velocity", "reward_end_effector", "reward_com"):
+            np.testing.assert_allclose(vinfo[key], [o[4][key] for o in outs], rtol=0, atol=1e-9)
+        for i, env in enumerate(singles):
+            np.testing.assert_array_equal(vec.sim.batch.qpos[i], env.state()[0])
+        steps += 1
+        if (vterm | vtrunc).any():
+            break  # the vec env autoresets from here on
+    assert steps >= 5
+
+
+# ------------------------------------------------------------------------------ termination
+def _lay_flat(env, index=0):
+    """Put the root lying on its side just above the floor (90 degrees about x, 0.15 m up)."""
+    q = env.sim.batch.qpos[index]
+    q[2] = 0.15
+    quat = np.zeros(4)
+    mujoco.mju_axisAngle2Quat(quat, np.array([1.0, 0.0, 0.0]), math.pi / 2)
+    q[3:7] = quat
+    env.sim.batch.qvel[index] = 0.0
+
+
+@pytest.mark.parametrize("max_root_drop_m", [0.4, 100.0])  # 100: floor contacts alone
+def test_humanoid_laid_flat_terminates(max_root_drop_m):
+    env = imitate.make_env("walk", max_root_drop_m=max_root_drop_m)
+    env.reset(options={"start_time_s": 0.0})
+    _lay_flat(env)
+    for _ in range(60):  # 2 s
+        _, reward, term, trunc, info = env.step(reference_action(env))
+        if term or trunc:
+            break
+    assert term and info["fell"] and not info["nonfinite"]
+    assert not trunc
+
+
+@pytest.mark.parametrize("max_root_drop_m", [0.4, 100.0])
+def test_limp_humanoid_falls_and_terminates_within_2s(max_root_drop_m):
+    env = imitate.make_env("walk", action_space="torque", max_root_drop_m=max_root_drop_m)
+    env.reset(options={"start_time_s": 0.0})
+    steps = 0
+    while steps < 60:  # 2 s
+        _, _, term, trunc, info = env.step(np.zeros(hum.NU))
+        steps += 1
+        if term or trunc:
+            break
+    assert term and info["fell"] and not trunc and not info["nonfinite"]
+    assert steps >= 2  # it stood at the start
+
+
+def test_standing_on_the_reference_does_not_terminate():
+    env = imitate.make_env("walk")
+    env.reset(options={"start_time_s": 0.0})
+    model = env.sim.model
+    floor = model.geom("floor").id
+    foot_geoms = {model.geom("right_ankle").id, model.geom("left_ankle").id}
+    data = mujoco.MjData(model)
+    feet_touched = False
+    for _ in range(5):
+        _, reward, term, trunc, info = env.step(reference_action(env))
+        assert not term and not trunc and not info["fell"]
+        assert reward > 0.5
+        env.sim.batch.get_data(0, data)
+        mujoco.mj_forward(model, data)
+        for c in data.contact[: data.ncon]:
+            pair = {int(c.geom1), int(c.geom2)}
+            if floor in pair:
+                assert pair - {floor} <= foot_geoms  # only the feet touch the floor
+                feet_touched = True
+    assert feet_touched  # the feet on the floor do not end the episode
+
+
+def test_time_limit_truncates_after_exactly_15_steps():
+    env = imitate.make_env("walk", episode_s=0.5)
+    env.reset(options={"start_time_s": 0.0})
+    for k in range(1, 16):
+        _, _, term, trunc, info = env.step(reference_action(env))
+        assert not term, f"fell at step {k}"
+        assert trunc == (k == 15), f"step {k}"
+    assert info["time_s"] == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_action_raises_naming_env_and_hinge(bad):
+    env = imitate.make_env("walk")
+    env.reset(seed=0)
+    names = hinge_names(env.sim.model)
+    i = names.index("left_knee")
+    a = np.zeros(hum.NU)
+    a[i] = bad
+    with pytest.raises(ValueError, match=r"env 0\b.*left_knee"):
+        env.step(a)
+    vec = imitate.make_vec_env("walk", num_envs=3, nthread=1)
+    vec.reset(seed=0)
+    actions = np.zeros((3, hum.NU))
+    actions[2, names.index("neck_y")] = bad
+    with pytest.raises(ValueError, match=r"env 2\b.*neck_y"):
+        vec.step(actions)
+
+
+def test_wrong_action_shape_raises():
+    env = imitate.make_env("walk")
+    env.reset(seed=0)
+    for shape in [(hum.NU - 1,), (hum.NU + 1,), (2, hum.NU)]:
+        with pytest.raises(ValueError):
+            env.step(np.zeros(shape))
+    vec = imitate.make_vec_env("walk", num_envs=2, nthread=1)
+    vec.reset(seed=0)
+    for shape in [(2, hum.NU - 1), (3, hum.NU), (hum.NU,)]:
+        with pytest.raises(ValueError):
+            vec.step(np.zeros(shape))
+
+
+@pytest.mark.parametrize("field, index, value", [
+    ("qvel", 10, 1e30), ("qvel", 10, float("nan")), ("qvel", 0, float("inf")), ("qpos", 12, float("nan")),
+])
+def test_non_finite_state_ends_the_episode_without_exception(field, index, value):
+    env = imitate.make_env("walk")
+    env.reset(options={"start_time_s": 0.2})
+    getattr(env.sim.batch, field)[0, index] = value
+    obs, reward, term, trunc, info = env.step(reference_action(env))
+    assert info["nonfinite"] and term and not trunc and not info["fell"]
+    assert reward == 0.0
+    assert np.all(np.isfinite(obs))
+    # the env can go on after a reset
+    env.reset(options={"start_time_s": 0.2})
+    _, reward, term, _, info = env.step(reference_action(env))
+    assert not info["nonfinite"] and not term and reward > 0.5
+
+
+def test_non_finite_state_in_one_vec_env_leaves_the_others_alone():
+    starts = np.array([0.1, 0.5])
+    clean = imitate.make_vec_env("walk", num_envs=2, nthread=1)
+    dirty = imitate.make_vec_env("walk", num_envs=2, nthread=2)
+    clean.reset(options={"start_time_s": starts})
+    dirty.reset(options={"start_time_s": starts})
+    dirty.sim.batch.qvel[1, 7] = float("nan")
+    actions = np.stack([targets_to_action(q[7:]) for q in clean.sim.clip.qpos(starts)])
+    obs_c, rew_c, _, _, _ = clean.step(actions)
+    obs_d, rew_d, term_d, trunc_d, info_d = dirty.step(actions)
+    np.testing.assert_array_equal(info_d["nonfinite"], [False, True])
+    np.testing.assert_array_equal(term_d, [False, True])
+    np.testing.assert_array_equal(info_d["_final_obs"], [False, True])
+    np.testing.assert_array_equal(obs_d[0], obs_c[0])
+    assert rew_d[0] == rew_c[0] and rew_d[1] == 0.0
+    assert np.all(np.isfinite(obs_d))
+
+
+# --------------------------------------------------------------------------- action mapping
+def test_pd_action_ends_map_onto_the_hinge_ranges():
+    env = imitate.make_env("walk")
+    model = env.sim.model
+    joints = model.actuator_trnid[:, 0]
+    # the compiled model's servo bounds are its joints' ranges, as in the XML
+    np.testing.assert_array_equal(model.actuator_ctrlrange, model.jnt_range[joints])
+    np.testing.assert_array_equal(model.jnt_range, XML_MODEL.jnt_range)
+    lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
+    for action, expected in [(-1.0, lo), (1.0, hi), (0.0, 0.5 * (lo + hi)), (5.0, hi), (-3.0, lo)]:
+        env.reset(options={"start_time_s": 0.0})
+        env.step(np.full(hum.NU, action))
+        np.testing.assert_allclose(env.sim.batch.ctrl[0], expected, rtol=0, atol=1e-12)
+    # halfway between the middle and the top end
+    env.reset(options={"start_time_s": 0.0})
+    env.step(np.full(hum.NU, 0.5))
+    np.testing.assert_allclose(env.sim.batch.ctrl[0], 0.25 * lo + 0.75 * hi, rtol=0, atol=1e-12)
+
+
+def test_targets_to_action_inverts_action_to_ctrl():
+    rng = np.random.default_rng(2)
+    lo, hi = XML_MODEL.actuator_ctrlrange[:, 0], XML_MODEL.actuator_ctrlrange[:, 1]
+    a = rng.uniform(-1.0, 1.0, size=(7, hum.NU))
+    np.testing.assert_allclose(targets_to_action(action_to_ctrl(a, "pd_target")), a, atol=1e-12)
+    x = lo + (hi - lo) * rng.uniform(0.0, 1.0, size=(7, hum.NU))
+    np.testing.assert_allclose(action_to_ctrl(targets_to_action(x), "pd_target"), x, atol=1e-12)
+    np.testing.assert_allclose(targets_to_action(lo), -1.0, atol=1e-12)
+    np.testing.assert_allclose(targets_to_action(hi), 1.0, atol=1e-12)
+
+
+def test_torque_action_is_action_times_torque_limit():
+    env = imitate.make_env("walk", action_space="torque")
+    model = env.sim.model
+    names = hinge_names(model)
+    limits = np.array([limit_of(h) for h in names])
+    dofs = model.jnt_dofadr[model.actuator_trnid[:, 0]]
+    rng = np.random.default_rng(4)
+    a = rng.uniform(-1.0, 1.0, size=hum.NU)
+    a[:3] = [1.0, -1.0, 1.7]  # ends, and beyond them (clipped)
+    expected = np.clip(a, -1.0, 1.0) * limits
+    env.reset(options={"start_time_s": 0.3})
+    qfrc_actuator = env.sim.batch.bind("qfrc_actuator")  # bound before the call that fills it
+    env.step(a)
+    # what the env's own physics steps applied (derived fields of the last substep)
+    np.testing.assert_allclose(qfrc_actuator[0, dofs], expected, rtol=1e-12, atol=1e-9)
+    # one more physics step by MuJoCo itself from the env's state and controls
+    data = env.sim.batch.get_data(0)
+    mujoco.mj_step(model, data)
+    np.testing.assert_allclose(data.actuator_force * model.actuator_gear[:, 0], expected, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(data.qfrc_actuator[dofs], expected, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(np.delete(data.qfrc_actuator, dofs), 0.0, atol=1e-12)  # root: none
+
+
+# ----------------------------------------------------------------------------- autoreset
+def test_vec_env_autoresets_in_the_same_step():
+    starts = np.array([0.2, 0.6, 0.9])
+    vec = imitate.make_vec_env("walk", num_envs=3, nthread=2)
+    vec.reset(seed=5, options={"start_time_s": starts})
+    _lay_flat(vec, 1)
+    actions = np.stack([targets_to_action(q[7:]) for q in vec.sim.clip.qpos(starts)])
+    obs, reward, term, trunc, info = vec.step(actions)
+    np.testing.assert_array_equal(term, [False, True, False])
+    np.testing.assert_array_equal(info["_final_obs"], [False, True, False])
+    assert info["fell"][1]
+    height = OBS_NAMES.index("root_height")
+    final = info["final_obs"][1]
+    assert final[height] < 0.3  # the last observation of the fallen humanoid
+    # the next observation is a fresh reset one, at the start time the env drew
+    new_start = vec.sim.start_time_s[1]
+    assert vec.sim.elapsed_s[1] == 0.0
+    clip = vec.sim.clip
+    t = np.array([new_start])
+    q = clip.qpos(t)
+    ahead = t + vec.config.lookahead_s
+    expected = observe(q, clip.qvel(t), _body_pos(q[0])[None], clip.phase(t), clip.qpos(ahead), clip.qvel(ahead))
+    np.testing.assert_allclose(obs[1], expected[0], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(vec.sim.batch.qpos[1], q[0])
+    assert obs[1][height] == pytest.approx(vec.sim.clip.qpos(new_start)[0, 2], abs=1e-6)
+    # the others went on
+    np.testing.assert_array_equal(obs[[0, 2]], info["final_obs"][[0, 2]])
+    assert np.all(vec.sim.elapsed_s[[0, 2]] > 0.0)
+
+
+# --------------------------------------------------------------------- observation heading
+def _yaw(psi):
+    q = np.zeros(4)
+    mujoco.mju_axisAngle2Quat(q, np.array([0.0, 0.0, 1.0]), psi)
+    return q
+
+
+def _qmul(a, b):
+    out = np.zeros(4)
+    mujoco.mju_mulQuat(out, a, b)
+    return out
+
+
+def _rot(q, v):
+    out = np.zeros(3)
+    mujoco.mju_rotVecQuat(out, np.asarray(v, float), q)
+    return out
+
+
+def _random_qpos(rng):
+    q = XML_MODEL.qpos0.copy()
+    q[0:3] = rng.uniform(-2, 2, size=3) + [0, 0, 1]
+    tilt = np.zeros(4)
+    axis = rng.normal(size=3)
+    mujoco.mju_axisAngle2Quat(tilt, axis / np.linalg.norm(axis), rng.uniform(0.1, 1.0))
+    q[3:7] = _qmul(_yaw(rng.uniform(-3, 3)), tilt)
+    lo, hi = XML_MODEL.jnt_range[1:, 0], XML_MODEL.jnt_range[1:, 1]
+    q[7:] = lo + (hi - lo) * rng.uniform(0.2, 0.8, size=len(lo))
+    return q
+
+
+def _body_pos(qpos):
+    data = mujoco.MjData(XML_MODEL)
+    data.qpos[:] = qpos
+    mujoco.mj_kinematics(XML_MODEL, data)
+    return data.xpos[[XML_MODEL.body(b).id for b in hum.BODY_NAMES]].copy()
+
+
+def _turn(qpos, qvel, psi):
+    """The state turned by psi about the world z axis (through the origin)."""
+    spin = _yaw(psi)
+    q, v = qpos.copy(), qvel.copy()
+    q[0:3] = _rot(spin, qpos[0:3])
+    q[3:7] = _qmul(spin, qpos[3:7])
+    v[0:3] = _rot(spin, qvel[0:3])  # world-frame linear velocity turns
+    return q, v  # the root's angular velocity is in its own frame: it stays
+
+
+@pytest.mark.parametrize("psi", [0.3, -2.2, math.pi])
+def test_observation_is_heading_invariant(psi):
+    rng = np.random.default_rng(11)
+    qpos, ref_qpos = _random_qpos(rng), _random_qpos(rng)
+    qvel, ref_qvel = rng.normal(size=XML_MODEL.nv), rng.normal(size=XML_MODEL.nv)
+    phase = np.array([0.37])
+    base = observe(qpos[None], qvel[None], _body_pos(qpos)[None], phase, ref_qpos[None], ref_qvel[None])
+    tq, tv = _turn(qpos, qvel, psi)
+    trq, trv = _turn(ref_qpos, ref_qvel, psi)
+    body = _body_pos(tq)
+    # MuJoCo agrees the bodies turned with the root
+    np.testing.assert_allclose(body, [_rot(_yaw(psi), p) for p in _body_pos(qpos)], atol=1e-12)
+    turned = observe(tq[None], tv[None], body[None], phase, trq[None], trv[None])
+    np.testing.assert_allclose(turned, base, rtol=0, atol=2e-5)
+    # turning the humanoid alone, not its reference, is seen
+    alone = observe(tq[None], tv[None], body[None], phase, ref_qpos[None], ref_qvel[None])
+    assert np.abs(alone - base).max() > 1e-2
+    # and a different heading-frame velocity is seen too (the check can fail)
+    spun = tv.copy()
+    spun[3:6] += [0.0, 0.0, 1.0]
+    assert np.abs(observe(tq[None], spun[None], body[None], phase, trq[None], trv[None]) - base).max() > 0.5
+
+
+def test_observation_matches_the_env_state():
+    """The env's observation is observe() of MuJoCo's state; its named entries say what they
+    claim (root height from qpos, hinge angles in actuator order, phase of the clip)."""
+    env = imitate.make_env("walk")
+    obs, info = env.reset(options={"start_time_s": 0.5})
+    qpos, qvel = env.state()
+    names = hinge_names(env.sim.model)
+    assert obs[OBS_NAMES.index("root_height")] == pytest.approx(qpos[2], abs=1e-6)
+    for h in ("right_knee", "chest_y", "left_shoulder_z"):
+        adr = env.sim.model.jnt_qposadr[env.sim.model.joint(h).id]
+        assert obs[OBS_NAMES.index(f"q_{h}")] == pytest.approx(qpos[adr], abs=1e-6)
+        assert names.index(h) == adr - 7
+    assert obs[OBS_NAMES.index("phase")] == pytest.approx(0.5 / env.clip.duration_s, abs=1e-6)
+
+
+# ------------------------------------------------------- derived fields of a fresh Simulation
+# A mujoco.batch.Batch fills only the derived fields bound before a call (a field bound between
+# calls reads 0 until the next one): a fresh env must already see MuJoCo's kinematics and
+# contacts at its first reset and first step, not only a used one.
+def _expected_body_features(qpos):
+    """The obs's body-position block: MuJoCo's body origins relative to the root, in the
+    root's heading frame (yaw of its x axis), for every named body but the root."""
+    pos = _body_pos(qpos)
+    x_axis = _rot(qpos[3:7], [1.0, 0.0, 0.0])
+    inv = _yaw(-math.atan2(x_axis[1], x_axis[0]))
+    return np.concatenate([_rot(inv, p - qpos[0:3]) for p in pos[1:]])
+
+
+def _body_block():
+    first = OBS_NAMES.index(f"pos_{hum.BODY_NAMES[1]}_x")
+    return slice(first, first + 3 * (len(hum.BODY_NAMES) - 1))
+
+
+def test_reset_observation_of_a_used_env_matches_mujoco_kinematics():
+    env = imitate.make_env("walk")
+    env.reset(options={"start_time_s": 0.1})
+    env.step(reference_action(env))
+    obs, _ = env.reset(options={"start_time_s": 0.7})
+    qpos, _ = env.state()
+    np.testing.assert_allclose(obs[_body_block()], _expected_body_features(qpos), rtol=0, atol=1e-5)
+
+
+def test_fresh_env_first_observation_matches_mujoco_kinematics():
+    env = imitate.make_env("walk")
+    obs, _ = env.reset(options={"start_time_s": 0.7})
+    qpos, _ = env.state()
+    np.testing.assert_allclose(obs[_body_block()], _expected_body_features(qpos), rtol=0, atol=1e-5)
+    vec = imitate.make_vec_env("walk", num_envs=2, nthread=1)
+    vobs, _ = vec.reset(options={"start_time_s": np.array([0.2, 0.9])})
+    for i in range(2):
+        expected = _expected_body_features(vec.sim.batch.qpos[i])
+        np.testing.assert_allclose(vobs[i, _body_block()], expected, rtol=0, atol=1e-5)
+
+
+def test_fresh_env_detects_floor_contact_on_its_first_step():
+    """Laid flat on the floor, a fresh env must end the episode at its first step (floor
+    contacts alone: the root-drop rule is switched off); a used env does."""
+    for used in (True, False):
+        env = imitate.make_env("walk", max_root_drop_m=100.0)
+        env.reset(options={"start_time_s": 0.0})
+        if used:
+            env.step(reference_action(env))
+            env.reset(options={"start_time_s": 0.0})
+        _lay_flat(env)
+        _, _, term, trunc, info = env.step(reference_action(env))
+        assert term and info["fell"] and not trunc, f"used={used}"
