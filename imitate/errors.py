@@ -24,3 +24,7 @@ class ClipNotFoundError(ImitateError, FileNotFoundError):
 
 class ConfigError(ImitateError, ValueError):
     """A configuration value is out of its allowed range or of the wrong kind."""
+
+
+class StoreError(ImitateError, ValueError):
+    """A demonstration store is foreign, of another schema or env, or an append is invalid."""

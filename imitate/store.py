@@ -1,0 +1,344 @@
+"""The HDF5 demonstration store: episodes from mocap and DAgger rounds, appended safely.
+
+Schema (version 1; datasets/README.md documents it for users):
+- root attributes: ``format`` = "imitate.demo_store", ``schema_version``, ``imitate_version``,
+  ``created_utc``, ``env_config`` (EnvConfig JSON), ``model_hash``, ``obs_names`` and
+  ``act_names`` (JSON lists, one name per dimension), ``valid_every``, ``next_episode_id``,
+  ``rounds`` (JSON list of the rounds appended).
+- ``episodes/NNNNNNN``: one group per episode with datasets ``obs`` (T, obs_dim) f4,
+  ``expert_actions`` (T, act_dim) f4 (the labels), ``actions`` (T, act_dim) f4 (executed),
+  ``qpos`` (T, nq) f8, ``qvel`` (T, nv) f8, ``time_s`` (T,) f8 (clip time), ``phase`` (T,) f4,
+  ``reward`` (T,) f4, ``terminated`` and ``truncated`` (T,) bool; attributes ``source``
+  ("mocap", "dagger", "rollout"), ``round``, ``clip``, ``checkpoint_id``, ``beta``, ``seed``,
+  ``length``, ``return``.
+- ``mask/train``, ``mask/valid``: episode ids (every ``valid_every``-th episode is valid).
+- ``stats/<field>/{count, mean, m2, min, max, at_limit}`` for obs, expert_actions, actions:
+  merged from each append's own sums (Chan et al.), never by re-reading the file.
+
+Safety: a file is created complete under a temporary name and renamed into place; an append
+(one round, any number of episodes) runs as one transaction under a rollback journal
+(imitate.journal) while holding an exclusive lock (``PATH.lock``); readers hold a shared lock
+while they read, and any reader or writer that finds a journal left by a killed writer rolls
+it back first.  So after a crash at any instant the file holds exactly the completed rounds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from . import __version__
+from . import humanoid as hum
+from .env import EnvConfig
+from .errors import StoreError
+from .journal import JournaledFile, journal_path, recover
+from .observation import OBS_NAMES
+
+FORMAT = "imitate.demo_store"
+SCHEMA_VERSION = 1
+SOURCES = ("mocap", "dagger", "rollout")
+STAT_FIELDS = ("obs", "expert_actions", "actions")
+ACT_NAMES = hum.HINGE_NAMES
+AT_LIMIT = 0.999  # |action| at or above this counts as sitting at its limit
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode to append.  T steps; shapes as in the module docstring."""
+
+    obs: np.ndarray
+    expert_actions: np.ndarray
+    actions: np.ndarray
+    qpos: np.ndarray
+    qvel: np.ndarray
+    time_s: np.ndarray
+    phase: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    source: str = "mocap"
+    clip: str = ""
+    checkpoint_id: str = ""
+    beta: float = float("nan")
+    seed: int = -1
+
+    ARRAYS = ("obs", "expert_actions", "actions", "qpos", "qvel", "time_s", "phase", "reward",
+              "terminated", "truncated")
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+
+_DTYPES = {"obs": np.float32, "expert_actions": np.float32, "actions": np.float32, "qpos": np.float64,
+           "qvel": np.float64, "time_s": np.float64, "phase": np.float32, "reward": np.float32,
+           "terminated": np.bool_, "truncated": np.bool_}
+_WIDTHS = {"obs": len(OBS_NAMES), "expert_actions": hum.NU, "actions": hum.NU, "qpos": hum.NQ, "qvel": hum.NV}
+
+
+def _model_hash(config: EnvConfig) -> str:
+    return hum.model_hash(hum.load_model(config.action_space, config.physics_hz))
+
+
+@contextmanager
+def _locked(path: Path, exclusive: bool):
+    """Hold PATH.lock shared (readers) or exclusive (the writer); roll back a dead writer's journal."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if journal_path(path).exists():  # a writer died mid-append: restore the last commit
+            if not exclusive:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            recover(path)
+            if not exclusive:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _validate_episode(ep: Episode, index: int) -> dict[str, np.ndarray]:
+    """The episode's arrays cast to their dtypes, or StoreError saying what is wrong where."""
+    where = f"episode {index} of the append"
+    if ep.source not in SOURCES:
+        raise StoreError(f"{where}: expected source in {SOURCES}, found {ep.source!r}")
+    n = len(ep.obs)
+    if n < 1:
+        raise StoreError(f"{where}: expected at least 1 step, found 0")
+    out = {}
+    for name in Episode.ARRAYS:
+        arr = np.asarray(getattr(ep, name))
+        shape = (n, _WIDTHS[name]) if name in _WIDTHS else (n,)
+        if arr.shape != shape:
+            raise StoreError(f"{where}, field {name}: expected shape {shape}, found {arr.shape}")
+        if arr.dtype.kind == "f" or name not in ("terminated", "truncated"):
+            bad = ~np.isfinite(arr.astype(np.float64))
+            if bad.any():
+                row = int(np.argwhere(bad)[0][0])
+                raise StoreError(f"{where}, field {name}: expected finite values, found {arr[row].ravel()[:4]}... "
+                                 f"at step {row}")
+        out[name] = arr.astype(_DTYPES[name])
+    return out
+
+
+def _merge_stats(group: h5py.Group, x: np.ndarray, is_action: bool) -> None:
+    """Merge the count, mean, M2, min, max (and at-limit counts) of rows x into group's."""
+    n_b = len(x)
+    mean_b = x.mean(axis=0, dtype=np.float64)
+    m2_b = ((x - mean_b) ** 2).sum(axis=0, dtype=np.float64)
+    n_a = int(group["count"][()])
+    if n_a == 0:
+        mean, m2, lo, hi = mean_b, m2_b, x.min(axis=0), x.max(axis=0)
+    else:
+        mean_a, m2_a = group["mean"][()], group["m2"][()]
+        delta = mean_b - mean_a
+        n = n_a + n_b
+        mean = mean_a + delta * n_b / n
+        m2 = m2_a + m2_b + delta**2 * n_a * n_b / n
+        lo, hi = np.minimum(group["min"][()], x.min(axis=0)), np.maximum(group["max"][()], x.max(axis=0))
+    group["count"][()] = n_a + n_b
+    group["mean"][...] = mean
+    group["m2"][...] = m2
+    group["min"][...] = lo
+    group["max"][...] = hi
+    if is_action:
+        group["at_limit"][...] = group["at_limit"][()] + (np.abs(x) >= AT_LIMIT).sum(axis=0)
+
+
+class DemoStore:
+    """A demonstration store at ``path``.  Reads take a shared lock per call; appends an
+    exclusive one.  Nothing is held open between calls."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: no such store (build one with `imitate dataset build`)")
+        with self._read() as f:
+            self.env_config = EnvConfig.from_json(f.attrs["env_config"])
+            self.model_hash = str(f.attrs["model_hash"])
+
+    # ----- creating ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike, env_config: EnvConfig, *, valid_every: int = 10,
+               overwrite: bool = False) -> DemoStore:
+        """Write an empty store (complete, then renamed into place)."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise StoreError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+        if valid_every < 2:
+            raise StoreError(f"valid_every must be >= 2; found {valid_every}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with h5py.File(tmp, "w", libver="latest") as f:
+            a = f.attrs
+            a["format"], a["schema_version"], a["imitate_version"] = FORMAT, SCHEMA_VERSION, __version__
+            a["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            a["env_config"], a["model_hash"] = env_config.to_json(), _model_hash(env_config)
+            a["obs_names"], a["act_names"] = json.dumps(list(OBS_NAMES)), json.dumps(list(ACT_NAMES))
+            a["valid_every"], a["next_episode_id"], a["rounds"] = valid_every, 0, "[]"
+            f.create_group("episodes")
+            for split in ("train", "valid"):
+                f.create_dataset(f"mask/{split}", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
+            for name in STAT_FIELDS:
+                g = f.create_group(f"stats/{name}")
+                width = _WIDTHS[name]
+                g["count"] = np.int64(0)
+                for key in ("mean", "m2", "min", "max"):
+                    g[key] = np.zeros(width)
+                if name != "obs":
+                    g["at_limit"] = np.zeros(width, np.int64)
+        os.replace(tmp, path)
+        return cls(path)
+
+    # ----- opening -------------------------------------------------------------------------
+    @contextmanager
+    def _read(self):
+        with _locked(self.path, exclusive=False):
+            try:
+                f = h5py.File(self.path, "r", locking=False)
+            except OSError as exc:
+                raise StoreError(f"{self.path}: not an HDF5 file imitate can read ({exc})") from None
+            with f:
+                self._check_identity(f)
+                yield f
+
+    def _check_identity(self, f: h5py.File) -> None:
+        fmt = f.attrs.get("format")
+        if fmt != FORMAT:
+            raise StoreError(f"{self.path}: expected an imitate demonstration store (format {FORMAT!r}), "
+                             f"found format {fmt!r}")
+        version = int(f.attrs.get("schema_version", -1))
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: expected schema version {SCHEMA_VERSION}, found {version}")
+
+    # ----- appending -----------------------------------------------------------------------
+    def append_round(self, episodes: list[Episode], *, round: int, env_config: EnvConfig) -> list[int]:
+        """Append episodes as one round, all or nothing; return their episode ids.
+
+        Refused with StoreError, nothing written, if env_config or its model differ from the
+        store's, or any episode is malformed (shape, NaN, source)."""
+        if env_config.to_json() != self.env_config.to_json():
+            raise StoreError(f"{self.path}: env configuration differs from the store's:\n  store:  "
+                             f"{self.env_config.to_json()}\n  append: {env_config.to_json()}")
+        if _model_hash(env_config) != self.model_hash:
+            raise StoreError(f"{self.path}: humanoid model hash {_model_hash(env_config)} differs from the "
+                             f"store's {self.model_hash}")
+        if not episodes:
+            raise StoreError(f"{self.path}: expected at least one episode to append, found none")
+        arrays = [_validate_episode(ep, i) for i, ep in enumerate(episodes)]
+        with _locked(self.path, exclusive=True):
+            jf = JournaledFile(self.path)
+            try:
+                with h5py.File(jf, "r+") as f:
+                    self._check_identity(f)
+                    ids = self._write_round(f, episodes, arrays, round)
+            except BaseException:
+                jf.close()
+                recover(self.path)
+                raise
+            jf.commit()
+        return ids
+
+    def _write_round(self, f: h5py.File, episodes, arrays, round: int) -> list[int]:
+        first = int(f.attrs["next_episode_id"])
+        valid_every = int(f.attrs["valid_every"])
+        ids, splits = [], {"train": [], "valid": []}
+        for k, (ep, data) in enumerate(zip(episodes, arrays, strict=True)):
+            eid = first + k
+            g = f.create_group(f"episodes/{eid:07d}")
+            for name, arr in data.items():
+                g.create_dataset(name, data=arr)  # contiguous: one read loads it whole
+            a = g.attrs
+            a["source"], a["round"], a["clip"], a["checkpoint_id"] = ep.source, round, ep.clip, ep.checkpoint_id
+            a["beta"], a["seed"], a["length"] = float(ep.beta), int(ep.seed), len(ep)
+            a["return"] = float(data["reward"].astype(np.float64).sum())
+            splits["valid" if eid % valid_every == valid_every - 1 else "train"].append(eid)
+            ids.append(eid)
+        for split, new in splits.items():
+            ds = f[f"mask/{split}"]
+            ds.resize((len(ds) + len(new),))
+            if new:
+                ds[-len(new):] = new
+        for name in STAT_FIELDS:
+            _merge_stats(f[f"stats/{name}"], np.concatenate([d[name] for d in arrays]), name != "obs")
+        f.attrs["next_episode_id"] = first + len(episodes)
+        rounds = json.loads(f.attrs["rounds"])
+        f.attrs["rounds"] = json.dumps(sorted(set(rounds) | {round}))
+        return ids
+
+    # ----- reading -------------------------------------------------------------------------
+    def episode_index(self) -> list[dict]:
+        """One dict per episode: id, split, and its attributes."""
+        with self._read() as f:
+            valid = set(f["mask/valid"][()].tolist())
+            return [{"id": int(name), "split": "valid" if int(name) in valid else "train",
+                     **{k: (v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}}
+                    for name, g in f["episodes"].items()]
+
+    def load(self, fields: tuple[str, ...] = ("obs", "expert_actions"), *, split: str | None = "train",
+             rounds: list[int] | None = None, sources: list[str] | None = None, clips: list[str] | None = None,
+             last_rounds: int | None = None) -> dict[str, np.ndarray]:
+        """Concatenate the chosen episodes' fields into RAM, one contiguous read per dataset.
+
+        Filters: split ("train", "valid" or None for both), rounds, sources, clips, and
+        last_rounds (keep the mocap round plus only the last M other rounds)."""
+        for name in fields:
+            if name not in Episode.ARRAYS:
+                raise StoreError(f"unknown field {name!r}; expected one of {Episode.ARRAYS}")
+        chosen = self._select(split, rounds, sources, clips, last_rounds)
+        with self._read() as f:
+            out = {}
+            total = sum(int(f[f"episodes/{e:07d}"].attrs["length"]) for e in chosen)
+            for name in fields:
+                width = (_WIDTHS[name],) if name in _WIDTHS else ()
+                buf = np.empty((total, *width), dtype=_DTYPES[name])
+                pos = 0
+                for e in chosen:
+                    ds = f[f"episodes/{e:07d}/{name}"]
+                    ds.read_direct(buf, dest_sel=np.s_[pos:pos + len(ds)])
+                    pos += len(ds)
+                out[name] = buf
+        return out
+
+    def _select(self, split, rounds, sources, clips, last_rounds) -> list[int]:
+        index = self.episode_index()
+        keep_rounds = None
+        if last_rounds is not None:
+            others = sorted({e["round"] for e in index if e["source"] != "mocap"})
+            keep_rounds = set(others[-last_rounds:]) if last_rounds > 0 else set()
+        chosen = []
+        for e in index:
+            if split is not None and e["split"] != split:
+                continue
+            if rounds is not None and e["round"] not in rounds:
+                continue
+            if sources is not None and e["source"] not in sources:
+                continue
+            if clips is not None and e["clip"] not in clips:
+                continue
+            if keep_rounds is not None and e["source"] != "mocap" and e["round"] not in keep_rounds:
+                continue
+            chosen.append(e["id"])
+        return chosen
+
+    def normalisation(self, name: str = "obs") -> dict[str, np.ndarray]:
+        """count, mean, var, std, min, max (and at_limit for actions) of a field, from the stats."""
+        with self._read() as f:
+            g = f[f"stats/{name}"]
+            count = int(g["count"][()])
+            out = {k: g[k][()] for k in g if k != "count"}
+        out["count"] = count
+        out["var"] = out.pop("m2") / max(count, 1)
+        out["std"] = np.sqrt(out["var"])
+        return out
+
+    def attrs(self) -> dict:
+        with self._read() as f:
+            return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}

@@ -1,0 +1,206 @@
+"""The HDF5 demonstration store: round trips, statistics, refusals, crashes and concurrency."""
+
+import json
+import os
+import signal
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from imitate.env import EnvConfig
+from imitate.errors import StoreError
+from imitate.journal import journal_path
+from imitate.store import DemoStore, Episode
+
+CONFIG = EnvConfig(clip="walk")
+
+
+def make_episode(seed: int, length: int = 40, source: str = "dagger") -> Episode:
+    """Deterministic content from the seed, so a checker can regenerate it."""
+    rng = np.random.default_rng(seed)
+    return Episode(
+        obs=rng.normal(size=(length, 179)).astype(np.float32),
+        expert_actions=rng.uniform(-1, 1, (length, 28)).astype(np.float32),
+        actions=rng.uniform(-1.2, 1.2, (length, 28)).clip(-1, 1).astype(np.float32),
+        qpos=rng.normal(size=(length, 35)), qvel=rng.normal(size=(length, 34)),
+        time_s=np.arange(length) / 30.0, phase=rng.uniform(0, 1, length).astype(np.float32),
+        reward=rng.uniform(0, 1, length).astype(np.float32),
+        terminated=np.arange(length) == length - 1, truncated=np.zeros(length, bool),
+        source=source, clip="walk", checkpoint_id=f"ckpt{seed}", beta=0.5, seed=seed,
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    return DemoStore.create(tmp_path / "walk.h5", CONFIG)
+
+
+def test_round_trip_of_every_field(store):
+    eps = [make_episode(1, 30, "mocap"), make_episode(2, 45)]
+    ids = store.append_round(eps[:1], round=0, env_config=CONFIG)
+    ids += store.append_round(eps[1:], round=1, env_config=CONFIG)
+    assert ids == [0, 1]
+    with h5py.File(store.path, "r") as f:  # read back with plain h5py, not the store's reader
+        for eid, ep in zip(ids, eps, strict=True):
+            g = f[f"episodes/{eid:07d}"]
+            for name in Episode.ARRAYS:
+                np.testing.assert_array_equal(g[name][()], np.asarray(getattr(ep, name)))
+            assert g.attrs["source"] == ep.source and g.attrs["clip"] == "walk"
+            assert g.attrs["checkpoint_id"] == ep.checkpoint_id and g.attrs["seed"] == ep.seed
+            assert g.attrs["beta"] == 0.5 and g.attrs["length"] == len(ep)
+            assert g.attrs["return"] == pytest.approx(float(np.sum(ep.reward, dtype=np.float64)))
+        assert json.loads(f.attrs["rounds"]) == [0, 1]
+        assert EnvConfig.from_json(f.attrs["env_config"]) == CONFIG
+        assert len(json.loads(f.attrs["obs_names"])) == 179 and len(json.loads(f.attrs["act_names"])) == 28
+    both = store.load(Episode.ARRAYS, split=None)
+    for name in Episode.ARRAYS:
+        np.testing.assert_array_equal(both[name], np.concatenate([getattr(e, name) for e in eps]))
+
+
+def test_statistics_after_many_appends_equal_all_at_once(store):
+    eps = [make_episode(s, 10 + 7 * s) for s in range(25)]
+    for r in range(5):
+        store.append_round(eps[5 * r:5 * r + 5], round=r, env_config=CONFIG)
+    for name in ("obs", "expert_actions", "actions"):
+        x = np.concatenate([getattr(e, name) for e in eps]).astype(np.float64)
+        st = store.normalisation(name)
+        assert st["count"] == len(x)
+        np.testing.assert_allclose(st["mean"], x.mean(0), atol=1e-9)
+        np.testing.assert_allclose(st["var"], x.var(0), rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(st["min"], x.min(0))
+        np.testing.assert_array_equal(st["max"], x.max(0))
+        if name != "obs":
+            np.testing.assert_array_equal(st["at_limit"], (np.abs(x) >= 0.999).sum(0))
+
+
+def test_splits_and_filters(store):
+    store.append_round([make_episode(s, source="mocap") for s in range(10)], round=0, env_config=CONFIG)
+    for r in (1, 2, 3):
+        store.append_round([make_episode(10 * r + s) for s in range(4)], round=r, env_config=CONFIG)
+    index = store.episode_index()
+    valid = [e["id"] for e in index if e["split"] == "valid"]
+    assert valid == [9, 19] and len(index) == 22
+    with h5py.File(store.path, "r") as f:
+        assert sorted(f["mask/train"][()].tolist() + f["mask/valid"][()].tolist()) == list(range(22))
+    lengths = {e["id"]: e["length"] for e in index}
+    rounds = {e["id"]: e["round"] for e in index}
+    got = store.load(("reward",), split="train", rounds=[1, 2])
+    assert len(got["reward"]) == sum(lengths[i] for i in lengths if rounds[i] in (1, 2) and i not in valid)
+    capped = store.load(("reward",), split=None, last_rounds=1)  # the mocap round + round 3
+    assert len(capped["reward"]) == sum(lengths[i] for i in lengths if rounds[i] in (0, 3))
+    assert len(store.load(("reward",), split=None, sources=["mocap"])["reward"]) == 10 * 40
+
+
+def test_refusals_write_nothing(store, tmp_path):
+    store.append_round([make_episode(1)], round=0, env_config=CONFIG)
+    before = store.path.read_bytes()
+    bad_nan = make_episode(2)
+    bad_nan.obs[5, 3] = np.nan
+    cases = [
+        ([bad_nan], CONFIG, "field obs: expected finite values"),
+        ([make_episode(3).__class__(**{**make_episode(3).__dict__, "actions": np.zeros((40, 27))})], CONFIG,
+         "field actions: expected shape (40, 28), found (40, 27)"),
+        ([make_episode(4)], EnvConfig(clip="walk", action_space="torque"), "env configuration differs"),
+        ([make_episode(5)], EnvConfig(clip="run"), "env configuration differs"),
+        ([make_episode(6, source="magic")], CONFIG, "expected source in"),
+        ([], CONFIG, "at least one episode"),
+    ]
+    for eps, cfg, words in cases:
+        with pytest.raises(StoreError) as err:
+            store.append_round(eps, round=1, env_config=cfg)
+        assert words in str(err.value)
+    assert store.path.read_bytes() == before
+
+
+def test_foreign_and_mismatched_files_are_refused(tmp_path, store):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.arange(3)
+    with pytest.raises(StoreError, match="expected an imitate demonstration store"):
+        DemoStore(foreign)
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(StoreError, match="not an HDF5 file"):
+        DemoStore(text)
+    with h5py.File(store.path, "r+") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(StoreError, match="expected schema version 1, found 99"):
+        DemoStore(store.path)
+    with pytest.raises(StoreError, match="already exists"):
+        DemoStore.create(store.path, CONFIG)
+    with pytest.raises(StoreError, match="no such store"):
+        DemoStore(tmp_path / "missing.h5")
+
+
+def _writer(path, first_round):
+    """Child process: append rounds of 3 episodes forever (until killed)."""
+    store = DemoStore(path)
+    r = first_round
+    while True:
+        store.append_round([make_episode(100 * r + k, 400) for k in range(3)], round=r, env_config=CONFIG)
+        r += 1
+
+
+def _check_consistent(path):
+    """Every committed round is whole and exact, and the statistics match the data."""
+    store = DemoStore(path)  # opening rolls back a dead writer's journal
+    assert not journal_path(path).exists()
+    index = store.episode_index()
+    rounds = json.loads(store.attrs()["rounds"])
+    assert len(index) == 3 * len(rounds) == store.attrs()["next_episode_id"]
+    data = store.load(("obs", "actions"), split=None)
+    assert sorted({e["round"] for e in index}) == rounds
+    assert [e["seed"] for e in index] == [100 * r + k for r in rounds for k in range(3)]
+    tail = [make_episode(e["seed"], 400).obs for e in index[-6:]]  # the rounds at risk
+    if tail:
+        np.testing.assert_array_equal(data["obs"][-len(tail) * 400:], np.concatenate(tail))
+    st = store.normalisation("obs")
+    assert st["count"] == len(data["obs"])
+    if len(data["obs"]):
+        np.testing.assert_allclose(st["mean"], data["obs"].mean(0, dtype=np.float64), atol=1e-9)
+    return len(rounds)
+
+
+def test_kill_during_append_never_corrupts(tmp_path):
+    """SIGKILL a writer at random instants, many times (IMITATE_KILL_TRIALS, default 30): the
+    store always opens with exactly its completed rounds, and appending then goes on."""
+    path = tmp_path / "walk.h5"
+    DemoStore.create(path, CONFIG)
+    rng = np.random.default_rng(0)
+    committed, rolled_back = 0, 0
+    for _ in range(int(os.environ.get("IMITATE_KILL_TRIALS", "30"))):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                _writer(path, committed)
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.0, 0.25))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        rolled_back += journal_path(path).exists()
+        committed = _check_consistent(path)
+    assert committed > 0 and rolled_back > 0  # some kills landed mid-append
+
+
+def test_concurrent_reader_during_appends(tmp_path):
+    path = tmp_path / "walk.h5"
+    DemoStore.create(path, CONFIG)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child: 15 rounds, then exit
+        try:
+            store = DemoStore(path)
+            for r in range(15):
+                store.append_round([make_episode(100 * r + k, 400) for k in range(3)], round=r, env_config=CONFIG)
+        finally:
+            os._exit(0)
+    reader = DemoStore(path)
+    loads = 0
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        data = reader.load(("obs",), split=None)
+        assert len(data["obs"]) % (3 * 400) == 0  # only whole rounds are ever seen
+        loads += 1
+    assert loads > 0
+    assert _check_consistent(path) == 15
