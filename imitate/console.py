@@ -45,3 +45,55 @@ def evaluation_table(results: dict[str, EvalResult], title: str) -> Table:
     for label, cells in rows:
         table.add_row(escape(label), *cells)
     return table
+
+
+def _fmt(x, fmt=".3g") -> str:
+    return "-" if x is None else f"{x:{fmt}}"
+
+
+def store_tables(summary: dict) -> list[Table]:
+    """Tables of `imitate dataset stats`: metadata, rounds, fields, splits."""
+    meta = summary["metadata"]
+    t_meta = Table(title=f"Store {escape(summary['path'])}", show_header=False)
+    t_meta.add_column("key")
+    t_meta.add_column("value")
+    for key in ("format", "schema_version", "imitate_version", "created_utc", "clip", "action_space", "control_hz",
+                "physics_hz", "model_hash", "obs_dim", "act_dim", "episodes", "steps", "valid_every"):
+        t_meta.add_row(key, escape(str(meta[key])))
+    if "build_config" in meta:
+        t_meta.add_row("mocap build", escape(", ".join(f"{k}={v}" for k, v in meta["build_config"].items())))
+
+    t_rounds = Table(title="Episodes by source, round and clip")
+    for col in ("source", "round", "clip", "episodes", "steps", "length: mean [min, max]", "return: mean [min, max]"):
+        t_rounds.add_column(escape(col), justify="left" if col in ("source", "clip") else "right")
+    for r in summary["rounds"]:
+        length, ret = r["length"], r["return"]
+        t_rounds.add_row(r["source"], str(r["round"]), r["clip"], str(r["episodes"]), str(r["steps"]),
+                         escape(f"{_fmt(length['mean'], '.1f')} [{_fmt(length['min'], '.0f')}, {_fmt(length['max'], '.0f')}]"),
+                         escape(f"{_fmt(ret['mean'], '.2f')} [{_fmt(ret['min'], '.2f')}, {_fmt(ret['max'], '.2f')}]"))
+
+    t_fields = Table(title="Observation and action groups")
+    for col in ("group", "dims", "min", "max", "mean |mean|", "mean std", "at limit"):
+        t_fields.add_column(col, justify="left" if col == "group" else "right")
+    for name, f in summary["fields"].items():
+        limit = "-"
+        if "at_limit_fraction" in f:
+            worst = f["at_limit_worst"]
+            limit = f"{100 * f['at_limit_fraction']:.1f}% (most: {worst['hinge']} {100 * worst['fraction']:.0f}%)"
+        t_fields.add_row(name, str(f["shape"][0]), _fmt(f["min"]), _fmt(f["max"]), _fmt(f["mean_abs_mean"]),
+                         _fmt(f["mean_std"]), limit)
+
+    t_splits = Table(title="Splits")
+    for col in ("split", "episodes", "steps"):
+        t_splits.add_column(col, justify="left" if col == "split" else "right")
+    for split, s in summary["splits"].items():
+        t_splits.add_row(split, str(s["episodes"]), str(s["steps"]))
+    return [t_meta, t_rounds, t_fields, t_splits]
+
+
+def progress_bar():
+    """A rich progress bar for long work (building, training)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)

@@ -164,6 +164,18 @@ class Simulation:
         self.limit_s[ids] = self._episode_limit(start)
         self._observe(ids)
 
+    def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ref_time_s: np.ndarray) -> None:
+        """Place all N humanoids in given states (N, nq), (N, nv) at clip times (N,) [s] and
+        recompute observations and reward terms (for labelling states off any trajectory)."""
+        self.batch.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
+        self.batch.qpos[:] = qpos
+        self.batch.qvel[:] = qvel
+        self.batch.forward(stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self.start_time_s[:] = ref_time_s
+        self.steps[:] = 0
+        self.limit_s[:] = self._episode_limit(self.start_time_s)
+        self._observe(np.arange(self.num_envs))
+
     def step(self, action: np.ndarray):
         """Advance every humanoid one control step.
 

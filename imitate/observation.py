@@ -39,6 +39,20 @@ OBS_NAMES: tuple[str, ...] = _names()
 OBS_DIM = len(OBS_NAMES)
 
 
+def _groups() -> dict[str, slice]:
+    prefixes = {"phase": ("phase",), "root": ("root_",), "joint angles": ("q_",), "joint rates": ("dq_",),
+                "body positions": ("pos_",), "reference ahead": ("ref_",)}
+    out = {}
+    for group, starts in prefixes.items():
+        idx = [i for i, n in enumerate(OBS_NAMES) if n.startswith(starts)]
+        out[group] = slice(idx[0], idx[-1] + 1)
+    return out
+
+
+# Contiguous groups of the observation, for inspection tables.
+OBS_GROUPS: dict[str, slice] = _groups()
+
+
 def _axes_in_heading_frame(inv_yaw: np.ndarray, root_quat: np.ndarray) -> np.ndarray:
     """The root's x and y axes (N, 6) expressed in a heading frame given by inv_yaw (N, 4)."""
     rel = quat.mul(inv_yaw, root_quat)

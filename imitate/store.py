@@ -167,8 +167,9 @@ class DemoStore:
     # ----- creating ------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike, env_config: EnvConfig, *, valid_every: int = 10,
-               overwrite: bool = False) -> DemoStore:
-        """Write an empty store (complete, then renamed into place)."""
+               overwrite: bool = False, extra_attrs: dict[str, str] | None = None) -> DemoStore:
+        """Write an empty store (complete, then renamed into place); extra_attrs are
+        provenance strings kept as root attributes (e.g. the mocap build settings)."""
         path = Path(path)
         if path.exists() and not overwrite:
             raise StoreError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
@@ -183,6 +184,8 @@ class DemoStore:
             a["env_config"], a["model_hash"] = env_config.to_json(), _model_hash(env_config)
             a["obs_names"], a["act_names"] = json.dumps(list(OBS_NAMES)), json.dumps(list(ACT_NAMES))
             a["valid_every"], a["next_episode_id"], a["rounds"] = valid_every, 0, "[]"
+            for key, value in (extra_attrs or {}).items():
+                a[key] = value
             f.create_group("episodes")
             for split in ("train", "valid"):
                 f.create_dataset(f"mask/{split}", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))

@@ -1,0 +1,98 @@
+"""Building a demonstration store from mocap: reference states, perturbed copies, expert labels.
+
+Each episode is one pass over the clip (one cycle of a looping clip) at the control rate,
+starting at one of ``offsets`` sub-step offsets, so together they sample the clip every
+control_dt / offsets seconds.  Beside the clean passes, ``copies`` perturbed passes per noise
+level add Gaussian noise to the hinge angles [rad] and rates [rad/s], so the learner sees
+states off the reference and how the expert would correct them.  Every state is labelled by
+the expert (simulator state + clip time -> action); mocap episodes execute nothing, so their
+"actions" are the labels, and their reward is the env's reward of the state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import humanoid as hum
+from .env import EnvConfig, Simulation
+from .errors import ConfigError
+from .expert import PDExpert
+from .motion import load_clip
+from .store import DemoStore, Episode
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """How densely and how far off the reference the mocap round samples."""
+
+    offsets: int = 4  # clean passes, each shifted by control_dt / offsets
+    joint_noise_rad: tuple[float, ...] = (0.05, 0.1)  # std of hinge-angle noise, per level
+    velocity_noise_rad_s: tuple[float, ...] = (0.5, 1.0)  # std of hinge-rate noise, per level
+    copies: int = 4  # perturbed passes per noise level
+    seed: int = 0
+    valid_every: int = 10  # every valid_every-th episode goes to the validation split
+
+    def __post_init__(self):
+        object.__setattr__(self, "joint_noise_rad", tuple(self.joint_noise_rad))
+        object.__setattr__(self, "velocity_noise_rad_s", tuple(self.velocity_noise_rad_s))
+        if len(self.joint_noise_rad) != len(self.velocity_noise_rad_s):
+            raise ConfigError(f"joint_noise_rad and velocity_noise_rad_s need one entry per level; found "
+                              f"{len(self.joint_noise_rad)} and {len(self.velocity_noise_rad_s)}")
+        if self.offsets < 1 or self.copies < 0:
+            raise ConfigError(f"offsets must be >= 1 and copies >= 0; found {self.offsets}, {self.copies}")
+        if min(self.joint_noise_rad + self.velocity_noise_rad_s, default=0.0) < 0:
+            raise ConfigError("noise levels must be >= 0")
+
+    @property
+    def num_episodes(self) -> int:
+        return self.offsets + self.copies * len(self.joint_noise_rad)
+
+
+def label_states(sim: Simulation, expert, qpos: np.ndarray, qvel: np.ndarray, time_s: np.ndarray):
+    """Observations, expert labels and rewards of N states at clip times (N = sim.num_envs)."""
+    sim.set_state(qpos, qvel, time_s)
+    return sim.obs.copy(), expert(qpos, qvel, time_s).astype(np.float32), sim.terms.total.copy()
+
+
+def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig = BuildConfig(), *,
+                      overwrite: bool = False, expert=None,
+                      progress: Callable[[int, int], None] | None = None) -> DemoStore:
+    """Write a new store at out holding round 0: the mocap episodes (module docstring).
+
+    expert: a callable (qpos, qvel, time_s) -> actions; default the PD expert.
+    progress: called with (episodes done, episodes in all) after each episode.
+    """
+    clip = load_clip(env_config.clip)
+    expert = expert or PDExpert(clip, env_config.action_space)
+    dt = env_config.control_dt
+    steps = max(2, int(np.floor(clip.duration_s / dt + 1e-9)))
+    sim = Simulation(env_config, steps, clip=clip)
+    rng = np.random.default_rng(build.seed)
+    plan = [(k * dt / build.offsets, 0.0, 0.0) for k in range(build.offsets)]
+    for jn, vn in zip(build.joint_noise_rad, build.velocity_noise_rad_s, strict=True):
+        plan += [(rng.uniform(0.0, dt), jn, vn) for _ in range(build.copies)]
+    episodes = []
+    for i, (offset, joint_noise, vel_noise) in enumerate(plan):
+        t = offset + dt * np.arange(steps)
+        qpos, qvel = clip.qpos(t), clip.qvel(t)
+        qpos[:, hum.HINGE_QPOS] += rng.normal(0.0, joint_noise, (steps, hum.NU))
+        qvel[:, hum.HINGE_QVEL] += rng.normal(0.0, vel_noise, (steps, hum.NU))
+        obs, labels, reward = label_states(sim, expert, qpos, qvel, t)
+        episodes.append(Episode(
+            obs=obs, expert_actions=labels, actions=labels, qpos=qpos, qvel=qvel, time_s=t,
+            phase=clip.phase(t).astype(np.float32), reward=reward.astype(np.float32),
+            terminated=np.zeros(steps, bool), truncated=np.arange(steps) == steps - 1,
+            source="mocap", clip=clip.name, checkpoint_id=f"expert:{type(expert).__name__}",
+            seed=build.seed * 1000 + i,
+        ))
+        if progress:
+            progress(i + 1, len(plan))
+    store = DemoStore.create(out, env_config, valid_every=build.valid_every, overwrite=overwrite,
+                             extra_attrs={"build_config": json.dumps(asdict(build))})
+    store.append_round(episodes, round=0, env_config=env_config)
+    return store
