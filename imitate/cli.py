@@ -75,8 +75,9 @@ def _cmd_dataset_build(args) -> int:
     from .env import EnvConfig
     from .store_stats import summarize
 
-    build = BuildConfig(offsets=args.offsets, joint_noise_rad=args.joint_noise, velocity_noise_rad_s=args.velocity_noise,
-                        copies=args.copies, seed=args.seed, valid_every=args.valid_every)
+    build = BuildConfig(offsets=args.offsets, joint_noise_rad=args.joint_noise,
+                        velocity_noise_rad_s=args.velocity_noise, copies=args.copies, seed=args.seed,
+                        valid_every=args.valid_every)
     config = EnvConfig(clip=args.clip, action_space=args.action_space)
     out = args.out or f"datasets/{args.clip}.h5"
     with progress_bar() as bar:
@@ -137,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="store path (default: datasets/CLIP.h5)")
     b.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"])
     b.add_argument("--offsets", type=int, default=4, help="clean passes over the clip (default 4)")
-    b.add_argument("--joint-noise", type=float, nargs="*", default=[0.05, 0.1], help="hinge-angle noise std per level [rad]")
+    b.add_argument("--joint-noise", type=float, nargs="*", default=[0.05, 0.1],
+                   help="hinge-angle noise std per level [rad]")
     b.add_argument("--velocity-noise", type=float, nargs="*", default=[0.5, 1.0],
                    help="hinge-rate noise std per level [rad/s]")
     b.add_argument("--copies", type=int, default=4, help="perturbed passes per noise level (default 4)")

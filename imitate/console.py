@@ -51,6 +51,10 @@ def _fmt(x, fmt=".3g") -> str:
     return "-" if x is None else f"{x:{fmt}}"
 
 
+def _span(s: dict, mean_fmt: str, ends_fmt: str) -> str:
+    return escape(f"{_fmt(s['mean'], mean_fmt)} [{_fmt(s['min'], ends_fmt)}, {_fmt(s['max'], ends_fmt)}]")
+
+
 def store_tables(summary: dict) -> list[Table]:
     """Tables of `imitate dataset stats`: metadata, rounds, fields, splits."""
     meta = summary["metadata"]
@@ -67,10 +71,8 @@ def store_tables(summary: dict) -> list[Table]:
     for col in ("source", "round", "clip", "episodes", "steps", "length: mean [min, max]", "return: mean [min, max]"):
         t_rounds.add_column(escape(col), justify="left" if col in ("source", "clip") else "right")
     for r in summary["rounds"]:
-        length, ret = r["length"], r["return"]
         t_rounds.add_row(r["source"], str(r["round"]), r["clip"], str(r["episodes"]), str(r["steps"]),
-                         escape(f"{_fmt(length['mean'], '.1f')} [{_fmt(length['min'], '.0f')}, {_fmt(length['max'], '.0f')}]"),
-                         escape(f"{_fmt(ret['mean'], '.2f')} [{_fmt(ret['min'], '.2f')}, {_fmt(ret['max'], '.2f')}]"))
+                         _span(r["length"], ".1f", ".0f"), _span(r["return"], ".2f", ".2f"))
 
     t_fields = Table(title="Observation and action groups")
     for col in ("group", "dims", "min", "max", "mean |mean|", "mean std", "at limit"):

@@ -40,9 +40,9 @@ def summarize(store: DemoStore) -> dict:
     fields = {}
     obs = store.normalisation("obs")
     for group, sl in OBS_GROUPS.items():
-        fields[f"obs/{group}"] = {"shape": [sl.stop - sl.start], "min": float(obs["min"][sl].min()),
-                                  "max": float(obs["max"][sl].max()), "mean_abs_mean": float(np.abs(obs["mean"][sl]).mean()),
-                                  "mean_std": float(obs["std"][sl].mean())}
+        fields[f"obs/{group}"] = {
+            "shape": [sl.stop - sl.start], "min": float(obs["min"][sl].min()), "max": float(obs["max"][sl].max()),
+            "mean_abs_mean": float(np.abs(obs["mean"][sl]).mean()), "mean_std": float(obs["std"][sl].mean())}
     for name in ("expert_actions", "actions"):
         st = store.normalisation(name)
         count = max(st["count"], 1)
