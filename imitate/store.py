@@ -11,6 +11,9 @@ Schema (version 1; datasets/README.md documents it for users):
   ``reward`` (T,) f4, ``terminated`` and ``truncated`` (T,) bool; attributes ``source``
   ("mocap", "dagger", "rollout"), ``round``, ``clip``, ``checkpoint_id``, ``beta``, ``seed``,
   ``length``, ``return``.
+- ``index``: one row per episode (id, round, length, return, beta, seed, source, clip,
+  checkpoint_id, valid), the same facts as the groups' attributes in one compact table, so
+  that selecting episodes costs one read rather than one per attribute.
 - ``mask/train``, ``mask/valid``: episode ids (every ``valid_every``-th episode is valid).
 - ``stats/<field>/{count, mean, m2, min, max, at_limit}`` for obs, expert_actions, actions:
   merged from each append's own sums (Chan et al.), never by re-reading the file.
@@ -77,6 +80,8 @@ class Episode:
         return len(self.obs)
 
 
+INDEX_DTYPE = np.dtype([("id", "<i8"), ("round", "<i8"), ("length", "<i8"), ("return", "<f8"), ("beta", "<f8"),
+                        ("seed", "<i8"), ("source", "S16"), ("clip", "S64"), ("checkpoint_id", "S64"), ("valid", "u1")])
 _DTYPES = {"obs": np.float32, "expert_actions": np.float32, "actions": np.float32, "qpos": np.float64,
            "qvel": np.float64, "time_s": np.float64, "phase": np.float32, "reward": np.float32,
            "terminated": np.bool_, "truncated": np.bool_}
@@ -187,6 +192,7 @@ class DemoStore:
             for key, value in (extra_attrs or {}).items():
                 a[key] = value
             f.create_group("episodes")
+            f.create_dataset("index", shape=(0,), maxshape=(None,), dtype=INDEX_DTYPE, chunks=(1024,))
             for split in ("train", "valid"):
                 f.create_dataset(f"mask/{split}", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
             for name in STAT_FIELDS:
@@ -252,7 +258,7 @@ class DemoStore:
     def _write_round(self, f: h5py.File, episodes, arrays, round: int) -> list[int]:
         first = int(f.attrs["next_episode_id"])
         valid_every = int(f.attrs["valid_every"])
-        ids, splits = [], {"train": [], "valid": []}
+        ids, rows, splits = [], [], {"train": [], "valid": []}
         for k, (ep, data) in enumerate(zip(episodes, arrays, strict=True)):
             eid = first + k
             g = f.create_group(f"episodes/{eid:07d}")
@@ -264,6 +270,11 @@ class DemoStore:
             a["return"] = float(data["reward"].astype(np.float64).sum())
             splits["valid" if eid % valid_every == valid_every - 1 else "train"].append(eid)
             ids.append(eid)
+            rows.append((eid, round, len(ep), a["return"], a["beta"], a["seed"], ep.source.encode(),
+                         ep.clip.encode(), ep.checkpoint_id.encode(), eid % valid_every == valid_every - 1))
+        index = f["index"]
+        index.resize((len(index) + len(rows),))
+        index[-len(rows):] = np.array(rows, dtype=INDEX_DTYPE)
         for split, new in splits.items():
             ds = f[f"mask/{split}"]
             ds.resize((len(ds) + len(new),))
@@ -278,12 +289,18 @@ class DemoStore:
 
     # ----- reading -------------------------------------------------------------------------
     def episode_index(self) -> list[dict]:
-        """One dict per episode: id, split, and its attributes."""
+        """One dict per episode: id, split, round, length, return, beta, seed, source, clip,
+        checkpoint_id (from the compact index: one read)."""
         with self._read() as f:
-            valid = set(f["mask/valid"][()].tolist())
-            return [{"id": int(name), "split": "valid" if int(name) in valid else "train",
-                     **{k: (v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}}
-                    for name, g in f["episodes"].items()]
+            rows = f["index"][()]
+        out = []
+        for row in rows:
+            e = {name: row[name].item() for name in INDEX_DTYPE.names}
+            for key in ("source", "clip", "checkpoint_id"):
+                e[key] = e[key].decode()
+            e["split"] = "valid" if e.pop("valid") else "train"
+            out.append(e)
+        return out
 
     def load(self, fields: tuple[str, ...] = ("obs", "expert_actions"), *, split: str | None = "train",
              rounds: list[int] | None = None, sources: list[str] | None = None, clips: list[str] | None = None,
@@ -295,22 +312,25 @@ class DemoStore:
         for name in fields:
             if name not in Episode.ARRAYS:
                 raise StoreError(f"unknown field {name!r}; expected one of {Episode.ARRAYS}")
-        chosen = self._select(split, rounds, sources, clips, last_rounds)
+        chosen, lengths = self._select(split, rounds, sources, clips, last_rounds)
         with self._read() as f:
             out = {}
-            total = sum(int(f[f"episodes/{e:07d}"].attrs["length"]) for e in chosen)
+            total = int(sum(lengths))
             for name in fields:
                 width = (_WIDTHS[name],) if name in _WIDTHS else ()
                 buf = np.empty((total, *width), dtype=_DTYPES[name])
                 pos = 0
-                for e in chosen:
-                    ds = f[f"episodes/{e:07d}/{name}"]
-                    ds.read_direct(buf, dest_sel=np.s_[pos:pos + len(ds)])
-                    pos += len(ds)
+                for e, n in zip(chosen, lengths, strict=True):
+                    # h5py's low-level read straight into the slice: the high-level selection
+                    # machinery costs more than the copy for episode-sized reads
+                    h5py.h5d.open(f.id, f"episodes/{e:07d}/{name}".encode()).read(h5py.h5s.ALL, h5py.h5s.ALL,
+                                                                                  buf[pos:pos + n])
+                    pos += n
                 out[name] = buf
         return out
 
-    def _select(self, split, rounds, sources, clips, last_rounds) -> list[int]:
+    def _select(self, split, rounds, sources, clips, last_rounds) -> tuple[list[int], list[int]]:
+        """Ids and lengths of the episodes that pass the filters."""
         index = self.episode_index()
         keep_rounds = None
         if last_rounds is not None:
@@ -328,8 +348,8 @@ class DemoStore:
                 continue
             if keep_rounds is not None and e["source"] != "mocap" and e["round"] not in keep_rounds:
                 continue
-            chosen.append(e["id"])
-        return chosen
+            chosen.append((e["id"], e["length"]))
+        return [c[0] for c in chosen], [c[1] for c in chosen]
 
     def normalisation(self, name: str = "obs") -> dict[str, np.ndarray]:
         """count, mean, var, std, min, max (and at_limit for actions) of a field, from the stats."""
