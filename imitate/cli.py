@@ -73,13 +73,14 @@ def _cmd_dataset_build(args) -> int:
     from .console import console, progress_bar, store_tables
     from .dataset import BuildConfig, build_mocap_store
     from .env import EnvConfig
+    from .motion import clip_name, resolve_clip
     from .store_stats import summarize
 
     build = BuildConfig(offsets=args.offsets, joint_noise_rad=args.joint_noise,
                         velocity_noise_rad_s=args.velocity_noise, copies=args.copies, seed=args.seed,
                         valid_every=args.valid_every)
     config = EnvConfig(clip=args.clip, action_space=args.action_space)
-    out = args.out or f"datasets/{args.clip}.h5"
+    out = args.out or f"datasets/{clip_name(resolve_clip(args.clip))}.h5"
     with progress_bar() as bar:
         task = bar.add_task(f"labelling {args.clip} states", total=build.num_episodes)
         store = build_mocap_store(out, config, build, overwrite=args.overwrite,
