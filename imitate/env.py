@@ -78,6 +78,12 @@ class EnvConfig:
     def control_dt(self) -> float:
         return 1.0 / self.control_hz
 
+    def policy_key(self) -> dict:
+        """What a policy trained in this env depends on (its observations and actions);
+        episode settings such as random_start, episode_s or reward weights are not part of it."""
+        return {"clip": self.clip, "action_space": self.action_space, "control_hz": self.control_hz,
+                "physics_hz": self.physics_hz, "lookahead_s": self.lookahead_s}
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
@@ -130,6 +136,16 @@ class Simulation:
         self.steps = np.zeros(num_envs, dtype=np.int64)  # control steps since each reset
         self.limit_s = np.full(num_envs, np.inf)
         self.obs = np.zeros((num_envs, OBS_DIM), np.float32)
+
+    @property
+    def qpos(self) -> np.ndarray:
+        """(N, nq) the simulators' positions (a live view)."""
+        return self.batch.qpos
+
+    @property
+    def qvel(self) -> np.ndarray:
+        """(N, nv) the simulators' velocities (a live view)."""
+        return self.batch.qvel
 
     @property
     def elapsed_s(self) -> np.ndarray:

@@ -28,3 +28,7 @@ class ConfigError(ImitateError, ValueError):
 
 class StoreError(ImitateError, ValueError):
     """A demonstration store is foreign, of another schema or env, or an append is invalid."""
+
+
+class CheckpointError(ImitateError, ValueError):
+    """A checkpoint is not ours, or was trained for another env configuration."""

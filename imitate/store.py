@@ -226,6 +226,9 @@ class DemoStore:
         version = int(f.attrs.get("schema_version", -1))
         if version != SCHEMA_VERSION:
             raise StoreError(f"{self.path}: expected schema version {SCHEMA_VERSION}, found {version}")
+        missing = [name for name in ("episodes", "index", "mask/train", "mask/valid", "stats") if name not in f]
+        if missing:
+            raise StoreError(f"{self.path}: expected the members of a version-{SCHEMA_VERSION} store; {missing} missing")
 
     # ----- appending -----------------------------------------------------------------------
     def append_round(self, episodes: list[Episode], *, round: int, env_config: EnvConfig) -> list[int]:
@@ -365,3 +368,19 @@ class DemoStore:
     def attrs(self) -> dict:
         with self._read() as f:
             return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+
+
+def iterate_batches(data: dict[str, np.ndarray], batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                    drop_last: bool = False):
+    """Yield dicts of torch tensors (batch_size rows each) from arrays loaded into RAM, e.g.
+    ``for batch in iterate_batches(store.load(), 256): loss(batch["obs"], batch["expert_actions"])``.
+    Tensors share memory with the arrays' shuffled copies; one permutation per call."""
+    import torch
+
+    n = len(next(iter(data.values())))
+    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
+    stop = n - batch_size + 1 if drop_last else n
+    for start in range(0, max(stop, 0), batch_size):
+        idx = torch.from_numpy(order[start:start + batch_size])
+        yield {k: t[idx] for k, t in tensors.items()}

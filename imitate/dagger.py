@@ -1,0 +1,259 @@
+"""DAgger: the learner drives, the expert relabels every state it visits, the store grows, retrain.
+
+Round 0 is SFT on the store's mocap round (or a given checkpoint).  Round k >= 1:
+1. run the mixture policy in the batched env for ``steps_per_env`` control steps per env from
+   random clip times: each step (``mixing="step"``) or each segment of ``segment_steps`` steps
+   (``mixing="segment"``), an env executes the expert's action with probability beta(k), else
+   the learner's (the policy of round k-1);
+2. label every visited state with the expert (simulator state + clip time -> action);
+3. append the round to the store, all or nothing (the executed actions and labels both kept);
+4. retrain, warm-starting from round k-1, on the mocap round plus the last ``keep_rounds``
+   rounds (all by default);
+5. evaluate from phase 0 and save the round's checkpoint, then the run's state (RUN_DIR/state.json).
+Killed at any point, the same call resumes: a round whose data is in the store is not collected
+again, a round whose checkpoint exists is not retrained.  Beta schedules are any
+``Callable[[int], float]``; ``schedule("exponential:0.5")`` etc. build the usual ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .env import EnvConfig, Simulation
+from .errors import ConfigError, StoreError
+from .evaluate import EvalResult, evaluate
+from .expert import PDExpert
+from .motion import load_clip
+from .policy import GaussianPolicy, load_checkpoint, save_checkpoint
+from .sft import SFTConfig, SFTResult, sft_on_store
+from .store import DemoStore, Episode
+
+BetaSchedule = Callable[[int], float]
+
+
+def constant(beta: float) -> BetaSchedule:
+    return lambda k: beta
+
+
+def linear(start: float = 1.0, end: float = 0.0, rounds: int = 10) -> BetaSchedule:
+    """start at round 1, falling linearly to end at round `rounds`, then end."""
+    return lambda k: end if rounds <= 1 else start + (end - start) * min(max(k - 1, 0), rounds - 1) / (rounds - 1)
+
+
+def exponential(p: float = 0.5) -> BetaSchedule:
+    """p ** (k - 1): 1 at round 1, then multiplied by p each round (Ross et al.'s choice)."""
+    return lambda k: p ** max(k - 1, 0)
+
+
+def schedule(spec: str) -> BetaSchedule:
+    """Parse "constant:B", "linear:START,END,ROUNDS" or "exponential:P"."""
+    name, _, args = spec.partition(":")
+    try:
+        values = [float(v) for v in args.split(",")] if args else []
+        if name == "constant" and len(values) == 1:
+            return constant(values[0])
+        if name == "linear" and len(values) == 3:
+            return linear(values[0], values[1], int(values[2]))
+        if name == "exponential" and len(values) == 1:
+            return exponential(values[0])
+    except ValueError:
+        pass
+    raise ConfigError(f"beta schedule: expected constant:B, linear:START,END,ROUNDS or exponential:P; found {spec!r}")
+
+
+@dataclass(frozen=True)
+class DAggerConfig:
+    rounds: int = 3  # DAgger rounds after round 0
+    num_envs: int = 8
+    steps_per_env: int = 150  # control steps each env runs per round (5 s at 30 Hz)
+    beta: str = "exponential:0.5"
+    mixing: str = "step"  # "step" or "segment"
+    segment_steps: int = 15
+    keep_rounds: int | None = None  # train on mocap + the last M rounds (None: all)
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=100, patience=15))
+    retrain: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=30, patience=8))
+    eval_episodes: int = 1
+    eval_horizon_s: float = 10.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("sft", "retrain"):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, SFTConfig(**value))
+        schedule(self.beta)
+        if self.mixing not in ("step", "segment"):
+            raise ConfigError(f"mixing must be step or segment; found {self.mixing!r}")
+        if min(self.rounds, self.num_envs, self.steps_per_env, self.segment_steps, self.eval_episodes) < 1:
+            raise ConfigError("rounds, num_envs, steps_per_env, segment_steps and eval_episodes must be >= 1")
+
+
+def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: float, steps: int,
+            rng: np.random.Generator, mixing: str = "step", segment_steps: int = 15) -> list[dict[str, np.ndarray]]:
+    """Run the beta-mixture of expert and learner in every env of sim for `steps` steps.
+
+    sim: a Simulation (or anything with reset/start_times/step/obs/qpos/qvel/ref_time_s).
+    Returns one dict of arrays per episode (split where an env ended and was reset): obs,
+    expert_actions (labels of every visited state), actions (executed), qpos, qvel, time_s,
+    reward, terminated, truncated, expert_share (the fraction of executed expert actions).
+    """
+    n = sim.num_envs
+    sim.reset(np.arange(n), sim.start_times(rng, n))
+    rec = {k: [] for k in ("obs", "expert_actions", "actions", "qpos", "qvel", "time_s", "reward", "terminated",
+                           "truncated", "from_expert")}
+    use_expert = rng.random(n) < beta
+    for step in range(steps):
+        if mixing == "step" or step % segment_steps == 0:
+            use_expert = rng.random(n) < beta
+        obs, qpos, qvel, t = sim.obs.copy(), sim.qpos.copy(), sim.qvel.copy(), sim.ref_time_s.copy()
+        labels = expert(qpos, qvel, t)
+        executed = np.where(use_expert[:, None], labels, learner(obs))
+        reward, terminated, truncated, _ = sim.step(executed)
+        last = step == steps - 1
+        truncated = truncated | (last & ~terminated)
+        for key, value in (("obs", obs), ("expert_actions", labels), ("actions", executed), ("qpos", qpos),
+                           ("qvel", qvel), ("time_s", t), ("reward", reward), ("terminated", terminated),
+                           ("truncated", truncated), ("from_expert", use_expert)):
+            rec[key].append(np.asarray(value).copy())
+        done = np.flatnonzero(terminated | truncated)
+        if len(done) and not last:
+            sim.reset(done, sim.start_times(rng, len(done)))
+            if mixing == "segment":
+                use_expert[done] = rng.random(len(done)) < beta
+    arrays = {k: np.stack(v, axis=1) for k, v in rec.items()}  # (n, steps, ...)
+    episodes = []
+    for i in range(n):
+        ends = np.flatnonzero(arrays["terminated"][i] | arrays["truncated"][i])
+        start = 0
+        for end in ends:
+            ep = {k: v[i, start:end + 1] for k, v in arrays.items()}
+            ep["expert_share"] = float(ep.pop("from_expert").mean())
+            episodes.append(ep)
+            start = end + 1
+    return episodes
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    round: int
+    beta: float
+    new_steps: int
+    total_steps: int
+    expert_share: float  # fraction of executed actions that were the expert's
+    train_loss: float
+    valid_loss: float
+    sft_seconds: float
+    evaluation: dict  # EvalResult.to_dict()
+    checkpoint: str
+
+
+def _policy_controller(policy: GaussianPolicy):
+    return lambda sim: policy.act(sim.obs)
+
+
+def _save_state(run_dir: Path, state: dict) -> None:
+    tmp = run_dir / f".state.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, run_dir / "state.json")
+
+
+def _round_result(k, beta, new_steps, store, sft: SFTResult, ev: EvalResult, ckpt: Path, share) -> RoundResult:
+    total = sum(e["length"] for e in store.episode_index())
+    return RoundResult(round=k, beta=beta, new_steps=new_steps, total_steps=total, expert_share=share,
+                       train_loss=sft.train_loss, valid_loss=sft.valid_loss, sft_seconds=sft.seconds,
+                       evaluation=ev.to_dict(), checkpoint=str(ckpt))
+
+
+def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config: DAggerConfig = DAggerConfig(), *,
+               init_checkpoint: str | os.PathLike | None = None, beta_schedule: BetaSchedule | None = None,
+               expert=None, on_round: Callable[[RoundResult], None] | None = None,
+               on_progress: Callable[[str], None] | None = None) -> list[RoundResult]:
+    """Run (or resume) DAgger into run_dir on the store; return every round's result.
+
+    The env configuration is the store's.  beta_schedule overrides config.beta (any callable).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = DemoStore(store_path)
+    env_config = store.env_config
+    clip = load_clip(env_config.clip)
+    expert = expert or PDExpert(clip, env_config.action_space)
+    beta_of = beta_schedule or schedule(config.beta)
+    say = on_progress or (lambda message: None)
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {
+        "store": str(Path(store_path).resolve()), "config": asdict(config), "rounds": []}
+    if state["store"] != str(Path(store_path).resolve()):
+        raise ConfigError(f"{run_dir}: this run uses the store {state['store']}, not {store_path}")
+    results = [RoundResult(**r) for r in state["rounds"]]
+    eval_config = replace(env_config, random_start=False)
+
+    def finish(k, beta, new_steps, policy, sft, share):
+        ckpt = run_dir / f"round_{k:03d}.pt"
+        save_checkpoint(ckpt, policy, env_config, round=k, store=str(store.path), sft=asdict(sft) | {"history": []})
+        say(f"round {k}: evaluating")
+        ev = evaluate(_policy_controller(policy), eval_config, episodes=config.eval_episodes,
+                      horizon_s=config.eval_horizon_s)
+        result = _round_result(k, beta, new_steps, store, sft, ev, ckpt, share)
+        results.append(result)
+        state["rounds"] = [asdict(r) for r in results]
+        _save_state(run_dir, state)
+        if on_round:
+            on_round(result)
+
+    # Round 0: the starting policy.
+    if not results:
+        if init_checkpoint is not None:
+            policy, _, _ = load_checkpoint(init_checkpoint, env_config)
+            sft = SFTResult(0, 0, float("nan"), float("nan"), float("nan"), 0, 0, 0.0)
+        else:
+            say("round 0: SFT on the store")
+            policy, sft = sft_on_store(store, config.sft)
+        finish(0, 1.0, 0, policy, sft, 1.0)
+    policy, _, _ = load_checkpoint(results[-1].checkpoint, env_config)
+
+    sim = None
+    for k in range(len(results), config.rounds + 1):
+        beta = float(beta_of(k))
+        rounds_in_store = json.loads(store.attrs()["rounds"])
+        if k in rounds_in_store:  # collected before an interruption: do not collect it twice
+            index = [e for e in store.episode_index() if e["round"] == k]
+            new_steps = sum(e["length"] for e in index)
+            share = float(np.mean([e["beta"] for e in index]))
+        else:
+            say(f"round {k}: collecting with beta {beta:.3f}")
+            sim = sim or Simulation(replace(env_config, random_start=True), config.num_envs, clip=clip)
+            rng = np.random.default_rng([config.seed, k])
+            eps = collect(sim, lambda obs: policy.act(obs), expert, beta, config.steps_per_env, rng,
+                          config.mixing, config.segment_steps)
+            new_steps = sum(len(e["obs"]) for e in eps)
+            share = float(np.average([e["expert_share"] for e in eps], weights=[len(e["obs"]) for e in eps]))
+            episodes = [Episode(obs=e["obs"], expert_actions=e["expert_actions"], actions=e["actions"],
+                                qpos=e["qpos"], qvel=e["qvel"], time_s=e["time_s"], phase=clip.phase(e["time_s"]),
+                                reward=e["reward"], terminated=e["terminated"], truncated=e["truncated"],
+                                source="dagger", clip=clip.name, checkpoint_id=Path(results[-1].checkpoint).name,
+                                beta=beta, seed=config.seed * 1000 + k) for e in eps]
+            store.append_round(episodes, round=k, env_config=env_config)
+        say(f"round {k}: retraining on {sum(e['length'] for e in store.episode_index())} steps")
+        retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
+        policy, sft = sft_on_store(store, retrain, policy=policy)
+        finish(k, beta, new_steps, policy, sft, share)
+    return results
+
+
+def check_store(store_path) -> DemoStore:
+    """The store, refusing one with no training data."""
+    store = DemoStore(store_path)
+    if not store.episode_index():
+        raise StoreError(f"{store_path}: the store holds no episodes: build it first (imitate dataset build)")
+    return store
+
+
+__all__ = ["BetaSchedule", "DAggerConfig", "RoundResult", "collect", "constant", "exponential", "linear",
+           "run_dagger", "schedule", "EnvConfig"]

@@ -1,0 +1,132 @@
+"""The Gaussian MLP policy, with its observation normaliser inside; save and load.
+
+``GaussianPolicy(obs) -> mean action``; the action distribution is N(mean, exp(log_std)) with a
+state-independent log-std.  The normaliser ((obs - mean) / std, clipped to +-clip) lives in the
+module as buffers, so a checkpoint alone maps raw observations to actions.  A checkpoint is one
+file (torch.save of plain data) holding the weights, the normaliser, the policy config and the
+env configuration it was trained for; loading it for another env configuration is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .env import EnvConfig
+from .errors import CheckpointError, ConfigError
+from .observation import OBS_NAMES
+
+CHECKPOINT_FORMAT = "imitate.policy"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    hidden: tuple[int, ...] = (1024, 512)  # DeepMimic's sizes
+    activation: str = "relu"  # relu or tanh
+    init_log_std: float = -1.0  # initial log-std of the action noise (std 0.37 of the [-1, 1] range)
+    obs_clip: float = 10.0  # normalised observations are clipped to +-obs_clip
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(f"hidden sizes must be >= 1; found {self.hidden}")
+        if self.activation not in ("relu", "tanh"):
+            raise ConfigError(f"activation must be relu or tanh; found {self.activation!r}")
+
+
+class GaussianPolicy(nn.Module):
+    """obs (B, obs_dim) float32 -> mean action (B, act_dim); log_std (act_dim,)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig = PolicyConfig()):
+        super().__init__()
+        self.config = config
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+        act = nn.ReLU if config.activation == "relu" else nn.Tanh
+        layers, width = [], obs_dim
+        for h in config.hidden:
+            layers += [nn.Linear(width, h), act()]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.mean_head = nn.Linear(width, act_dim)
+        nn.init.uniform_(self.mean_head.weight, -1e-3, 1e-3)  # start near the middle of the range
+        nn.init.zeros_(self.mean_head.bias)
+        self.log_std = nn.Parameter(torch.full((act_dim,), config.init_log_std))
+
+    def set_normaliser(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Set the observation normaliser (std floored at 1e-3, so constant inputs stay finite)."""
+        self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.obs_std.copy_(torch.as_tensor(np.maximum(std, 1e-3), dtype=torch.float32))
+
+    def normalise(self, obs: torch.Tensor) -> torch.Tensor:
+        clip = self.config.obs_clip
+        return ((obs - self.obs_mean) / self.obs_std).clamp(-clip, clip)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mean_head(self.body(self.normalise(obs)))
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self(obs), self.log_std.exp().expand(len(obs), -1))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True, generator: torch.Generator | None = None) -> np.ndarray:
+        """Actions (B, act_dim) float64 in [-1, 1] for observations (B, obs_dim)."""
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        mean = self(x)
+        if not deterministic:
+            mean = mean + self.log_std.exp() * torch.randn(mean.shape, generator=generator)
+        return mean.clamp(-1.0, 1.0).double().numpy()
+
+
+def save_checkpoint(path: str | os.PathLike, policy: GaussianPolicy, env_config: EnvConfig, **metadata) -> None:
+    """One file: weights, normaliser, policy config, env config, metadata; written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "imitate_version": __version__,
+        "policy_config": asdict(policy.config), "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
+        "obs_names": list(OBS_NAMES), "env_config": env_config.to_json(),
+        "state_dict": {k: v.detach().clone() for k, v in policy.state_dict().items()},
+        "metadata": json.loads(json.dumps(metadata, default=str)),
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, env_config: EnvConfig | None = None) -> tuple[GaussianPolicy, EnvConfig, dict]:
+    """The policy, the env config it was trained for, and its metadata.
+
+    If env_config is given and differs from the checkpoint's in what the policy sees or
+    drives (EnvConfig.policy_key: clip, action space, rates, lookahead), raise CheckpointError.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # torch raises many kinds on a foreign file
+        raise CheckpointError(f"{path}: not a checkpoint imitate can read ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: expected an imitate policy checkpoint, found something else")
+    if payload["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: expected checkpoint version {CHECKPOINT_VERSION}, found {payload['version']}")
+    trained_for = EnvConfig.from_json(payload["env_config"])
+    if payload["obs_names"] != list(OBS_NAMES):
+        raise CheckpointError(f"{path}: trained for another observation layout ({len(payload['obs_names'])} dims)")
+    if env_config is not None and env_config.policy_key() != trained_for.policy_key():
+        raise CheckpointError(f"{path}: trained for another env configuration:\n  checkpoint: "
+                              f"{trained_for.policy_key()}\n  requested:  {env_config.policy_key()}")
+    policy = GaussianPolicy(payload["obs_dim"], payload["act_dim"], PolicyConfig(**payload["policy_config"]))
+    policy.load_state_dict(payload["state_dict"])
+    policy.eval()
+    return policy, trained_for, payload["metadata"]

@@ -1,0 +1,133 @@
+"""SFT (behaviour cloning): fit a policy to the expert's labels in a demonstration store.
+
+Adam on minibatches of (observation, expert action); the loss is the MSE of the policy's mean
+or the Gaussian negative log-likelihood with the log-std learned.  Each epoch ends with the
+loss on the store's validation split; the best epoch's weights are kept, and training stops
+after ``patience`` epochs without improvement.  Seeded: the same data, config and seed give the
+same weights.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, StoreError
+from .policy import GaussianPolicy, PolicyConfig
+from .store import DemoStore, iterate_batches
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    loss: str = "mse"  # "mse" of the mean, or "nll" (Gaussian, log-std learned)
+    epochs: int = 100  # at most
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 15  # stop after this many epochs without a better validation loss
+    seed: int = 0
+    threads: int = 0  # torch threads; 0: all cores
+    last_rounds: int | None = None  # train on the mocap round plus only the last M rounds
+
+    def __post_init__(self):
+        if self.loss not in ("mse", "nll"):
+            raise ConfigError(f"SFTConfig.loss must be mse or nll; found {self.loss!r}")
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.patience < 1:
+            raise ConfigError(f"SFTConfig: epochs, batch_size, patience must be >= 1 and lr > 0; found {self}")
+
+
+@dataclass(frozen=True)
+class SFTResult:
+    epochs_run: int
+    best_epoch: int
+    train_loss: float  # at the best epoch
+    valid_loss: float  # the best
+    valid_mse: float  # MSE of the mean action on the validation split at the best epoch
+    train_samples: int
+    valid_samples: int
+    seconds: float
+    history: list = field(default_factory=list)  # (train_loss, valid_loss) per epoch
+
+
+def _loss(policy: GaussianPolicy, obs: torch.Tensor, act: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "mse":
+        return ((policy(obs) - act) ** 2).mean()
+    return -policy.distribution(obs).log_prob(act).sum(-1).mean()
+
+
+@torch.no_grad()
+def _evaluate(policy, obs, act, kind) -> tuple[float, float]:
+    if len(obs) == 0:
+        return float("nan"), float("nan")
+    mean = policy(obs)
+    mse = float(((mean - act) ** 2).mean())
+    return (mse if kind == "mse" else float(_loss(policy, obs, act, kind))), mse
+
+
+def fit(policy: GaussianPolicy, train: dict[str, np.ndarray], valid: dict[str, np.ndarray], config: SFTConfig,
+        progress: Callable[[int, int, float, float], None] | None = None) -> SFTResult:
+    """Fit policy (in place) to train["expert_actions"] from train["obs"]; validate on valid.
+
+    progress(epoch, epochs, train_loss, valid_loss) is called after each epoch.
+    """
+    if len(train["obs"]) == 0:
+        raise StoreError("no training samples: the store (or the chosen filters) holds no training episodes")
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    start = time.perf_counter()
+    optimiser = torch.optim.Adam(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    v_obs = torch.from_numpy(np.asarray(valid["obs"], np.float32))
+    v_act = torch.from_numpy(np.asarray(valid["expert_actions"], np.float32))
+    has_valid = len(v_obs) > 0
+    best = (float("inf"), 0, float("nan"), float("nan"), None)  # valid loss, epoch, train loss, mse, state
+    history = []
+    epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        policy.train()
+        total, count = 0.0, 0
+        for batch in iterate_batches({"obs": train["obs"], "act": train["expert_actions"]}, config.batch_size,
+                                     seed=config.seed * 100003 + epoch):
+            loss = _loss(policy, batch["obs"], batch["act"], config.loss)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(batch["obs"])
+            count += len(batch["obs"])
+        policy.eval()
+        train_loss = total / count
+        valid_loss, valid_mse = _evaluate(policy, v_obs, v_act, config.loss) if has_valid else (train_loss, float("nan"))
+        history.append((train_loss, valid_loss))
+        if progress:
+            progress(epoch, config.epochs, train_loss, valid_loss)
+        if valid_loss < best[0]:
+            best = (valid_loss, epoch, train_loss, valid_mse, {k: v.clone() for k, v in policy.state_dict().items()})
+        elif epoch - best[1] >= config.patience:
+            break
+    policy.load_state_dict(best[4])
+    policy.eval()
+    return SFTResult(epochs_run=epoch, best_epoch=best[1], train_loss=best[2], valid_loss=best[0], valid_mse=best[3],
+                     train_samples=len(train["obs"]), valid_samples=len(v_obs),
+                     seconds=time.perf_counter() - start, history=history)
+
+
+def new_policy(store: DemoStore, config: PolicyConfig = PolicyConfig()) -> GaussianPolicy:
+    """A fresh policy for the store's observations, its normaliser from the store's statistics."""
+    stats = store.normalisation("obs")
+    policy = GaussianPolicy(len(stats["mean"]), len(store.normalisation("expert_actions")["mean"]), config)
+    policy.set_normaliser(stats["mean"], stats["std"])
+    return policy
+
+
+def sft_on_store(store: DemoStore, config: SFTConfig = SFTConfig(), policy: GaussianPolicy | None = None,
+                 policy_config: PolicyConfig = PolicyConfig(), progress=None) -> tuple[GaussianPolicy, SFTResult]:
+    """Fit a policy (a new one, or warm-started from policy) on the store's train split."""
+    fields = ("obs", "expert_actions")
+    train = store.load(fields, split="train", last_rounds=config.last_rounds)
+    valid = store.load(fields, split="valid", last_rounds=config.last_rounds)
+    policy = policy if policy is not None else new_policy(store, policy_config)
+    return policy, fit(policy, train, valid, config, progress)
