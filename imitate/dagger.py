@@ -230,7 +230,7 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
             say(f"round {k}: collecting with beta {beta:.3f}")
             sim = sim or Simulation(replace(env_config, random_start=True), config.num_envs, clip=clip)
             rng = np.random.default_rng([config.seed, k])
-            eps = collect(sim, lambda obs: policy.act(obs), expert, beta, config.steps_per_env, rng,
+            eps = collect(sim, policy.act, expert, beta, config.steps_per_env, rng,
                           config.mixing, config.segment_steps)
             new_steps = sum(len(e["obs"]) for e in eps)
             share = float(np.average([e["expert_share"] for e in eps], weights=[len(e["obs"]) for e in eps]))

@@ -15,6 +15,7 @@ Actions (28,) in [-1, 1], one per hinge (``imitate.humanoid.HINGE_NAMES``):
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -123,7 +124,10 @@ class Simulation:
         self.model = hum.load_model(config.action_space, config.physics_hz)
         self.num_envs = num_envs
         self.batch = Batch(self.model, num_envs, nthread)
-        self.ref = Batch(self.model, num_envs, nthread)  # forward kinematics of the reference
+        # forward kinematics of the reference, on a copy of the model that skips collisions
+        ref_model = copy.copy(self.model)
+        ref_model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT | mujoco.mjtDisableBit.mjDSBL_CONSTRAINT)
+        self.ref = Batch(ref_model, num_envs, nthread)
         # Bind the derived fields now: a batch fills only the fields bound before a call.
         for field_name in ("xpos", "subtree_com", "sensordata"):
             self.batch.bind(field_name)
@@ -178,7 +182,7 @@ class Simulation:
         self.start_time_s[ids] = start
         self.steps[ids] = 0
         self.limit_s[ids] = self._episode_limit(start)
-        self._observe(ids)
+        self._observe_rows(ids)
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ref_time_s: np.ndarray) -> None:
         """Place all N humanoids in given states (N, nq), (N, nv) at clip times (N,) [s] and
@@ -190,7 +194,7 @@ class Simulation:
         self.start_time_s[:] = ref_time_s
         self.steps[:] = 0
         self.limit_s[:] = self._episode_limit(self.start_time_s)
-        self._observe(np.arange(self.num_envs))
+        self.refresh()
 
     def step(self, action: np.ndarray):
         """Advance every humanoid one control step.
@@ -219,7 +223,7 @@ class Simulation:
         nonfinite |= self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1) > warnings_before
         nonfinite |= ~np.isfinite(self.batch.qpos).all(axis=1) | ~np.isfinite(self.batch.qvel).all(axis=1)
         self.steps += 1
-        self._observe(np.arange(self.num_envs))
+        self.refresh()
         sim_root_z = self.batch.qpos[:, 2]
         fell = (self.batch.sensordata[:, self._fall_ids] > 0).any(axis=1)
         fell |= sim_root_z < self._ref_root_z - self.config.max_root_drop_m
@@ -232,23 +236,37 @@ class Simulation:
                     phase=self.clip.phase(self.ref_time_s))
         return reward, terminated, truncated, info
 
-    def _observe(self, ids: np.ndarray) -> None:
-        """Recompute reference, reward terms and observations (reward only meaningful after a step)."""
+    def refresh(self) -> None:
+        """Recompute the reference, reward terms and observations of every humanoid from the
+        current simulator state (after each step, or after setting the state by hand)."""
         t = self.ref_time_s
         ref_q, ref_v = self.clip.qpos(t), self.clip.qvel(t)
         self.ref.qpos[:] = ref_q
         self.ref.forward(stage=mujoco.mjtStage.mjSTAGE_POS)
-        qpos = np.nan_to_num(self.batch.qpos)
-        qvel = np.nan_to_num(self.batch.qvel)
-        body_pos = np.nan_to_num(self.batch.xpos[:, self._body_ids])
-        sim = Pose(qpos, qvel, body_pos, np.nan_to_num(self.batch.subtree_com[:, 1]))
+        qpos, qvel, body_pos, com = self._state_rows(slice(None))
+        sim = Pose(qpos, qvel, body_pos, com)
         ref = Pose(ref_q, ref_v, self.ref.xpos[:, self._body_ids], self.ref.subtree_com[:, 1])
         self.sim_pose, self.ref_pose = sim, ref
         self.terms = imitation_reward(sim, ref, self.config.reward)
         self._ref_root_z = ref_q[:, 2]
         ahead = t + self.config.lookahead_s
-        obs = observe(qpos, qvel, body_pos, self.clip.phase(t), self.clip.qpos(ahead), self.clip.qvel(ahead))
-        self.obs[ids] = obs[ids]
+        self.obs[:] = observe(qpos, qvel, body_pos, self.clip.phase(t), self.clip.qpos(ahead), self.clip.qvel(ahead))
+
+    def _observe_rows(self, ids: np.ndarray) -> None:
+        """Observations of humanoids ids only (after a reset: no reward is due there)."""
+        qpos, qvel, body_pos, _ = self._state_rows(ids)
+        t = self.ref_time_s[ids]
+        ahead = t + self.config.lookahead_s
+        self.obs[ids] = observe(qpos, qvel, body_pos, self.clip.phase(t), self.clip.qpos(ahead), self.clip.qvel(ahead))
+
+    def _state_rows(self, rows):
+        """qpos, qvel, body positions and centre of mass of some humanoids, non-finite values
+        zeroed (an env flagged non-finite still yields a finite observation)."""
+        qpos, qvel = self.batch.qpos[rows], self.batch.qvel[rows]
+        body_pos, com = self.batch.xpos[rows][:, self._body_ids], self.batch.subtree_com[rows][:, 1]
+        if not (np.isfinite(qpos).all() and np.isfinite(qvel).all() and np.isfinite(body_pos).all()):
+            qpos, qvel, body_pos, com = (np.nan_to_num(a) for a in (qpos, qvel, body_pos, com))
+        return qpos, qvel, body_pos, com
 
     def start_times(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Episode start times (n,) [s]: uniform over the clip with random_start, else 0."""

@@ -103,7 +103,8 @@ def save_checkpoint(path: str | os.PathLike, policy: GaussianPolicy, env_config:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | os.PathLike, env_config: EnvConfig | None = None) -> tuple[GaussianPolicy, EnvConfig, dict]:
+def load_checkpoint(path: str | os.PathLike,
+                    env_config: EnvConfig | None = None) -> tuple[GaussianPolicy, EnvConfig, dict]:
     """The policy, the env config it was trained for, and its metadata.
 
     If env_config is given and differs from the checkpoint's in what the policy sees or

@@ -27,27 +27,29 @@ def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton product a * b (apply b first, then a): (..., 4)."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        axis=-1,
-    )
+    aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
+    bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    out[..., 0] = aw * bw - ax * bx - ay * by - az * bz
+    out[..., 1] = aw * bx + ax * bw + ay * bz - az * by
+    out[..., 2] = aw * by - ax * bz + ay * bw + az * bx
+    out[..., 3] = aw * bz + ax * by - ay * bx + az * bw
+    return out
 
 
 def rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate vector(s) v (..., 3) by unit quaternion(s) q (..., 4)."""
     q = np.asarray(q, dtype=float)
     v = np.asarray(v, dtype=float)
-    w = q[..., :1]
-    u = q[..., 1:]
-    t = 2.0 * np.cross(u, v)
-    return v + w * t + np.cross(u, t)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    vx, vy, vz = v[..., 0], v[..., 1], v[..., 2]
+    # v + w t + u x t with t = 2 u x v (written out: np.cross is slow on small arrays)
+    tx, ty, tz = 2.0 * (y * vz - z * vy), 2.0 * (z * vx - x * vz), 2.0 * (x * vy - y * vx)
+    out = np.empty(np.broadcast_shapes(q.shape[:-1], v.shape[:-1]) + (3,))
+    out[..., 0] = vx + w * tx + y * tz - z * ty
+    out[..., 1] = vy + w * ty + z * tx - x * tz
+    out[..., 2] = vz + w * tz + x * ty - y * tx
+    return out
 
 
 def to_matrix(q: np.ndarray) -> np.ndarray:
@@ -122,14 +124,17 @@ def from_euler_xyz(angles: np.ndarray) -> np.ndarray:
 
     This is the rotation of three hinges x, y, z listed in that order in one MuJoCo body.
     """
-    angles = np.asarray(angles, dtype=float)
-    ex = np.array([1.0, 0.0, 0.0])
-    ey = np.array([0.0, 1.0, 0.0])
-    ez = np.array([0.0, 0.0, 1.0])
-    qx = from_axis_angle(ex, angles[..., 0])
-    qy = from_axis_angle(ey, angles[..., 1])
-    qz = from_axis_angle(ez, angles[..., 2])
-    return mul(mul(qx, qy), qz)
+    half = 0.5 * np.asarray(angles, dtype=float)
+    c, s = np.cos(half), np.sin(half)
+    cx, cy, cz = c[..., 0], c[..., 1], c[..., 2]
+    sx, sy, sz = s[..., 0], s[..., 1], s[..., 2]
+    # qx * qy * qz written out
+    out = np.empty(half.shape[:-1] + (4,))
+    out[..., 0] = cx * cy * cz - sx * sy * sz
+    out[..., 1] = sx * cy * cz + cx * sy * sz
+    out[..., 2] = cx * sy * cz - sx * cy * sz
+    out[..., 3] = cx * cy * sz + sx * sy * cz
+    return out
 
 
 def to_euler_xyz(q: np.ndarray) -> np.ndarray:
@@ -146,8 +151,10 @@ def to_euler_xyz(q: np.ndarray) -> np.ndarray:
 
 def heading(q: np.ndarray) -> np.ndarray:
     """Heading (yaw about +z) [rad] of the body x axis projected on the ground: (...,)."""
-    forward = rotate(q, np.array([1.0, 0.0, 0.0]))
-    return np.arctan2(forward[..., 1], forward[..., 0])
+    q = np.asarray(q, dtype=float)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    # the rotated x axis is (1 - 2(y^2 + z^2), 2(xy + wz), 2(xz - wy))
+    return np.arctan2(2.0 * (x * y + w * z), 1.0 - 2.0 * (y * y + z * z))
 
 
 def yaw_quat(yaw: np.ndarray) -> np.ndarray:

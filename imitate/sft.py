@@ -100,7 +100,10 @@ def fit(policy: GaussianPolicy, train: dict[str, np.ndarray], valid: dict[str, n
             count += len(batch["obs"])
         policy.eval()
         train_loss = total / count
-        valid_loss, valid_mse = _evaluate(policy, v_obs, v_act, config.loss) if has_valid else (train_loss, float("nan"))
+        if has_valid:
+            valid_loss, valid_mse = _evaluate(policy, v_obs, v_act, config.loss)
+        else:  # no validation episodes: select on the training loss
+            valid_loss, valid_mse = train_loss, float("nan")
         history.append((train_loss, valid_loss))
         if progress:
             progress(epoch, config.epochs, train_loss, valid_loss)

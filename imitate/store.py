@@ -228,7 +228,8 @@ class DemoStore:
             raise StoreError(f"{self.path}: expected schema version {SCHEMA_VERSION}, found {version}")
         missing = [name for name in ("episodes", "index", "mask/train", "mask/valid", "stats") if name not in f]
         if missing:
-            raise StoreError(f"{self.path}: expected the members of a version-{SCHEMA_VERSION} store; {missing} missing")
+            raise StoreError(f"{self.path}: expected the members of a version-{SCHEMA_VERSION} store; "
+                             f"{missing} missing")
 
     # ----- appending -----------------------------------------------------------------------
     def append_round(self, episodes: list[Episode], *, round: int, env_config: EnvConfig) -> list[int]:

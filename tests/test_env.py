@@ -86,7 +86,7 @@ def test_kinematic_playback_scores_one_every_step(name):
         sim.batch.qpos[:] = sim.clip.qpos(t)
         sim.batch.qvel[:] = sim.clip.qvel(t)
         sim.batch.forward(stage=VEL)
-        sim._observe(ids)
+        sim.refresh()
         for term in ("pose", "velocity", "end_effector", "com", "root", "total"):
             np.testing.assert_allclose(getattr(sim.terms, term), 1.0, atol=1e-6, err_msg=f"{name}: {term}")
 
@@ -114,7 +114,7 @@ def test_playback_with_mujoco_velocities_scores_one(name):
         mujoco.mj_differentiatePos(sim.model, qvel[i], 2.0 * h[i], qa[i], qb[i])
     sim.batch.qvel[:] = qvel
     sim.batch.forward(stage=VEL)
-    sim._observe(ids)
+    sim.refresh()
     np.testing.assert_allclose(sim.terms.velocity, 1.0, atol=1e-6, err_msg=name)
     np.testing.assert_allclose(sim.terms.total, 1.0, atol=1e-6, err_msg=name)
 
