@@ -4,7 +4,14 @@ The pipeline: DeepMimic clip -> MotionClip -> ImitationEnv (MuJoCo humanoid) -> 
 HDF5 store -> SFT -> DAgger -> TRPO -> evaluation.  See README.md.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# Offscreen rendering on a machine without a display: MuJoCo fixes its GL backend when it is
+# first imported, so choose OSMesa (CPU) here unless the user chose one.
+if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
+    _os.environ["MUJOCO_GL"] = "osmesa"
 
 from .env import EnvConfig, ImitationEnv, ImitationVecEnv, make_env, make_vec_env  # noqa: E402
 from .errors import ClipNotFoundError, ConfigError, ImitateError, MotionFormatError  # noqa: E402

@@ -7,7 +7,7 @@ import json
 import sys
 
 from . import __version__
-from .errors import ImitateError
+from .errors import ConfigError, ImitateError
 
 
 def _cmd_motions(args) -> int:
@@ -55,17 +55,162 @@ def _cmd_track(args) -> int:
     return 0
 
 
-def _cmd_pipeline(args) -> int:
-    """The main job on a small default; it grows as the learners land."""
-    from .console import clips_table, console, evaluation_table
+def _cmd_sft(args) -> int:
+    from .console import console, progress_bar, sft_table
+    from .policy import PolicyConfig, save_checkpoint
+    from .sft import SFTConfig, sft_on_store
+    from .store import DemoStore
 
-    console.rule(f"[bold]imitate pipeline: {args.clip}")
-    motion, results = _track(args.clip, ["pd_target", "torque"], args.seconds)
-    source = "pybullet" if "pybullet_data" in str(motion.path) else str(motion.path)
-    console.print(clips_table([{**motion.info, "source": source}]))
-    console.print(evaluation_table(results, f"Stage 1: PD servos tracking '{motion.name}' from phase 0 (no learning)"))
-    console.print("Joint-level PD tracking keeps the joints near the reference but cannot balance "
-                  "the unactuated root: the humanoid falls after about a second.")
+    store = DemoStore(args.data)
+    config = SFTConfig(loss=args.loss, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       patience=args.patience, seed=args.seed)
+    with progress_bar() as bar:
+        task = bar.add_task("SFT epochs", total=config.epochs)
+        def progress(epoch, epochs, train_loss, valid_loss):
+            bar.update(task, completed=epoch, description=f"SFT  train {train_loss:.5f}  valid {valid_loss:.5f}")
+
+        policy, result = sft_on_store(store, config, policy_config=PolicyConfig(hidden=tuple(args.hidden)),
+                                      progress=progress)
+    options = {k: v for k, v in vars(args).items() if k != "func"}
+    save_checkpoint(args.out, policy, store.env_config, store=str(store.path), sft=options)
+    console.print(sft_table(result, f"SFT on {args.data}"))
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+def _dagger_config(args):
+    from .dagger import DAggerConfig
+    from .sft import SFTConfig
+
+    return DAggerConfig(rounds=args.rounds, num_envs=args.num_envs, steps_per_env=args.steps, beta=args.beta,
+                        mixing=args.mixing, segment_steps=args.segment_steps, keep_rounds=args.keep_rounds,
+                        sft=SFTConfig(epochs=args.sft_epochs, patience=15, seed=args.seed),
+                        retrain=SFTConfig(epochs=args.epochs, patience=8, seed=args.seed),
+                        eval_episodes=args.eval_episodes, eval_horizon_s=args.eval_seconds, seed=args.seed)
+
+
+def _run_dagger(run_dir, store_path, config, init=None):
+    """run_dagger with a live round table."""
+    from rich.live import Live
+
+    from .console import console, rounds_table
+    from .dagger import run_dagger
+
+    rows = []
+    with Live(rounds_table(rows), console=console, refresh_per_second=2) as live:
+        def on_round(result):
+            rows.append(result)
+            live.update(rounds_table(rows))
+        results = run_dagger(run_dir, store_path, config, init_checkpoint=init, on_round=on_round,
+                             on_progress=lambda message: console.log(message))
+        live.update(rounds_table(results))
+    console.print()
+    return results
+
+
+def _cmd_dagger(args) -> int:
+    from .console import console
+    from .motion import load_clip
+    from .store import DemoStore
+
+    store = DemoStore(args.data)
+    if args.clip and load_clip(args.clip).name != load_clip(store.env_config.clip).name:
+        raise ConfigError(f"--clip {args.clip} differs from the store's clip {store.env_config.clip}")
+    results = _run_dagger(args.out, args.data, _dagger_config(args), args.init)
+    console.print(f"checkpoints and state in {args.out}; last policy: {results[-1].checkpoint}")
+    return 0
+
+
+def _evaluate(args):
+    """(name, EvalResult, controller, env config) of the checkpoint or the expert."""
+    from dataclasses import replace
+
+    from .env import EnvConfig
+    from .evaluate import evaluate, expert_controller
+    from .expert import PDExpert
+    from .motion import load_clip
+    from .policy import load_checkpoint
+
+    if args.expert:
+        if args.expert != "pd":
+            raise ConfigError(f"--expert {args.expert}: only the PD expert ('pd') exists so far")
+        config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space)
+        controller = expert_controller(PDExpert(load_clip(config.clip), config.action_space))
+        name = f"PD expert ({config.action_space})"
+    else:
+        if not args.checkpoint:
+            raise ConfigError("give a checkpoint to evaluate, or --expert pd")
+        policy, trained_for, _ = load_checkpoint(args.checkpoint)
+        config = trained_for if args.clip is None else replace(trained_for, clip=args.clip)
+        load_checkpoint(args.checkpoint, config)  # refuses another clip or action space clearly
+        controller = lambda sim: policy.act(sim.obs)  # noqa: E731
+        name = str(args.checkpoint)
+    result = evaluate(controller, config, episodes=args.episodes, horizon_s=args.seconds,
+                      init_noise_rad=args.init_noise, seed=args.seed)
+    return name, result, controller, config
+
+
+def _cmd_evaluate(args) -> int:
+    name, result, controller, config = _evaluate(args)
+    if args.video:
+        from .render import render_video
+
+        render_video(controller, config, args.video, seconds=min(result.horizon_s, args.video_seconds))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    from .console import console, evaluation_table
+
+    console.print(evaluation_table({name: result}, f"Evaluation on '{config.clip}' from phase 0"))
+    if args.video:
+        console.print(f"wrote {args.video}")
+    return 0
+
+
+def _cmd_pipeline(args) -> int:
+    """The main job on a small default: build the store, SFT, a few DAgger rounds, evaluate."""
+    from pathlib import Path
+
+    from .console import console, evaluation_table, store_tables
+    from .dagger import DAggerConfig
+    from .dataset import BuildConfig, build_mocap_store
+    from .env import EnvConfig
+    from .evaluate import evaluate, expert_controller
+    from .expert import PDExpert
+    from .motion import load_clip
+    from .policy import load_checkpoint
+    from .sft import SFTConfig
+    from .store import DemoStore
+    from .store_stats import summarize
+
+    clip = load_clip(args.clip)
+    run_dir = Path(args.out or f"runs/pipeline-{clip.name}")
+    store_path = run_dir / f"{clip.name}.h5"
+    config = EnvConfig(clip=args.clip, action_space=args.action_space)
+    console.rule(f"[bold]imitate pipeline: {clip.name} ({config.action_space}) in {run_dir}")
+    if store_path.exists():
+        console.print(f"resuming: {store_path} exists")
+        store = DemoStore(store_path)
+    else:
+        console.print("1. building the mocap store (reference and perturbed states, PD-expert labels)")
+        store = build_mocap_store(store_path, config, BuildConfig(offsets=8, copies=8))
+    for table in store_tables(summarize(store))[1:2]:
+        console.print(table)
+    console.print("2-3. SFT on the store, then DAgger rounds (the learner drives, the PD expert relabels)")
+    dagger = DAggerConfig(rounds=args.rounds, num_envs=8, steps_per_env=150, eval_episodes=1, eval_horizon_s=10.0,
+                          sft=SFTConfig(epochs=100, patience=15), retrain=SFTConfig(epochs=30, patience=8))
+    results = _run_dagger(run_dir, store_path, dagger)
+    console.print("4. evaluation from phase 0, 20 s horizon")
+    eval_config = EnvConfig(clip=args.clip, action_space=config.action_space)
+    table = {"PD expert": evaluate(expert_controller(PDExpert(clip, config.action_space)), eval_config,
+                                   episodes=args.episodes, init_noise_rad=0.01)}
+    for label, r in (("SFT (round 0)", results[0]), (f"DAgger (round {results[-1].round})", results[-1])):
+        policy, _, _ = load_checkpoint(r.checkpoint, eval_config)
+        table[label] = evaluate(lambda sim, p=policy: p.act(sim.obs), eval_config, episodes=args.episodes,
+                                init_noise_rad=0.01)
+    console.print(evaluation_table(table, f"'{clip.name}' from phase 0 ({args.episodes} episodes)"))
+    console.print("The PD expert tracks joints but cannot balance the unactuated root, so neither can a policy "
+                  "that imitates it: balance is for the TRPO stage and the search expert (later work).")
     return 0
 
 
@@ -156,9 +301,58 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("path")
     v.set_defaults(func=_cmd_dataset_validate)
 
-    p = sub.add_parser("pipeline", help="the main job on a small default (see README)")
+    p = sub.add_parser("sft", help="behaviour cloning of the expert's labels in a store")
+    p.add_argument("--data", required=True, help="the store")
+    p.add_argument("--out", required=True, help="checkpoint to write")
+    p.add_argument("--loss", default="mse", choices=["mse", "nll"])
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=15, help="early stopping patience [epochs]")
+    p.add_argument("--hidden", type=int, nargs="+", default=[1024, 512], help="hidden layer sizes")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sft)
+
+    p = sub.add_parser("dagger", help="DAgger rounds: run the learner, relabel with the expert, append, retrain")
+    p.add_argument("--data", required=True, help="the store (its mocap round trains round 0)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints and state.json (resumes if present)")
+    p.add_argument("--clip", default=None, help="check that the store is of this clip")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--init", default=None, help="start from this checkpoint instead of SFT on the store")
+    p.add_argument("--beta", default="exponential:0.5", help="constant:B, linear:START,END,ROUNDS, exponential:P")
+    p.add_argument("--mixing", default="step", choices=["step", "segment"])
+    p.add_argument("--segment-steps", type=int, default=15)
+    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--steps", type=int, default=150, help="control steps per env per round")
+    p.add_argument("--keep-rounds", type=int, default=None, help="train on mocap + the last M rounds only")
+    p.add_argument("--sft-epochs", type=int, default=100, help="epochs of round 0's SFT")
+    p.add_argument("--epochs", type=int, default=30, help="retraining epochs per round")
+    p.add_argument("--eval-episodes", type=int, default=1)
+    p.add_argument("--eval-seconds", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_dagger)
+
+    p = sub.add_parser("evaluate", help="normalised return, survival, joint and end-effector errors; video")
+    p.add_argument("checkpoint", nargs="?", help="a policy checkpoint")
+    p.add_argument("--expert", default=None, help="evaluate the expert instead: pd")
+    p.add_argument("--clip", default=None, help="clip (default: the checkpoint's, or walk for --expert)")
+    p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"], help="for --expert")
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=None, help="horizon (default 20 s looping, else the clip)")
+    p.add_argument("--init-noise", type=float, default=0.01,
+                   help="std of hinge-angle noise at the start [rad], so episodes differ (default 0.01)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--video", default=None, help="write an MP4 of the first episode beside the reference")
+    p.add_argument("--video-seconds", type=float, default=10.0)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("pipeline", help="the main job on a small default: store, SFT, DAgger, evaluation")
     p.add_argument("--clip", default="walk", help="clip name or path (default: walk)")
-    p.add_argument("--seconds", type=float, default=None, help="evaluation horizon [s]")
+    p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"])
+    p.add_argument("--rounds", type=int, default=3, help="DAgger rounds (default 3)")
+    p.add_argument("--episodes", type=int, default=3, help="evaluation episodes (default 3)")
+    p.add_argument("--out", default=None, help="run folder (default runs/pipeline-CLIP; resumes if present)")
     p.set_defaults(func=_cmd_pipeline)
     return parser
 

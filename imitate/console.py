@@ -8,7 +8,7 @@ from rich.table import Table
 
 from .evaluate import EvalResult, Stat
 
-console = Console()
+console = Console(log_path=False)
 
 
 def clips_table(rows: list[dict]) -> Table:
@@ -27,21 +27,22 @@ def _pm(s: Stat, fmt: str = ".3f") -> str:
 
 
 def evaluation_table(results: dict[str, EvalResult], title: str) -> Table:
-    """One column per controller; rows: normalised return, survival, errors, reward terms."""
-    table = Table(title=title)
-    table.add_column("metric (mean ± std over episodes)")
+    """One column per controller; rows: normalised return, survival, errors, reward terms
+    (each mean ± std over episodes; reward terms are means per step survived)."""
+    table = Table(title=f"{title}: mean ± std over episodes")
+    table.add_column("metric")
     for name in results:
-        table.add_column(name, justify="right")
+        table.add_column(escape(name), justify="right")
     rs = list(results.values())
     rows = [
         ("episodes", [str(r.episodes) for r in rs]),
         ("normalised return", [_pm(r.normalised_return) for r in rs]),
-        ("survival [s]", [f"{_pm(r.survival_s, '.2f')} of {r.horizon_s:g}" for r in rs]),
+        (f"survival [s] of {rs[0].horizon_s:g}", [_pm(r.survival_s, ".2f") for r in rs]),
         ("joint error [deg]", [_pm(r.joint_error_deg, ".2f") for r in rs]),
         ("end-effector error [cm]", [_pm(r.end_effector_error_cm, ".2f") for r in rs]),
     ]
     for term in ("pose", "velocity", "end_effector", "com", "root"):
-        rows.append((f"r_{term} (mean per step)", [_pm(r.reward_terms[term]) for r in rs]))
+        rows.append((f"r_{term}", [_pm(r.reward_terms[term]) for r in rs]))
     for label, cells in rows:
         table.add_row(escape(label), *cells)
     return table
@@ -99,3 +100,30 @@ def progress_bar():
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console)
+
+
+def sft_table(result, title: str = "SFT") -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for label, value in (("epochs run (best)", f"{result.epochs_run} ({result.best_epoch})"),
+                         ("train loss", f"{result.train_loss:.5f}"), ("valid loss", f"{result.valid_loss:.5f}"),
+                         ("valid MSE of the mean action", f"{result.valid_mse:.5f}"),
+                         ("train / valid samples", f"{result.train_samples} / {result.valid_samples}"),
+                         ("seconds", f"{result.seconds:.1f}")):
+        table.add_row(label, value)
+    return table
+
+
+def rounds_table(results, title: str = "DAgger rounds (evaluation from phase 0)") -> Table:
+    """One row per round: beta, steps, validation loss, evaluation."""
+    table = Table(title=title)
+    for col in ("round", "beta", "expert share", "new steps", "total steps", "valid loss", "norm. return",
+                "survival [s]", "joint err [deg]"):
+        table.add_column(escape(col), justify="right")
+    for r in results:
+        ev = r.evaluation
+        table.add_row(str(r.round), f"{r.beta:.2f}", f"{r.expert_share:.2f}", str(r.new_steps), str(r.total_steps),
+                      f"{r.valid_loss:.4f}", f"{ev['normalised_return']['mean']:.3f}",
+                      f"{ev['survival_s']['mean']:.2f}", f"{ev['joint_error_deg']['mean']:.1f}")
+    return table

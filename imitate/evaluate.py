@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from . import humanoid as hum
 from .env import LOOPING_EPISODE_S, EnvConfig, Simulation
 from .motion import load_clip
 from .reward import RewardTerms, end_effector_offsets, joint_angle_errors
@@ -50,15 +51,22 @@ class EvalResult:
 
 
 def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, horizon_s: float | None = None,
-             nthread: int = 0) -> EvalResult:
+             init_noise_rad: float = 0.0, seed: int = 0, nthread: int = 0) -> EvalResult:
     """Run `episodes` episodes at once from phase 0 for the horizon (default: 20 s for a
-    looping clip, the clip's length otherwise) and measure them (module docstring)."""
+    looping clip, the clip's length otherwise) and measure them (module docstring).
+
+    init_noise_rad: std of Gaussian noise on the starting hinge angles (seeded), so that the
+    episodes of a deterministic controller differ; 0 starts every episode on the reference."""
     clip = load_clip(config.clip)
     if horizon_s is None:
         horizon_s = LOOPING_EPISODE_S if clip.loop else clip.duration_s
     config = replace(config, random_start=False, episode_s=horizon_s)
     sim = Simulation(config, episodes, nthread, clip=clip)
     sim.reset(np.arange(episodes), np.zeros(episodes))
+    if init_noise_rad > 0:
+        qpos = sim.qpos.copy()
+        qpos[:, hum.HINGE_QPOS] += np.random.default_rng(seed).normal(0.0, init_noise_rad, (episodes, hum.NU))
+        sim.set_state(qpos, sim.qvel.copy(), np.zeros(episodes))
     steps = max(1, round(horizon_s * config.control_hz))
     alive = np.ones(episodes, bool)
     ret = np.zeros(episodes)

@@ -38,10 +38,18 @@ def test_bad_clip_is_one_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_main_job_runs_end_to_end():
-    """The README's main job (short horizon), as a subprocess."""
+def test_main_job_runs_end_to_end(tmp_path):
+    """The README's main job, small: store, SFT, one DAgger round, evaluation tables; then the
+    same command resumes from the run folder without collecting again."""
     pytest.importorskip("pybullet_data")
-    proc = subprocess.run([sys.executable, "-m", "imitate.cli", "pipeline", "--seconds", "2"],
-                          capture_output=True, text=True, timeout=300)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "imitate.cli", "pipeline", "--rounds", "1", "--episodes", "1", "--out", str(run)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "survival" in proc.stdout and "PD servos" in proc.stdout
+    for words in ("DAgger rounds", "PD expert", "SFT (round 0)", "DAgger (round 1)", "normalised return"):
+        assert words in proc.stdout
+    state = json.loads((run / "state.json").read_text())
+    assert [r["round"] for r in state["rounds"]] == [0, 1]
+    assert (run / "round_001.pt").is_file() and (run / "walk.h5").is_file()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "resuming" in again.stdout and "collecting" not in again.stdout
