@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import gymnasium as gym
 import mujoco
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 from mujoco.batch import Batch, SimulationError
 
@@ -31,6 +31,13 @@ from .errors import ConfigError
 from .motion import MotionClip, load_clip
 from .observation import OBS_DIM, observe
 from .reward import Pose, RewardConfig, RewardTerms, imitation_reward
+
+try:
+    from gymnasium.vector import AutoresetMode
+
+    _SAME_STEP = AutoresetMode.SAME_STEP
+except ImportError:  # gymnasium 0.29 (the `imitation` library's): the single env works there
+    _SAME_STEP = "SameStep"
 
 LOOPING_EPISODE_S = 20.0  # default time limit for looping clips [s]
 _BAD_WARNINGS = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
@@ -342,7 +349,7 @@ class ImitationVecEnv(VectorEnv):
     ``infos["final_obs"]`` (rows where ``infos["_final_obs"]`` is True).
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    metadata = {"autoreset_mode": _SAME_STEP, "render_modes": []}
 
     def __init__(self, config: EnvConfig | None = None, num_envs: int = 8, nthread: int = 0):
         self.config = config or EnvConfig()
