@@ -1,0 +1,179 @@
+"""The search expert: PD servos plus a short-horizon search on MuJoCo rollouts.
+
+A PD expert tracks joints but cannot balance.  This one, at each control step and from the
+exact simulator state (the full integration state row of mujoco.batch, warm-start included, so
+rollouts reproduce the simulator bit for bit), samples K sequences of PD-target offsets
+around the reference over a horizon of H control steps, rolls them all out in one batched call
+(threads across rollouts), scores each with a tracking cost consistent with the env's reward,
+and returns the first step of the best.  The plan is kept per humanoid and, shifted by a step,
+is the next decision's nominal candidate (warm start); a humanoid with no plan yet (just reset)
+gets ``cold_iterations`` search iterations instead of one.
+
+Candidates: 0 is the warm-start plan itself, 1 is the plain reference (zero offsets), the rest
+add Gaussian noise (``noise_rad``) to the warm-start plan.  Cost per candidate, summed over the
+horizon (reference at each step's end time): ``pose_weight`` x the reward's weighted squared
+joint angles (root orientation included) + ``end_effector_weight`` x squared end-effector
+offsets relative to the root + ``root_position_weight`` x squared horizontal root offset +
+``root_height_weight`` x squared height error, plus ``fall_penalty`` x (1 + the fraction of the
+horizon left) at the first step where a fall body touches the floor or the root drops.
+
+Labels: in ``pd_target`` space the chosen servo target; in ``torque`` space the torque the servo
+would apply at the current state for that target.  Noise is drawn from a generator keyed by
+(seed, key, decision count of that key), so labelling states one by one or in a batch gives the
+same labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from mujoco.batch import Batch
+
+from . import humanoid as hum
+from .env import EnvConfig, targets_to_action
+from .errors import ConfigError
+from .motion import MotionClip
+from .reward import Pose, end_effector_offsets, pose_error
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    candidates: int = 32  # K, the nominal and the reference included
+    horizon: int = 15  # H control steps (0.5 s at 30 Hz)
+    noise_rad: float = 0.1  # std of the offsets' sampling noise
+    iterations: int = 1  # searches per decision with a warm start
+    cold_iterations: int = 3  # searches per decision without one (after a reset)
+    pose_weight: float = 1.0
+    end_effector_weight: float = 10.0
+    root_position_weight: float = 1.0
+    root_height_weight: float = 10.0
+    fall_penalty: float = 1000.0
+    seed: int = 0
+    nthread: int = 0  # rollout threads; 0: all cores
+
+    def __post_init__(self):
+        if self.candidates < 2 or self.horizon < 1 or self.iterations < 1 or self.cold_iterations < 1:
+            raise ConfigError(f"SearchConfig: candidates >= 2, horizon, iterations, cold_iterations >= 1; found {self}")
+        if not self.noise_rad >= 0:
+            raise ConfigError(f"SearchConfig.noise_rad must be >= 0; found {self.noise_rad}")
+
+
+class SearchExpert:
+    """``expert.label(sim) -> (N, 28)`` for every humanoid of an imitate Simulation, or
+    ``expert.label_states(states, times, keys)`` for raw integration-state rows."""
+
+    def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig = SearchConfig()):
+        self.clip, self.env_config, self.config = clip, env_config, config
+        self.model = hum.load_model("pd_target", env_config.physics_hz)  # planning drives the servos
+        self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in hum.fall_sensor_names(env_config.fall_bodies)])
+        self._body_ids = np.array([hum.body_id(b) for b in hum.BODY_NAMES])
+        self._planner: Batch | None = None
+        self.plans: dict = {}  # key -> (H, 28) offsets [rad]
+        self._decisions: dict = {}  # key -> decisions made
+        self.last_costs: np.ndarray | None = None  # (n, K) costs of the last search iteration
+        self.seconds_per_decision = float("nan")
+
+    # ----- the expert interface ---------------------------------------------------------
+    def label(self, sim) -> np.ndarray:
+        """Labels (N, 28) for the humanoids of sim, from their exact states; a humanoid that was
+        just reset (sim.steps == 0) starts a new plan."""
+        keys = np.arange(sim.num_envs)
+        for k in keys[sim.steps == 0]:
+            self.plans.pop(int(k), None)
+        return self.label_states(np.array(sim.batch.state), sim.ref_time_s.copy(), keys)
+
+    def reset(self) -> None:
+        self.plans.clear()
+        self._decisions.clear()
+
+    def label_states(self, states: np.ndarray, times: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Labels (n, 28) for integration-state rows (n, nstate) at clip times (n,); keys (n,)
+        name each state's plan (a humanoid, or a trajectory being relabelled in order)."""
+        import time
+
+        start = time.perf_counter()
+        states = np.atleast_2d(states)
+        n, h = len(states), self.config.horizon
+        keys = [int(k) for k in keys]
+        cold = np.array([k not in self.plans for k in keys])
+        plans = np.stack([self.plans.get(k, np.zeros((h, hum.NU))) for k in keys])
+        rngs = [np.random.default_rng([self.config.seed, k, self._decisions.get(k, 0)]) for k in keys]
+        searches = np.where(cold, self.config.cold_iterations, self.config.iterations)
+        for it in range(int(searches.max())):
+            rows = np.flatnonzero(searches > it)
+            candidates = self._candidates(plans[rows], [rngs[i] for i in rows])
+            costs = self.costs(states[rows], times[rows], candidates)
+            plans[rows] = candidates[np.arange(len(rows)), np.argmin(costs, axis=1)]
+            self.last_costs = costs
+        qpos = states[:, 1:1 + hum.NQ]  # integration state: time, qpos, qvel, ...
+        qvel = states[:, 1 + hum.NQ:1 + hum.NQ + hum.NV]
+        target = self.clip.qpos(times + self.env_config.control_dt)[:, hum.HINGE_QPOS] + plans[:, 0]
+        for i, k in enumerate(keys):  # warm start: the plan shifted by one step
+            self.plans[k] = np.concatenate([plans[i, 1:], plans[i, -1:]])
+            self._decisions[k] = self._decisions.get(k, 0) + 1
+        self.seconds_per_decision = (time.perf_counter() - start) / n
+        return self._to_action(target, qpos, qvel)
+
+    def _to_action(self, target: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        lo, hi = hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1]
+        target = np.clip(target, lo, hi)
+        if self.env_config.action_space == "pd_target":
+            return np.clip(targets_to_action(target), -1.0, 1.0)
+        # the torque the servo would apply now for that target
+        torque = hum.KP * (target - qpos[:, hum.HINGE_QPOS]) - hum.KD * qvel[:, hum.HINGE_QVEL]
+        return np.clip(torque / hum.TORQUE_LIMIT, -1.0, 1.0)
+
+    # ----- the search -------------------------------------------------------------------
+    def _candidates(self, plans: np.ndarray, rngs) -> np.ndarray:
+        """(n, K, H, 28): the warm-start plan, the reference, and noisy copies of the plan."""
+        k, h = self.config.candidates, self.config.horizon
+        noise = np.stack([rng.normal(0.0, self.config.noise_rad, (k, h, hum.NU)) for rng in rngs])
+        out = plans[:, None] + noise
+        out[:, 0] = plans
+        out[:, 1] = 0.0
+        return out
+
+    def costs(self, states: np.ndarray, times: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Tracking cost (n, K) of rolling out each candidate offset sequence (n, K, H, 28)
+        from each state (n, nstate) at clip time (n,), all in one batched rollout."""
+        cfg, dt = self.config, self.env_config.control_dt
+        n, k, h, _ = candidates.shape
+        planner = self._batch(n * k)
+        planner.state[:] = np.repeat(states, k, axis=0)
+        step_times = times[:, None] + dt * np.arange(1, h + 1)  # (n, H): the end of each step
+        ref_q = self.clip.qpos(step_times.ravel()).reshape(n, h, hum.NQ)
+        ref_v = self.clip.qvel(step_times.ravel()).reshape(n, h, hum.NV)
+        ref_body = hum.body_positions(ref_q.reshape(-1, hum.NQ)).reshape(n, h, -1, 3)
+        targets = np.clip(ref_q[:, None, :, hum.HINGE_QPOS] + candidates, hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+        cost = np.zeros(n * k)
+        fallen = np.zeros(n * k, bool)
+        for step in range(h):
+            planner.ctrl[:] = targets[:, :, step].reshape(n * k, hum.NU)
+            planner.step(nstep=self.env_config.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
+            qpos = planner.qpos
+            rq = np.repeat(ref_q[:, step], k, axis=0)
+            sim = Pose(qpos, planner.qvel, planner.xpos[:, self._body_ids], None)
+            ref = Pose(rq, np.repeat(ref_v[:, step], k, axis=0), np.repeat(ref_body[:, step], k, axis=0), None)
+            end = end_effector_offsets(sim) - end_effector_offsets(ref)
+            d_root = qpos[:, :3] - rq[:, :3]
+            step_cost = (cfg.pose_weight * pose_error(qpos, rq)
+                         + cfg.end_effector_weight * np.sum(end**2, axis=(-1, -2))
+                         + cfg.root_position_weight * np.sum(d_root[:, :2] ** 2, axis=-1)
+                         + cfg.root_height_weight * d_root[:, 2] ** 2)
+            falls = (planner.sensordata[:, self._fall_ids] > 0).any(axis=1)
+            falls |= qpos[:, 2] < rq[:, 2] - self.env_config.max_root_drop_m
+            falls |= ~np.isfinite(qpos).all(axis=1)
+            new = falls & ~fallen
+            cost += np.where(fallen, 0.0, np.nan_to_num(step_cost, nan=0.0))
+            cost += new * cfg.fall_penalty * (1.0 + (h - step) / h)
+            fallen |= falls
+        return cost.reshape(n, k)
+
+    def _batch(self, nsim: int) -> Batch:
+        if self._planner is None or self._planner.nsim != nsim:
+            self._planner = Batch(self.model, nsim, self.config.nthread)
+            for name in ("xpos", "sensordata"):
+                self._planner.bind(name)
+        return self._planner
