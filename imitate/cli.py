@@ -10,6 +10,28 @@ from . import __version__
 from .errors import ConfigError, ImitateError
 
 
+def _make_expert(name: str, clip, config, args):
+    """The PD expert or the search expert (with the search options in args) for an env config."""
+    from .expert import PDExpert
+
+    if name == "pd":
+        return PDExpert(clip, config.action_space)
+    if name == "search":
+        from .search import SearchConfig, SearchExpert
+
+        return SearchExpert(clip, config, SearchConfig(candidates=args.candidates, horizon=args.horizon,
+                                                       noise_rad=args.search_noise, seed=args.seed))
+    raise ConfigError(f"--expert must be pd or search; found {name!r}")
+
+
+def _add_expert_options(p, default: str | None = "pd") -> None:
+    p.add_argument("--expert", default=default, choices=["pd", "search"],
+                   help="the PD expert, or PD servos plus a short-horizon search (slow, balances)")
+    p.add_argument("--candidates", type=int, default=32, help="search: sequences sampled per decision (K)")
+    p.add_argument("--horizon", type=int, default=15, help="search: control steps per rollout (H)")
+    p.add_argument("--search-noise", type=float, default=0.1, help="search: std of the target offsets [rad]")
+
+
 def _cmd_motions(args) -> int:
     from .motion import list_clips, load_clip
 
@@ -89,7 +111,7 @@ def _dagger_config(args):
                         eval_episodes=args.eval_episodes, eval_horizon_s=args.eval_seconds, seed=args.seed)
 
 
-def _run_dagger(run_dir, store_path, config, init=None):
+def _run_dagger(run_dir, store_path, config, init=None, expert=None):
     """run_dagger with a live round table."""
     from rich.live import Live
 
@@ -101,7 +123,7 @@ def _run_dagger(run_dir, store_path, config, init=None):
         def on_round(result):
             rows.append(result)
             live.update(rounds_table(rows))
-        results = run_dagger(run_dir, store_path, config, init_checkpoint=init, on_round=on_round,
+        results = run_dagger(run_dir, store_path, config, init_checkpoint=init, on_round=on_round, expert=expert,
                              on_progress=lambda message: console.log(message))
         live.update(rounds_table(results))
     console.print()
@@ -116,7 +138,8 @@ def _cmd_dagger(args) -> int:
     store = DemoStore(args.data)
     if args.clip and load_clip(args.clip).name != load_clip(store.env_config.clip).name:
         raise ConfigError(f"--clip {args.clip} differs from the store's clip {store.env_config.clip}")
-    results = _run_dagger(args.out, args.data, _dagger_config(args), args.init)
+    expert = _make_expert(args.expert, load_clip(store.env_config.clip), store.env_config, args)
+    results = _run_dagger(args.out, args.data, _dagger_config(args), args.init, expert)
     console.print(f"checkpoints and state in {args.out}; last policy: {results[-1].checkpoint}")
     return 0
 
@@ -127,16 +150,14 @@ def _evaluate(args):
 
     from .env import EnvConfig
     from .evaluate import evaluate, expert_controller
-    from .expert import PDExpert
     from .motion import load_clip
     from .policy import load_checkpoint
 
     if args.expert:
-        if args.expert != "pd":
-            raise ConfigError(f"--expert {args.expert}: only the PD expert ('pd') exists so far")
         config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space)
-        controller = expert_controller(PDExpert(load_clip(config.clip), config.action_space))
-        name = f"PD expert ({config.action_space})"
+        expert = _make_expert(args.expert, load_clip(config.clip), config, args)
+        controller = expert_controller(expert)
+        name = f"{args.expert} expert ({config.action_space})"
     else:
         if not args.checkpoint:
             raise ConfigError("give a checkpoint to evaluate, or --expert pd")
@@ -218,7 +239,7 @@ def _cmd_dataset_build(args) -> int:
     from .console import console, progress_bar, store_tables
     from .dataset import BuildConfig, build_mocap_store
     from .env import EnvConfig
-    from .motion import clip_name, resolve_clip
+    from .motion import clip_name, load_clip, resolve_clip
     from .store_stats import summarize
 
     build = BuildConfig(offsets=args.offsets, joint_noise_rad=args.joint_noise,
@@ -226,9 +247,10 @@ def _cmd_dataset_build(args) -> int:
                         valid_every=args.valid_every)
     config = EnvConfig(clip=args.clip, action_space=args.action_space)
     out = args.out or f"datasets/{clip_name(resolve_clip(args.clip))}.h5"
+    expert = _make_expert(args.expert, load_clip(args.clip), config, args)
     with progress_bar() as bar:
-        task = bar.add_task(f"labelling {args.clip} states", total=build.num_episodes)
-        store = build_mocap_store(out, config, build, overwrite=args.overwrite,
+        task = bar.add_task(f"labelling {args.clip} states ({args.expert} expert)", total=build.num_episodes)
+        store = build_mocap_store(out, config, build, overwrite=args.overwrite, expert=expert,
                                   progress=lambda done, total: bar.update(task, completed=done))
     for table in store_tables(summarize(store))[:2]:
         console.print(table)
@@ -292,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--valid-every", type=int, default=10, help="every N-th episode is validation (default 10)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    _add_expert_options(b)
     b.set_defaults(func=_cmd_dataset_build)
     st = dsub.add_parser("stats", help="rich tables of a store's metadata, rounds, fields and splits")
     st.add_argument("path")
@@ -330,11 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-episodes", type=int, default=1)
     p.add_argument("--eval-seconds", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
+    _add_expert_options(p)
     p.set_defaults(func=_cmd_dagger)
 
     p = sub.add_parser("evaluate", help="normalised return, survival, joint and end-effector errors; video")
     p.add_argument("checkpoint", nargs="?", help="a policy checkpoint")
-    p.add_argument("--expert", default=None, help="evaluate the expert instead: pd")
     p.add_argument("--clip", default=None, help="clip (default: the checkpoint's, or walk for --expert)")
     p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"], help="for --expert")
     p.add_argument("--episodes", type=int, default=5)
@@ -345,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--video", default=None, help="write an MP4 of the first episode beside the reference")
     p.add_argument("--video-seconds", type=float, default=10.0)
+    _add_expert_options(p, default=None)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("pipeline", help="the main job on a small default: store, SFT, DAgger, evaluation")

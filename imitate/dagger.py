@@ -28,7 +28,7 @@ import numpy as np
 from .env import EnvConfig, Simulation
 from .errors import ConfigError, StoreError
 from .evaluate import EvalResult, evaluate
-from .expert import PDExpert
+from .expert import PDExpert, label
 from .motion import load_clip
 from .policy import GaussianPolicy, load_checkpoint, save_checkpoint
 from .sft import SFTConfig, SFTResult, sft_on_store
@@ -99,6 +99,7 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
     """Run the beta-mixture of expert and learner in every env of sim for `steps` steps.
 
     sim: a Simulation (or anything with reset/start_times/step/obs/qpos/qvel/ref_time_s).
+    expert: a callable (qpos, qvel, time_s) -> actions, or an object with label(sim).
     Returns one dict of arrays per episode (split where an env ended and was reset): obs,
     expert_actions (labels of every visited state), actions (executed), qpos, qvel, time_s,
     reward, terminated, truncated, expert_share (the fraction of executed expert actions).
@@ -112,7 +113,7 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
         if mixing == "step" or step % segment_steps == 0:
             use_expert = rng.random(n) < beta
         obs, qpos, qvel, t = sim.obs.copy(), sim.qpos.copy(), sim.qvel.copy(), sim.ref_time_s.copy()
-        labels = expert(qpos, qvel, t)
+        labels = label(expert, sim)
         executed = np.where(use_expert[:, None], labels, learner(obs))
         reward, terminated, truncated, _ = sim.step(executed)
         last = step == steps - 1

@@ -53,10 +53,20 @@ class BuildConfig:
         return self.offsets + self.copies * len(self.joint_noise_rad)
 
 
-def label_states(sim: Simulation, expert, qpos: np.ndarray, qvel: np.ndarray, time_s: np.ndarray):
-    """Observations, expert labels and rewards of N states at clip times (N = sim.num_envs)."""
-    sim.set_state(qpos, qvel, time_s)
-    return sim.obs.copy(), expert(qpos, qvel, time_s).astype(np.float32), sim.terms.total.copy()
+def label_passes(expert, states: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Expert labels (P, T, 28) of P passes of T states each.
+
+    An expert with ``label_states`` (the search expert) labels the passes in time order, all
+    passes at once, each pass's plan warm-starting its next state; a plain callable expert
+    labels every state at once from (qpos, qvel, time)."""
+    p, t = times.shape
+    if hasattr(expert, "label_states"):
+        labels = np.empty((p, t, qpos.shape[-1] - 7))
+        keys = np.arange(p) + 1_000_000  # not the ids of live humanoids
+        for j in range(t):
+            labels[:, j] = expert.label_states(states[:, j], times[:, j], keys)
+        return labels
+    return expert(qpos.reshape(p * t, -1), qvel.reshape(p * t, -1), times.ravel()).reshape(p, t, -1)
 
 
 def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig = BuildConfig(), *,
@@ -64,7 +74,7 @@ def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig
                       progress: Callable[[int, int], None] | None = None) -> DemoStore:
     """Write a new store at out holding round 0: the mocap episodes (module docstring).
 
-    expert: a callable (qpos, qvel, time_s) -> actions; default the PD expert.
+    expert: a callable (qpos, qvel, time_s) -> actions, or the search expert; default the PD expert.
     progress: called with (episodes done, episodes in all) after each episode.
     """
     clip = load_clip(env_config.clip)
@@ -76,22 +86,31 @@ def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig
     plan = [(k * dt / build.offsets, 0.0, 0.0) for k in range(build.offsets)]
     for jn, vn in zip(build.joint_noise_rad, build.velocity_noise_rad_s, strict=True):
         plan += [(rng.uniform(0.0, dt), jn, vn) for _ in range(build.copies)]
-    episodes = []
-    for i, (offset, joint_noise, vel_noise) in enumerate(plan):
+    passes = []
+    for offset, joint_noise, vel_noise in plan:
         t = offset + dt * np.arange(steps)
         qpos, qvel = clip.qpos(t), clip.qvel(t)
         qpos[:, hum.HINGE_QPOS] += rng.normal(0.0, joint_noise, (steps, hum.NU))
         qvel[:, hum.HINGE_QVEL] += rng.normal(0.0, vel_noise, (steps, hum.NU))
-        obs, labels, reward = label_states(sim, expert, qpos, qvel, t)
+        sim.set_state(qpos, qvel, t)
+        passes.append((t, qpos, qvel, sim.obs.copy(), sim.terms.total.copy(), np.array(sim.batch.state)))
+    times, qpos_all, qvel_all, obs_all, reward_all, states = (np.stack(x) for x in zip(*passes, strict=True))
+    labels = np.empty((len(plan), steps, hum.NU), np.float32)
+    chunk = 1 if hasattr(expert, "label_states") else len(plan)  # report progress per pass when slow
+    for start in range(0, len(plan), chunk):
+        sl = slice(start, start + chunk)
+        labels[sl] = label_passes(expert, states[sl], qpos_all[sl], qvel_all[sl], times[sl])
+        if progress:
+            progress(min(start + chunk, len(plan)), len(plan))
+    episodes = []
+    for i, t in enumerate(times):
         episodes.append(Episode(
-            obs=obs, expert_actions=labels, actions=labels, qpos=qpos, qvel=qvel, time_s=t,
-            phase=clip.phase(t).astype(np.float32), reward=reward.astype(np.float32),
+            obs=obs_all[i], expert_actions=labels[i], actions=labels[i], qpos=qpos_all[i], qvel=qvel_all[i],
+            time_s=t, phase=clip.phase(t).astype(np.float32), reward=reward_all[i].astype(np.float32),
             terminated=np.zeros(steps, bool), truncated=np.arange(steps) == steps - 1,
             source="mocap", clip=clip.name, checkpoint_id=f"expert:{type(expert).__name__}",
             seed=build.seed * 1000 + i,
         ))
-        if progress:
-            progress(i + 1, len(plan))
     store = DemoStore.create(out, env_config, valid_every=build.valid_every, overwrite=overwrite,
                              extra_attrs={"build_config": json.dumps(asdict(build))})
     store.append_round(episodes, round=0, env_config=env_config)

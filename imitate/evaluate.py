@@ -101,5 +101,8 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
 
 
 def expert_controller(expert) -> Controller:
-    """A Controller from an expert called on the simulator state and the clip time."""
-    return lambda sim: expert(sim.batch.qpos, sim.batch.qvel, sim.ref_time_s)
+    """A Controller from an expert (a callable on simulator state and clip time, or an
+    object with label(sim))."""
+    from .expert import label
+
+    return lambda sim: label(expert, sim)

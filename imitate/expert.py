@@ -22,6 +22,15 @@ from .errors import ConfigError
 from .motion import MotionClip
 
 
+def label(expert, sim) -> np.ndarray:
+    """An expert's labels (N, 28) for the humanoids of a Simulation: ``expert.label(sim)`` for
+    experts that need the full simulator state (the search expert), else
+    ``expert(qpos, qvel, time_s)`` for plain callables."""
+    if hasattr(expert, "label"):
+        return expert.label(sim)
+    return expert(sim.qpos.copy(), sim.qvel.copy(), sim.ref_time_s.copy())
+
+
 class PDExpert:
     """Callable expert: ``expert(qpos (N, nq), qvel (N, nv), time_s (N,)) -> action (N, 28)``."""
 
@@ -36,6 +45,9 @@ class PDExpert:
         self.lookahead_s = lookahead_s
         self.position_gain = position_gain
         self.velocity_feedforward = velocity_feedforward
+
+    def label(self, sim) -> np.ndarray:
+        return self(sim.qpos, sim.qvel, sim.ref_time_s)
 
     def __call__(self, qpos: np.ndarray, qvel: np.ndarray, time_s: np.ndarray) -> np.ndarray:
         t = np.asarray(time_s, dtype=float) + self.lookahead_s
