@@ -167,7 +167,8 @@ def _evaluate(args):
         controller = lambda sim: policy.act(sim.obs)  # noqa: E731
         name = str(args.checkpoint)
     result = evaluate(controller, config, episodes=args.episodes, horizon_s=args.seconds,
-                      init_noise_rad=args.init_noise, seed=args.seed)
+                      init_noise_rad=args.init_noise, seed=args.seed, action_noise=args.action_noise,
+                      push_force_n=args.push_force, push_every_s=args.push_every)
     return name, result, controller, config
 
 
@@ -368,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--video", default=None, help="write an MP4 of the first episode beside the reference")
     p.add_argument("--video-seconds", type=float, default=10.0)
+    p.add_argument("--action-noise", type=float, default=0.0, help="std of noise on executed actions")
+    p.add_argument("--push-force", type=float, default=0.0, help="random horizontal pushes on the root [N]")
+    p.add_argument("--push-every", type=float, default=2.0, help="seconds between pushes (each 0.2 s long)")
     _add_expert_options(p, default=None)
     p.set_defaults(func=_cmd_evaluate)
 

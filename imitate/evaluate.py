@@ -51,12 +51,16 @@ class EvalResult:
 
 
 def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, horizon_s: float | None = None,
-             init_noise_rad: float = 0.0, seed: int = 0, nthread: int = 0) -> EvalResult:
+             init_noise_rad: float = 0.0, seed: int = 0, nthread: int = 0, action_noise: float = 0.0,
+             push_force_n: float = 0.0, push_every_s: float = 2.0, push_duration_s: float = 0.2) -> EvalResult:
     """Run `episodes` episodes at once from phase 0 for the horizon (default: 20 s for a
     looping clip, the clip's length otherwise) and measure them (module docstring).
 
     init_noise_rad: std of Gaussian noise on the starting hinge angles (seeded), so that the
-    episodes of a deterministic controller differ; 0 starts every episode on the reference."""
+    episodes of a deterministic controller differ; 0 starts every episode on the reference.
+    action_noise: std of Gaussian noise added to every executed action (clipped to [-1, 1]).
+    push_force_n: every push_every_s, push each humanoid's root horizontally in a random
+    direction with this force [N] for push_duration_s (what a learner's states look like)."""
     clip = load_clip(config.clip)
     if horizon_s is None:
         horizon_s = LOOPING_EPISODE_S if clip.loop else clip.duration_s
@@ -74,8 +78,20 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
     joint_err = np.zeros(episodes)
     end_err = np.zeros(episodes)
     terms = {n: np.zeros(episodes) for n in RewardTerms.NAMES}
-    for _ in range(steps):
-        reward, terminated, _, _ = sim.step(controller(sim))
+    rng = np.random.default_rng([seed, 1])
+    push_steps = max(1, round(push_duration_s * config.control_hz))
+    every = max(1, round(push_every_s * config.control_hz))
+    root = sim.model.body("root").id
+    for step in range(steps):
+        action = controller(sim)
+        if action_noise > 0:
+            action = np.clip(action + rng.normal(0.0, action_noise, action.shape), -1.0, 1.0)
+        if push_force_n > 0 and step % every == every // 2:
+            angle = rng.uniform(0, 2 * np.pi, episodes)
+            sim.batch.xfrc_applied[:, root, :2] = push_force_n * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+        elif push_force_n > 0 and step % every == every // 2 + push_steps:
+            sim.batch.xfrc_applied[:, root] = 0.0
+        reward, terminated, _, _ = sim.step(action)
         now = alive.copy()  # a step that ends in a fall still counts its reward
         ret += np.where(now, reward, 0.0)
         _, sph, rev = joint_angle_errors(sim.sim_pose.qpos, sim.ref_pose.qpos)
