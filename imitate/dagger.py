@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .env import EnvConfig, Simulation
-from .errors import ConfigError, StoreError
+from .env import Simulation
+from .errors import ConfigError
 from .evaluate import EvalResult, evaluate
 from .expert import PDExpert, label
 from .motion import load_clip
@@ -246,15 +246,3 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
         policy, sft = sft_on_store(store, retrain, policy=policy)
         finish(k, beta, new_steps, policy, sft, share)
     return results
-
-
-def check_store(store_path) -> DemoStore:
-    """The store, refusing one with no training data."""
-    store = DemoStore(store_path)
-    if not store.episode_index():
-        raise StoreError(f"{store_path}: the store holds no episodes: build it first (imitate dataset build)")
-    return store
-
-
-__all__ = ["BetaSchedule", "DAggerConfig", "RoundResult", "collect", "constant", "exponential", "linear",
-           "run_dagger", "schedule", "EnvConfig"]
