@@ -1,0 +1,398 @@
+"""TRPO fine-tuning on the env's imitation reward, from a DAgger/SFT checkpoint or from scratch.
+
+Each iteration: roll the stochastic policy out in the batched env (random clip starts), estimate
+advantages with GAE (bootstrapping from the critic where an episode was cut by the time limit or
+the iteration's end, not where it fell), take the natural-gradient step that maximises the
+surrogate within a KL trust region (conjugate gradient on Fisher-vector products, backtracking
+line search that accepts a step only if the KL bound holds and the surrogate improves), then fit
+the critic.  The small pure functions (conjugate_gradient, fisher_vector_product, line_search,
+gae) are tested alone.
+
+From a checkpoint: the observation normaliser is carried over and stays frozen (the policy's
+inputs mean what they meant in SFT/DAgger); the log-std is raised to ``init_log_std`` where BC
+shrank it (exploration is set deliberately); the critic is warmed up on ``critic_warmup_iters``
+iterations of rollouts of the initial policy before the first policy step.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .env import EnvConfig, Simulation
+from .errors import CheckpointError, ConfigError
+from .observation import OBS_DIM
+from .policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
+
+
+# ----- the pure pieces ---------------------------------------------------------------------
+def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int = 15,
+                       residual_tol: float = 1e-10) -> torch.Tensor:
+    """Approximately solve A x = b for symmetric positive-definite A given as x -> A x."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        if rr < residual_tol:
+            break
+        ap = matvec(p)
+        alpha = rr / (p @ ap)
+        x += alpha * p
+        r -= alpha * ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+def flat_params(module: nn.Module) -> torch.Tensor:
+    return torch.cat([p.data.reshape(-1) for p in module.parameters()])
+
+
+def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
+    i = 0
+    for p in module.parameters():
+        n = p.numel()
+        p.data.copy_(flat[i:i + n].view_as(p))
+        i += n
+
+
+def fisher_vector_product(kl: Callable[[], torch.Tensor], params: list[torch.Tensor],
+                          damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> (H + damping I) v, H the Hessian of kl() (the mean KL from the old policy, zero at
+    the current parameters) with respect to params: the Fisher information times v."""
+    grads = torch.autograd.grad(kl(), params, create_graph=True)
+    flat_grad = torch.cat([g.reshape(-1) for g in grads])
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        hv = torch.autograd.grad(flat_grad @ v, params, retain_graph=True)
+        return torch.cat([h.reshape(-1) for h in hv]) + damping * v
+
+    return product
+
+
+def line_search(trial: Callable[[float], tuple[float, float]], max_kl: float, shrink: float = 0.8,
+                max_backtracks: int = 10) -> float:
+    """Backtrack from the full step: trial(fraction) -> (surrogate improvement, kl) of taking
+    fraction of the step.  Returns the first fraction with kl <= max_kl and improvement > 0,
+    or 0.0 (no step) if none of 1, shrink, shrink^2, ... qualifies."""
+    fraction = 1.0
+    for _ in range(max_backtracks):
+        improvement, kl = trial(fraction)
+        if kl <= max_kl and improvement > 0 and math.isfinite(improvement):
+            return fraction
+        fraction *= shrink
+    return 0.0
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+        ended: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimates and returns, arrays (T, N) over time and envs.
+
+    values[t]: V(s_t); next_values[t]: V(s_{t+1}) of the same episode (the final observation
+    where the episode ended); terminated[t]: s_{t+1} is terminal (a fall: no bootstrap);
+    ended[t]: the episode ended at t for any reason (terminal, time limit, end of the batch),
+    so the recursion does not cross into the next episode."""
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    last = np.zeros(rewards.shape[1])
+    for t in range(len(rewards) - 1, -1, -1):
+        delta = rewards[t] + gamma * next_values[t] * (1.0 - terminated[t]) - values[t]
+        last = delta + gamma * lam * (1.0 - ended[t]) * last
+        adv[t] = last
+    return adv, adv + values
+
+
+# ----- the trainer -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TRPOConfig:
+    samples: int = 200_000  # env steps in all
+    num_envs: int = 16
+    steps_per_env: int = 128  # per iteration (samples per iteration = num_envs * steps_per_env)
+    gamma: float = 0.95  # DeepMimic's
+    lam: float = 0.95
+    max_kl: float = 0.01
+    cg_iters: int = 15
+    damping: float = 0.1
+    shrink: float = 0.8
+    max_backtracks: int = 10
+    critic_hidden: tuple[int, ...] = (256, 256)
+    critic_lr: float = 1e-3
+    critic_epochs: int = 10
+    critic_batch: int = 256
+    critic_warmup_iters: int = 2
+    init_log_std: float = -1.0  # the log-std is raised to at least this at the start
+    checkpoint_every: int = 5  # iterations
+    seed: int = 0
+    torch_threads: int = 1  # small batches: one thread leaves the other core to the physics
+
+    def __post_init__(self):
+        object.__setattr__(self, "critic_hidden", tuple(self.critic_hidden))
+        if min(self.samples, self.num_envs, self.steps_per_env, self.cg_iters, self.critic_epochs) < 1:
+            raise ConfigError(f"TRPOConfig: samples, num_envs, steps_per_env, cg_iters, critic_epochs >= 1; {self}")
+        if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.max_kl > 0 and 0 < self.shrink < 1):
+            raise ConfigError(f"TRPOConfig: need 0 < gamma <= 1, 0 <= lam <= 1, max_kl > 0, 0 < shrink < 1; {self}")
+
+
+class Critic(nn.Module):
+    """V(obs) through the policy's frozen normaliser."""
+
+    def __init__(self, policy: GaussianPolicy, hidden: tuple[int, ...]):
+        super().__init__()
+        self.policy = [policy]  # a list, so its parameters are not the critic's
+        layers, width = [], policy.obs_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(self.policy[0].normalise(obs)).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class IterationLog:
+    iteration: int
+    samples: int
+    mean_step_reward: float  # per-step reward of the rollouts (the normalised return of a full-length episode)
+    mean_episode_return: float  # over episodes that ended in this iteration (nan if none)
+    mean_episode_length_s: float  # survival proxy: mean length of the episodes that ended [s]
+    fall_rate: float  # falls per episode ended
+    kl: float
+    step_fraction: float  # the line search's accepted fraction (0: rejected, no step)
+    surrogate_gain: float
+    value_loss: float
+    log_std: float
+    seconds: float
+
+
+def _rollout(sim: Simulation, policy: GaussianPolicy, critic: Critic, steps: int, rng: np.random.Generator,
+             generator: torch.Generator) -> dict:
+    """steps x num_envs transitions of the stochastic policy, episodes reset at random times."""
+    n = sim.num_envs
+    obs_dim = policy.obs_dim
+    obs_buf = np.zeros((steps, n, obs_dim), np.float32)
+    act_buf = np.zeros((steps, n, policy.act_dim), np.float32)
+    rew = np.zeros((steps, n))
+    term = np.zeros((steps, n))
+    ended = np.zeros((steps, n))
+    final_obs = np.zeros((steps, n, obs_dim), np.float32)
+    ep_returns, ep_lengths, falls = [], [], 0
+    running = getattr(sim, "_trpo_running", np.zeros(n))
+    running_len = getattr(sim, "_trpo_len", np.zeros(n, int))
+    with torch.no_grad():
+        for t in range(steps):
+            obs = torch.from_numpy(sim.obs.copy())
+            mean = policy(obs)
+            action = mean + policy.log_std.exp() * torch.randn(mean.shape, generator=generator)
+            obs_buf[t], act_buf[t] = obs.numpy(), action.numpy()
+            r, te, tr, _ = sim.step(np.clip(action.numpy(), -1.0, 1.0))
+            rew[t], term[t] = r, te
+            final_obs[t] = sim.obs
+            done = te | tr | (t == steps - 1)
+            ended[t] = done
+            running += r
+            running_len += 1
+            for i in np.flatnonzero(te | tr):
+                ep_returns.append(running[i])
+                ep_lengths.append(running_len[i])
+                falls += bool(te[i])
+            finished = np.flatnonzero(te | tr)
+            running[finished], running_len[finished] = 0.0, 0
+            if len(finished):
+                sim.reset(finished, sim.start_times(rng, len(finished)))
+        values = critic(torch.from_numpy(obs_buf.reshape(-1, obs_dim))).numpy().reshape(steps, n)
+        next_values = critic(torch.from_numpy(final_obs.reshape(-1, obs_dim))).numpy().reshape(steps, n)
+    sim._trpo_running, sim._trpo_len = running, running_len  # episodes go on in the next iteration
+    return {"obs": obs_buf, "actions": act_buf, "rewards": rew, "terminated": term, "ended": ended,
+            "values": values, "next_values": next_values, "episode_returns": ep_returns,
+            "episode_lengths": ep_lengths, "falls": falls}
+
+
+class TRPO:
+    """The trainer; ``run()`` trains until config.samples, checkpointing into run_dir."""
+
+    def __init__(self, env_config: EnvConfig, config: TRPOConfig, run_dir: str | os.PathLike,
+                 policy: GaussianPolicy | None = None, sim=None):
+        """sim: the batched env to train in (default: a Simulation of env_config with
+        config.num_envs humanoids); anything with num_envs, obs, reset, start_times, step."""
+        self.env_config = replace(env_config, random_start=True)
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(config.seed)
+        self.policy = policy or GaussianPolicy(OBS_DIM, 28, PolicyConfig())
+        with torch.no_grad():  # deliberate exploration: BC may have shrunk the log-std to nothing
+            self.policy.log_std.clamp_(min=config.init_log_std)
+        self.critic = Critic(self.policy, config.critic_hidden)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.iteration = 0
+        self.samples = 0
+        self.normaliser_from_rollouts = policy is None
+        self.sim = sim if sim is not None else Simulation(self.env_config, config.num_envs)
+        self.rng = np.random.default_rng(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        n = self.sim.num_envs
+        self.sim.reset(np.arange(n), self.sim.start_times(self.rng, n))
+
+    # ----- persistence --------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "trpo_state.pt"
+
+    def save(self) -> None:
+        save_checkpoint(self.run_dir / "policy.pt", self.policy, self.env_config, iteration=self.iteration,
+                        samples=self.samples, trpo=asdict(self.config))
+        tmp = self.run_dir / f".trpo_state.pt.tmp{os.getpid()}"
+        torch.save({"iteration": self.iteration, "samples": self.samples, "critic": self.critic.state_dict(),
+                    "critic_opt": self.critic_opt.state_dict(), "config": asdict(self.config),
+                    "rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}, tmp)
+        os.replace(tmp, self.state_path)
+
+    def resume(self) -> bool:
+        """Continue from the run folder's last checkpoint, if any."""
+        if not self.state_path.exists():
+            return False
+        state = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        policy, _, _ = load_checkpoint(self.run_dir / "policy.pt", self.env_config)
+        self.policy.load_state_dict(policy.state_dict())
+        self.critic.load_state_dict(state["critic"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.iteration, self.samples = state["iteration"], state["samples"]
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        self.normaliser_from_rollouts = False
+        return True
+
+    # ----- one iteration ------------------------------------------------------------------
+    def _fit_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> float:
+        cfg = self.config
+        n = len(obs)
+        losses = []
+        for _ in range(cfg.critic_epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, cfg.critic_batch):
+                idx = order[start:start + cfg.critic_batch]
+                loss = ((self.critic(obs[idx]) - returns[idx]) ** 2).mean()
+                self.critic_opt.zero_grad()
+                loss.backward()
+                self.critic_opt.step()
+                losses.append(float(loss.detach()))
+        return float(np.mean(losses[-max(1, n // cfg.critic_batch):]))
+
+    def _policy_step(self, obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor) -> tuple[float, float, float]:
+        cfg, policy = self.config, self.policy
+        params = [p for p in policy.parameters() if p.requires_grad]
+        with torch.no_grad():
+            old = policy.distribution(obs)
+            old_mean, old_std = old.loc.clone(), old.scale.clone()
+            old_logp = old.log_prob(actions).sum(-1)
+        fixed_old = torch.distributions.Normal(old_mean, old_std)
+
+        def surrogate() -> torch.Tensor:
+            return (torch.exp(policy.distribution(obs).log_prob(actions).sum(-1) - old_logp) * adv).mean()
+
+        def kl() -> torch.Tensor:
+            return torch.distributions.kl_divergence(fixed_old, policy.distribution(obs)).sum(-1).mean()
+
+        loss = surrogate()
+        grads = torch.autograd.grad(loss, params)
+        g = torch.cat([x.reshape(-1) for x in grads]).detach()
+        if not torch.isfinite(g).all():
+            raise FloatingPointError("non-finite policy gradient")
+        fvp = fisher_vector_product(kl, params, cfg.damping)
+        direction = conjugate_gradient(fvp, g, cfg.cg_iters)
+        shs = float(direction @ fvp(direction))
+        full_step = direction * math.sqrt(2 * cfg.max_kl / max(shs, 1e-12))
+        start = flat_params(policy)
+        base = float(loss.detach())
+
+        def trial(fraction: float) -> tuple[float, float]:
+            set_flat_params(policy, start + fraction * full_step)
+            with torch.no_grad():
+                return float(surrogate()) - base, float(kl())
+
+        fraction = line_search(trial, cfg.max_kl, cfg.shrink, cfg.max_backtracks)
+        gain, divergence = trial(fraction) if fraction > 0 else (0.0, 0.0)  # also sets the parameters
+        set_flat_params(policy, start + fraction * full_step)
+        return fraction, gain, divergence
+
+    def iterate(self) -> IterationLog:
+        cfg = self.config
+        t0 = time.perf_counter()
+        torch.set_num_threads(cfg.torch_threads)
+        if self.normaliser_from_rollouts:  # from scratch: the first states fix the normaliser
+            obs = self.sim.obs
+            self.policy.set_normaliser(obs.mean(0), obs.std(0) + 1.0)
+            self.normaliser_from_rollouts = False
+        batch = _rollout(self.sim, self.policy, self.critic, cfg.steps_per_env, self.rng, self.generator)
+        adv, returns = gae(batch["rewards"], batch["values"], batch["next_values"], batch["terminated"],
+                           batch["ended"], cfg.gamma, cfg.lam)
+        obs = torch.from_numpy(batch["obs"].reshape(-1, self.policy.obs_dim))
+        actions = torch.from_numpy(batch["actions"].reshape(-1, batch["actions"].shape[-1]))
+        adv_t = torch.as_tensor(adv.reshape(-1), dtype=torch.float32)
+        adv_t = (adv_t - adv_t.mean()) / (adv_t.std() + 1e-8)
+        fraction = gain = divergence = 0.0
+        if self.iteration >= cfg.critic_warmup_iters:
+            fraction, gain, divergence = self._policy_step(obs, actions, adv_t)
+        value_loss = self._fit_critic(obs, torch.as_tensor(returns.reshape(-1), dtype=torch.float32))
+        if not all(torch.isfinite(p).all() for p in self.policy.parameters()) or not math.isfinite(value_loss):
+            raise FloatingPointError("non-finite parameters or value loss")
+        self.iteration += 1
+        self.samples += self.sim.num_envs * cfg.steps_per_env
+        ends = len(batch["episode_returns"])
+        return IterationLog(
+            iteration=self.iteration, samples=self.samples, mean_step_reward=float(batch["rewards"].mean()),
+            mean_episode_return=float(np.mean(batch["episode_returns"])) if ends else float("nan"),
+            mean_episode_length_s=float(np.mean(batch["episode_lengths"])) / self.env_config.control_hz
+            if ends else float("nan"),
+            fall_rate=batch["falls"] / ends if ends else float("nan"), kl=divergence, step_fraction=fraction,
+            surrogate_gain=gain, value_loss=value_loss, log_std=float(self.policy.log_std.detach().mean()),
+            seconds=time.perf_counter() - t0)
+
+    def run(self, on_iteration: Callable[[IterationLog], None] | None = None) -> list[IterationLog]:
+        """Train until config.samples env steps, logging to run_dir/log.csv and checkpointing;
+        a non-finite loss or parameters stops with the last good checkpoint kept."""
+        logs = []
+        log_path = self.run_dir / "log.csv"
+        while self.samples < self.config.samples:
+            try:
+                entry = self.iterate()
+            except FloatingPointError as exc:
+                raise CheckpointError(f"TRPO stopped at iteration {self.iteration + 1}: {exc}; the last good "
+                                      f"checkpoint is {self.run_dir / 'policy.pt'}") from None
+            logs.append(entry)
+            new = not log_path.exists()
+            with log_path.open("a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(asdict(entry)))
+                if new:
+                    writer.writeheader()
+                writer.writerow(asdict(entry))
+            if self.iteration % self.config.checkpoint_every == 0 or self.samples >= self.config.samples:
+                self.save()
+            if on_iteration:
+                on_iteration(entry)
+        return logs
+
+
+def start(run_dir, env_config: EnvConfig, config: TRPOConfig, init_checkpoint=None) -> TRPO:
+    """A trainer in run_dir: resumed if it holds a checkpoint, else from init_checkpoint (its
+    env configuration must match) or from scratch."""
+    policy = None
+    if init_checkpoint is not None:
+        policy, _, _ = load_checkpoint(init_checkpoint, env_config)
+    trainer = TRPO(env_config, config, run_dir, policy)
+    if not trainer.resume():
+        (Path(run_dir) / "config.json").write_text(json.dumps(
+            {"env": json.loads(env_config.to_json()), "trpo": asdict(config), "init": str(init_checkpoint)}, indent=2))
+    return trainer
