@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, ImitateError
@@ -186,6 +187,78 @@ def _cmd_evaluate(args) -> int:
     console.print(evaluation_table({name: result}, f"Evaluation on '{config.clip}' from phase 0"))
     if args.video:
         console.print(f"wrote {args.video}")
+    return 0
+
+
+def _run_trpo(run_dir, env_config, config, init=None):
+    """Train with a live table of iterations; return the logs and the trainer."""
+    from rich.live import Live
+
+    from .console import console, trpo_table
+    from .trpo import start
+
+    trainer = start(run_dir, env_config, config, init)
+    if trainer.iteration:
+        console.print(f"resuming TRPO at iteration {trainer.iteration} ({trainer.samples} samples)")
+    rows = []
+    with Live(trpo_table(rows), console=console, refresh_per_second=2) as live:
+        def on_iteration(entry):
+            rows.append(entry)
+            live.update(trpo_table(rows[-15:]))
+        logs = trainer.run(on_iteration)
+    console.print()
+    _learning_curve(Path(run_dir))
+    return logs, trainer
+
+
+def _learning_curve(run_dir: Path) -> None:
+    """run_dir/learning_curve.png from log.csv (needs matplotlib: pip install 'imitate[plot]')."""
+    import csv
+
+    from .console import console
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        console.print("no learning_curve.png: matplotlib is not installed (pip install 'imitate[plot]')")
+        return
+    rows = list(csv.DictReader((run_dir / "log.csv").open()))
+    if not rows:
+        return
+    samples = [int(r["samples"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(samples, [float(r["mean_step_reward"]) for r in rows], label="mean per-step reward")
+    ax.plot(samples, [float(r["mean_episode_length_s"]) / 20.0 for r in rows], label="episode length / 20 s")
+    ax.set_xlabel("env samples")
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    ax.set_title(f"TRPO: {run_dir.name}")
+    fig.tight_layout()
+    fig.savefig(run_dir / "learning_curve.png", dpi=100)
+    plt.close(fig)
+
+
+def _cmd_trpo(args) -> int:
+    from .console import console
+    from .env import EnvConfig
+    from .policy import load_checkpoint
+    from .trpo import TRPOConfig
+
+    if args.init:
+        _, trained_for, _ = load_checkpoint(args.init)
+        env_config = trained_for if args.clip is None else EnvConfig(**{**json.loads(trained_for.to_json()),
+                                                                      "clip": args.clip})
+    else:
+        env_config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space)
+    config = TRPOConfig(samples=args.samples, num_envs=args.num_envs, steps_per_env=args.steps, max_kl=args.max_kl,
+                        init_log_std=args.init_log_std, critic_warmup_iters=args.critic_warmup, seed=args.seed,
+                        checkpoint_every=args.checkpoint_every)
+    _, trainer = _run_trpo(args.out, env_config, config, args.init)
+    console.print(f"policy: {Path(args.out) / 'policy.pt'} (evaluate it with `imitate evaluate`); "
+                  f"log: {Path(args.out) / 'log.csv'}")
     return 0
 
 
@@ -374,6 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push-every", type=float, default=2.0, help="seconds between pushes (each 0.2 s long)")
     _add_expert_options(p, default=None)
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("trpo", help="TRPO fine-tuning on the imitation reward, from a checkpoint or from scratch")
+    p.add_argument("--init", default=None, help="checkpoint to start from (SFT/DAgger); none: from scratch")
+    p.add_argument("--clip", default=None, help="clip (default: the checkpoint's, or walk)")
+    p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"], help="from scratch")
+    p.add_argument("--samples", type=int, default=200_000, help="env samples in all")
+    p.add_argument("--out", required=True, help="run folder: policy.pt, log.csv, learning_curve.png (resumes)")
+    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--steps", type=int, default=128, help="steps per env per iteration")
+    p.add_argument("--max-kl", type=float, default=0.01)
+    p.add_argument("--init-log-std", type=float, default=-1.0, help="raise the policy's log-std to at least this")
+    p.add_argument("--critic-warmup", type=int, default=2, help="iterations fitting only the critic first")
+    p.add_argument("--checkpoint-every", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_trpo)
 
     p = sub.add_parser("pipeline", help="the main job on a small default: store, SFT, DAgger, evaluation")
     p.add_argument("--clip", default="walk", help="clip name or path (default: walk)")

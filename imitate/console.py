@@ -127,3 +127,15 @@ def rounds_table(results, title: str = "DAgger rounds (evaluation from phase 0)"
                       f"{r.valid_loss:.4f}", f"{ev['normalised_return']['mean']:.3f}",
                       f"{ev['survival_s']['mean']:.2f}", f"{ev['joint_error_deg']['mean']:.1f}")
     return table
+
+
+def trpo_table(logs, title: str = "TRPO iterations") -> Table:
+    table = Table(title=title)
+    for col in ("iter", "samples", "step rew.", "ep. return", "ep. [s]", "falls/ep", "KL", "step", "V loss"):
+        table.add_column(escape(col), justify="right")
+    for e in logs:
+        step = "warm-up" if e.warmup else ("rejected" if e.step_fraction == 0 else f"{e.step_fraction:.2f}")
+        table.add_row(str(e.iteration), f"{e.samples:,}", f"{e.mean_step_reward:.3f}", f"{e.mean_episode_return:.2f}",
+                      f"{e.mean_episode_length_s:.2f}", f"{e.fall_rate:.2f}", f"{e.kl:.4f}", step,
+                      f"{e.value_loss:.3f}")
+    return table

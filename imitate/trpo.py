@@ -169,7 +169,8 @@ class IterationLog:
     mean_episode_length_s: float  # survival proxy: mean length of the episodes that ended [s]
     fall_rate: float  # falls per episode ended
     kl: float
-    step_fraction: float  # the line search's accepted fraction (0: rejected, no step)
+    step_fraction: float  # the line search's accepted fraction (0: rejected, or critic warm-up)
+    warmup: bool  # only the critic was fitted (the first critic_warmup_iters iterations)
     surrogate_gain: float
     value_loss: float
     log_std: float
@@ -357,6 +358,7 @@ class TRPO:
             mean_episode_length_s=float(np.mean(batch["episode_lengths"])) / self.env_config.control_hz
             if ends else float("nan"),
             fall_rate=batch["falls"] / ends if ends else float("nan"), kl=divergence, step_fraction=fraction,
+            warmup=self.iteration <= cfg.critic_warmup_iters,
             surrogate_gain=gain, value_loss=value_loss, log_std=float(self.policy.log_std.detach().mean()),
             seconds=time.perf_counter() - t0)
 
