@@ -99,8 +99,12 @@ def save_checkpoint(path: str | os.PathLike, policy: GaussianPolicy, env_config:
         "metadata": json.loads(json.dumps(metadata, default=str)),
     }
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | os.PathLike,
@@ -119,14 +123,19 @@ def load_checkpoint(path: str | os.PathLike,
         raise CheckpointError(f"{path}: not a checkpoint imitate can read ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: expected an imitate policy checkpoint, found something else")
+    missing = [k for k in ("version", "env_config", "obs_names", "obs_dim", "act_dim", "policy_config",
+                           "state_dict") if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: an imitate checkpoint without {missing}: damaged or from another version")
     if payload["version"] != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: expected checkpoint version {CHECKPOINT_VERSION}, found {payload['version']}")
     trained_for = EnvConfig.from_json(payload["env_config"])
     if payload["obs_names"] != list(OBS_NAMES):
         raise CheckpointError(f"{path}: trained for another observation layout ({len(payload['obs_names'])} dims)")
     if env_config is not None and env_config.policy_key() != trained_for.policy_key():
-        raise CheckpointError(f"{path}: trained for another env configuration:\n  checkpoint: "
-                              f"{trained_for.policy_key()}\n  requested:  {env_config.policy_key()}")
+        wanted, had = env_config.policy_key(), trained_for.policy_key()
+        diff = ", ".join(f"{k}: checkpoint {had[k]!r}, requested {wanted[k]!r}" for k in had if had[k] != wanted[k])
+        raise CheckpointError(f"{path}: trained for another env configuration ({diff})")
     policy = GaussianPolicy(payload["obs_dim"], payload["act_dim"], PolicyConfig(**payload["policy_config"]))
     policy.load_state_dict(payload["state_dict"])
     policy.eval()

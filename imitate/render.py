@@ -30,6 +30,8 @@ def render_video(controller: Controller, config: EnvConfig, path: str | Path, *,
         import imageio.v2 as imageio
     except ImportError:
         raise ConfigError("writing a video needs imageio and imageio-ffmpeg: pip install 'imitate[video]'") from None
+    if width % 2 or height % 2 or width < 16 or height < 16:
+        raise ConfigError(f"video size: expected even width and height >= 16 (H.264), found {width}x{height}")
     clip = load_clip(config.clip)
     sim = Simulation(config, 1, clip=clip)
     sim.reset(np.array([0]), np.zeros(1))
@@ -67,5 +69,5 @@ def render_video(controller: Controller, config: EnvConfig, path: str | Path, *,
     finally:
         renderer.close()  # its teardown at interpreter exit would raise otherwise
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimwrite(path, frames, fps=config.control_hz, macro_block_size=8)
+    imageio.mimwrite(path, frames, fps=config.control_hz, macro_block_size=2)
     return len(frames)

@@ -87,11 +87,11 @@ def fit(policy: GaussianPolicy, train: dict[str, np.ndarray], valid: dict[str, n
     best = (float("inf"), 0, float("nan"), float("nan"), None)  # valid loss, epoch, train loss, mse, state
     history = []
     epoch = 0
+    train_arrays = {"obs": np.asarray(train["obs"], np.float32), "act": np.asarray(train["expert_actions"], np.float32)}
     for epoch in range(1, config.epochs + 1):
         policy.train()
         total, count = 0.0, 0
-        for batch in iterate_batches({"obs": train["obs"], "act": train["expert_actions"]}, config.batch_size,
-                                     seed=config.seed * 100003 + epoch):
+        for batch in iterate_batches(train_arrays, config.batch_size, seed=config.seed * 100003 + epoch):
             loss = _loss(policy, batch["obs"], batch["act"], config.loss)
             optimiser.zero_grad()
             loss.backward()
@@ -111,6 +111,9 @@ def fit(policy: GaussianPolicy, train: dict[str, np.ndarray], valid: dict[str, n
             best = (valid_loss, epoch, train_loss, valid_mse, {k: v.clone() for k, v in policy.state_dict().items()})
         elif epoch - best[1] >= config.patience:
             break
+    if best[4] is None:
+        raise StoreError(f"SFT: no epoch had a finite validation loss (last: {history[-1]}); "
+                         "check the store for non-finite labels (imitate dataset validate)")
     policy.load_state_dict(best[4])
     policy.eval()
     return SFTResult(epochs_run=epoch, best_epoch=best[1], train_loss=best[2], valid_loss=best[0], valid_mse=best[3],

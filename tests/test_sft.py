@@ -1,0 +1,290 @@
+"""SFT: minibatches, fitting known targets, best-epoch selection, early stopping, seeding, the
+Gaussian NLL, training on a store's train split, the sft and evaluate commands, and seeded
+start noise in evaluation."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_frames, write_clip
+
+import imitate.sft as sft_module
+from imitate.cli import main
+from imitate.dataset import BuildConfig, build_mocap_store
+from imitate.env import EnvConfig
+from imitate.errors import ImitateError
+from imitate.evaluate import evaluate, expert_controller
+from imitate.expert import PDExpert
+from imitate.motion import load_clip
+from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint
+from imitate.sft import SFTConfig, fit, sft_on_store
+from imitate.store import iterate_batches
+
+# ----- iterate_batches ---------------------------------------------------------------------
+
+
+def _rows(n: int) -> dict[str, np.ndarray]:
+    """Row k of every array encodes k, so a batch says which rows it holds."""
+    return {"obs": np.arange(n, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32),
+            "act": -np.arange(n, dtype=np.int64)}
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("n, batch_size", [(10, 3), (9, 3), (7, 7), (5, 8), (1, 1)])
+def test_iterate_batches_covers_every_row_once(n, batch_size, shuffle):
+    data = _rows(n)
+    batches = list(iterate_batches(data, batch_size, shuffle=shuffle, seed=4))
+    sizes = [len(b["obs"]) for b in batches]
+    assert sizes == [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    rows = np.concatenate([b["obs"][:, 0].numpy() for b in batches]).astype(int)
+    assert sorted(rows.tolist()) == list(range(n))  # every row exactly once
+    for b in batches:  # the fields of a batch stay aligned, and are torch tensors
+        assert isinstance(b["obs"], torch.Tensor) and isinstance(b["act"], torch.Tensor)
+        np.testing.assert_array_equal(b["act"].numpy(), -b["obs"][:, 0].numpy().astype(int))
+        np.testing.assert_array_equal(b["obs"][:, 1].numpy(), b["obs"][:, 0].numpy())
+    if not shuffle:
+        assert rows.tolist() == list(range(n))
+
+    kept = list(iterate_batches(data, batch_size, shuffle=shuffle, seed=4, drop_last=True))
+    assert [len(b["obs"]) for b in kept] == [batch_size] * (n // batch_size)
+    kept_rows = [int(r) for b in kept for r in b["obs"][:, 0]]
+    assert kept_rows == rows.tolist()[:len(kept_rows)]  # the same order, the short tail dropped
+
+
+def test_iterate_batches_seeding():
+    data = _rows(200)
+
+    def order(seed):
+        return [int(r) for b in iterate_batches(data, 32, seed=seed) for r in b["obs"][:, 0]]
+
+    assert order(1) == order(1)
+    assert order(1) != order(2)
+    assert order(1) != list(range(200))  # shuffled
+    assert sorted(order(2)) == list(range(200))
+
+
+# ----- fit ---------------------------------------------------------------------------------
+
+OBS_DIM, ACT_DIM = 12, 6
+W = np.random.default_rng(0).normal(0.0, 0.5, (ACT_DIM, OBS_DIM))
+
+
+def linear_data(n: int, seed: int, noise_std: float = 0.0) -> dict[str, np.ndarray]:
+    """expert_actions = tanh(W obs) (+ Gaussian noise), float32 as a store gives them."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(0.0, 1.0, (n, OBS_DIM))
+    act = np.tanh(obs @ W.T) + noise_std * rng.normal(0.0, 1.0, (n, ACT_DIM))
+    return {"obs": obs.astype(np.float32), "expert_actions": act.astype(np.float32)}
+
+
+def small_policy(seed: int = 0) -> GaussianPolicy:
+    torch.manual_seed(seed)
+    return GaussianPolicy(OBS_DIM, ACT_DIM, PolicyConfig(hidden=(32,)))
+
+
+def plain_mse(policy: GaussianPolicy, data: dict[str, np.ndarray]) -> float:
+    with torch.no_grad():
+        pred = policy(torch.from_numpy(data["obs"])).double().numpy()
+    return float(np.mean((pred - data["expert_actions"].astype(np.float64)) ** 2))
+
+
+def test_fit_learns_a_known_target():
+    train, valid, test = linear_data(2000, 1), linear_data(500, 2), linear_data(500, 3)
+    policy = small_policy()
+    before = plain_mse(policy, test)
+    epochs_seen = []
+    result = fit(policy, train, valid, SFTConfig(epochs=15, batch_size=64, lr=5e-3, patience=15, threads=1),
+                 progress=lambda epoch, epochs, tl, vl: epochs_seen.append((epoch, epochs)))
+    variance = float(test["expert_actions"].astype(np.float64).var(axis=0).mean())
+    assert before > 0.8 * variance  # the untrained policy predicts about 0
+    assert plain_mse(policy, test) < 0.1 * variance  # held-out data
+    assert result.train_samples == 2000 and result.valid_samples == 500
+    assert epochs_seen == [(e, 15) for e in range(1, result.epochs_run + 1)]
+    assert len(result.history) == result.epochs_run
+    # the reported validation loss is that of the weights left in the policy
+    assert result.valid_loss == pytest.approx(plain_mse(policy, valid), rel=1e-5)
+    assert result.valid_mse == pytest.approx(result.valid_loss, rel=1e-12)
+    assert result.valid_loss == pytest.approx(min(v for _, v in result.history), rel=1e-12)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    """Pure-noise labels: the validation loss cannot improve for long; training stops after
+    `patience` epochs without improvement, and the best epoch's weights are restored."""
+    rng = np.random.default_rng(5)
+    noise = {name: {"obs": rng.normal(0, 1, (200, OBS_DIM)).astype(np.float32),
+                    "expert_actions": rng.uniform(-1, 1, (200, ACT_DIM)).astype(np.float32)}
+             for name in ("train", "valid")}
+    policy = small_policy()
+    result = fit(policy, noise["train"], noise["valid"],
+                 SFTConfig(epochs=50, batch_size=32, lr=1e-2, patience=2, threads=1))
+    valid_losses = [v for _, v in result.history]
+    assert result.epochs_run < 50 and len(valid_losses) == result.epochs_run
+    best = int(np.argmin(valid_losses)) + 1
+    assert result.best_epoch == best and result.epochs_run == best + 2  # stopped after 2 epochs without gain
+    assert valid_losses[-1] > valid_losses[best - 1]  # the last epoch's weights are worse ...
+    assert plain_mse(policy, noise["valid"]) == pytest.approx(valid_losses[best - 1], rel=1e-5)  # ... not kept
+    assert result.valid_loss == pytest.approx(valid_losses[best - 1], rel=1e-12)
+    assert result.train_loss == pytest.approx(result.history[best - 1][0], rel=1e-12)
+
+
+def test_fit_is_seeded():
+    train, valid = linear_data(300, 6), linear_data(100, 7)
+
+    def weights(seed):
+        policy = small_policy(0)  # the same initial weights each time
+        fit(policy, train, valid, SFTConfig(epochs=3, batch_size=32, seed=seed, patience=5, threads=1))
+        return policy.state_dict()
+
+    a, b, c = weights(0), weights(0), weights(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit-identical
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # another seed: another minibatch order
+
+
+def test_nll_learns_the_label_noise():
+    sigma = 0.2
+    train, valid = linear_data(4000, 8, sigma), linear_data(1000, 9, sigma)
+    policy = small_policy()
+    result = fit(policy, train, valid, SFTConfig(loss="nll", epochs=30, batch_size=128, lr=1e-2, patience=30,
+                                                 threads=1))
+    log_std = policy.log_std.detach().numpy()
+    np.testing.assert_allclose(log_std, np.log(sigma), atol=0.15)  # started at -1.0 (std 0.37)
+    # the reported loss is the Gaussian NLL (summed over dims) of the restored weights
+    with torch.no_grad():
+        mu = policy(torch.from_numpy(valid["obs"])).double().numpy()
+    s = np.exp(log_std.astype(np.float64))
+    nll = (0.5 * ((valid["expert_actions"] - mu) / s) ** 2 + np.log(s) + 0.5 * np.log(2 * np.pi)).sum(1).mean()
+    assert result.valid_loss == pytest.approx(nll, rel=1e-4, abs=1e-4)
+    assert result.valid_mse == pytest.approx(plain_mse(policy, valid), rel=1e-5)
+
+
+def test_mse_fit_leaves_log_std_alone():
+    policy = small_policy()
+    fit(policy, linear_data(200, 10), linear_data(50, 11), SFTConfig(epochs=2, batch_size=32, threads=1))
+    assert torch.equal(policy.log_std.detach(), torch.full((ACT_DIM,), -1.0))
+
+
+def test_fit_accepts_float64_arrays():
+    train = {k: v.astype(np.float64) for k, v in linear_data(200, 12).items()}
+    valid = {k: v.astype(np.float64) for k, v in linear_data(50, 13).items()}
+    result = fit(small_policy(), train, valid, SFTConfig(epochs=1, batch_size=32, threads=1))
+    assert result.epochs_run == 1 and np.isfinite(result.valid_loss)
+
+
+def test_fit_without_a_finite_validation_loss_fails_clearly():
+    valid = linear_data(50, 14)
+    valid["expert_actions"][0, 0] = np.nan  # every epoch's validation loss is NaN
+    with pytest.raises(ImitateError, match="valid"):
+        fit(small_policy(), linear_data(100, 15), valid, SFTConfig(epochs=3, patience=2, batch_size=50, threads=1))
+
+
+# ----- on a store, and the commands --------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path, synthetic_clip_path):
+    """4 mocap episodes of the synthetic clip; every 2nd one in the validation split."""
+    return build_mocap_store(tmp_path / "synthetic.h5", EnvConfig(clip=str(synthetic_clip_path)),
+                             BuildConfig(offsets=2, copies=1, valid_every=2))
+
+
+def test_sft_on_store_uses_the_train_split_and_the_store_statistics(store, monkeypatch):
+    seen = {}
+    real_fit = sft_module.fit
+
+    def recording_fit(policy, train, valid, config, progress=None):
+        seen["train"], seen["valid"] = train, valid
+        return real_fit(policy, train, valid, config, progress)
+
+    monkeypatch.setattr(sft_module, "fit", recording_fit)
+    policy, result = sft_on_store(store, SFTConfig(epochs=2, batch_size=8, threads=1),
+                                  policy_config=PolicyConfig(hidden=(32,)))
+    with h5py.File(store.path, "r") as f:  # plain h5py, not the store's reader
+        train_ids, valid_ids = f["mask/train"][()].tolist(), f["mask/valid"][()].tolist()
+        episodes = {i: {k: f[f"episodes/{i:07d}/{k}"][()] for k in ("obs", "expert_actions")}
+                    for i in train_ids + valid_ids}
+        stats = {k: f[f"stats/obs/{k}"][()] for k in ("count", "mean", "m2")}
+    assert train_ids == [0, 2] and valid_ids == [1, 3]
+    assert result.train_samples == sum(len(episodes[i]["obs"]) for i in train_ids)
+    assert result.valid_samples == sum(len(episodes[i]["obs"]) for i in valid_ids)
+    for split, ids in (("train", train_ids), ("valid", valid_ids)):
+        for k in ("obs", "expert_actions"):
+            np.testing.assert_array_equal(seen[split][k], np.concatenate([episodes[i][k] for i in ids]))
+    assert stats["count"] == sum(len(e["obs"]) for e in episodes.values())
+    std = np.maximum(np.sqrt(stats["m2"] / stats["count"]), 1e-3)
+    assert (std == 1e-3).any()  # some observation dimensions are constant here: the floor matters
+    np.testing.assert_allclose(policy.obs_mean.numpy(), stats["mean"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(policy.obs_std.numpy(), std, rtol=1e-6)
+    assert policy.obs_dim == 179 and policy.act_dim == 28 and policy.config.hidden == (32,)
+
+
+METRICS = ("normalised_return", "survival_s", "joint_error_deg", "end_effector_error_cm")
+
+
+def _check_eval_json(text: str, episodes: int, horizon_s: float) -> dict:
+    out = json.loads(text)
+    for key in METRICS:
+        assert set(out[key]) == {"mean", "std"}
+        assert all(np.isfinite(v) for v in out[key].values())
+    assert out["episodes"] == episodes and out["horizon_s"] == horizon_s
+    assert 0.0 <= out["normalised_return"]["mean"] <= 1.0 and 0.0 <= out["survival_s"]["mean"] <= horizon_s
+    return out
+
+
+def test_sft_and_evaluate_commands(store, tmp_path, synthetic_clip_path, capsys):
+    ckpt = tmp_path / "out" / "policy.pt"
+    assert main(["sft", "--data", str(store.path), "--out", str(ckpt), "--epochs", "2", "--hidden", "32"]) == 0
+    assert str(ckpt) in capsys.readouterr().out
+    policy, trained_for, meta = load_checkpoint(ckpt, store.env_config)
+    assert trained_for == store.env_config and policy.config.hidden == (32,)
+    assert meta["store"] == str(store.path) and meta["sft"]["epochs"] == 2
+
+    assert main(["evaluate", str(ckpt), "--episodes", "2", "--seconds", "0.5", "--json"]) == 0
+    _check_eval_json(capsys.readouterr().out, 2, 0.5)
+
+    assert main(["evaluate", "--expert", "pd", "--clip", str(synthetic_clip_path), "--episodes", "2",
+                 "--seconds", "0.5", "--json"]) == 0
+    expert = _check_eval_json(capsys.readouterr().out, 2, 0.5)
+    # the same numbers as the library call the command stands for (default start noise 0.01, seed 0)
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    direct = evaluate(expert_controller(PDExpert(load_clip(config.clip), "pd_target")), config, episodes=2,
+                      horizon_s=0.5, init_noise_rad=0.01, seed=0)
+    assert expert == json.loads(json.dumps(direct.to_dict()))
+
+    other = write_clip(tmp_path / "other.txt", synthetic_frames(seed=3))
+    assert main(["evaluate", str(ckpt), "--clip", str(other), "--episodes", "1", "--seconds", "0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "another env configuration" in err and str(other) in err and "Traceback" not in err
+
+
+# ----- evaluation's start noise ------------------------------------------------------------
+
+
+def test_evaluate_start_noise_is_seeded(synthetic_clip_path):
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    expert = expert_controller(PDExpert(load_clip(config.clip), "pd_target"))
+    seen = []
+
+    def controller(sim):  # the PD expert, recording the states each episode is in
+        seen.append(sim.obs.copy())
+        return expert(sim)
+
+    def run(noise, seed):
+        seen.clear()
+        result = evaluate(controller, config, episodes=3, horizon_s=0.5, init_noise_rad=noise, seed=seed).to_dict()
+        return result, np.stack(seen)  # (steps, episodes, obs_dim)
+
+    noisy, obs = run(0.05, 1)
+    assert noisy["normalised_return"]["std"] > 0 and noisy["joint_error_deg"]["std"] > 0
+    assert np.abs(obs[0, 0] - obs[0, 1]).max() > 1e-3 and np.abs(obs[0, 1] - obs[0, 2]).max() > 1e-3
+    again, obs_again = run(0.05, 1)
+    assert again == noisy  # exactly reproduced
+    np.testing.assert_array_equal(obs_again, obs)
+    assert run(0.05, 2)[0] != noisy
+    clean, obs = run(0.0, 1)
+    assert len(obs) == 15
+    np.testing.assert_array_equal(obs[:, 1:], np.broadcast_to(obs[:, :1], obs[:, 1:].shape))  # identical episodes
+    for key in METRICS:
+        assert clean[key]["std"] == pytest.approx(0.0, abs=1e-12)
+    assert run(0.0, 2)[0] == clean  # the seed plays no part
