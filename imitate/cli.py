@@ -141,7 +141,7 @@ def _cmd_dagger(args) -> int:
         raise ConfigError(f"--clip {args.clip} differs from the store's clip {store.env_config.clip}")
     expert = _make_expert(args.expert, load_clip(store.env_config.clip), store.env_config, args)
     results = _run_dagger(args.out, args.data, _dagger_config(args), args.init, expert)
-    console.print(f"checkpoints and state in {args.out}; last policy: {results[-1].checkpoint}")
+    console.print(f"checkpoints and state in {args.out}; last policy: {Path(args.out) / results[-1].checkpoint}")
     return 0
 
 
@@ -300,7 +300,7 @@ def _cmd_pipeline(args) -> int:
     table = {"PD expert": evaluate(expert_controller(PDExpert(clip, config.action_space)), eval_config,
                                    episodes=args.episodes, init_noise_rad=0.01)}
     for label, r in (("SFT (round 0)", results[0]), (f"DAgger (round {results[-1].round})", results[-1])):
-        policy, _, _ = load_checkpoint(r.checkpoint, eval_config)
+        policy, _, _ = load_checkpoint(run_dir / r.checkpoint, eval_config)
         table[label] = evaluate(lambda sim, p=policy: p.act(sim.obs), eval_config, episodes=args.episodes,
                                 init_noise_rad=0.01)
     console.print(evaluation_table(table, f"'{clip.name}' from phase 0 ({args.episodes} episodes)"))

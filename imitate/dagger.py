@@ -11,7 +11,7 @@ Round 0 is SFT on the store's mocap round (or a given checkpoint).  Round k >= 1
    rounds (all by default);
 5. evaluate from phase 0 and save the round's checkpoint, then the run's state (RUN_DIR/state.json).
 Killed at any point, the same call resumes: a round whose data is in the store is not collected
-again, a round whose checkpoint exists is not retrained.  Beta schedules are any
+again, a round whose checkpoint exists is not retrained (checkpoints are written atomically).  Beta schedules are any
 ``Callable[[int], float]``; ``schedule("exponential:0.5")`` etc. build the usual ones.
 """
 
@@ -56,15 +56,17 @@ def schedule(spec: str) -> BetaSchedule:
     name, _, args = spec.partition(":")
     try:
         values = [float(v) for v in args.split(",")] if args else []
-        if name == "constant" and len(values) == 1:
+        in_unit = all(0.0 <= v <= 1.0 for v in values[:2])  # betas and P are probabilities
+        if name == "constant" and len(values) == 1 and in_unit:
             return constant(values[0])
-        if name == "linear" and len(values) == 3:
+        if name == "linear" and len(values) == 3 and in_unit and values[2] >= 1:
             return linear(values[0], values[1], int(values[2]))
-        if name == "exponential" and len(values) == 1:
+        if name == "exponential" and len(values) == 1 and in_unit:
             return exponential(values[0])
-    except ValueError:
+    except (ValueError, OverflowError):
         pass
-    raise ConfigError(f"beta schedule: expected constant:B, linear:START,END,ROUNDS or exponential:P; found {spec!r}")
+    raise ConfigError(f"beta schedule: expected constant:B, linear:START,END,ROUNDS or exponential:P with B, START, "
+                      f"END, P in [0, 1] and ROUNDS >= 1; found {spec!r}")
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ class RoundResult:
     valid_loss: float
     sft_seconds: float
     evaluation: dict  # EvalResult.to_dict()
-    checkpoint: str
+    checkpoint: str  # file name in the run folder
 
 
 def _policy_controller(policy: GaussianPolicy):
@@ -168,7 +170,7 @@ def _round_result(k, beta, new_steps, store, sft: SFTResult, ev: EvalResult, ckp
     total = sum(e["length"] for e in store.episode_index())
     return RoundResult(round=k, beta=beta, new_steps=new_steps, total_steps=total, expert_share=share,
                        train_loss=sft.train_loss, valid_loss=sft.valid_loss, sft_seconds=sft.seconds,
-                       evaluation=ev.to_dict(), checkpoint=str(ckpt))
+                       evaluation=ev.to_dict(), checkpoint=ckpt.name)
 
 
 def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config: DAggerConfig = DAggerConfig(), *,
@@ -197,7 +199,8 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
 
     def finish(k, beta, new_steps, policy, sft, share):
         ckpt = run_dir / f"round_{k:03d}.pt"
-        save_checkpoint(ckpt, policy, env_config, round=k, store=str(store.path), sft=asdict(sft) | {"history": []})
+        if not ckpt.exists():
+            save_checkpoint(ckpt, policy, env_config, round=k, store=str(store.path), sft=asdict(sft) | {"history": []})
         say(f"round {k}: evaluating")
         ev = evaluate(_policy_controller(policy), eval_config, episodes=config.eval_episodes,
                       horizon_s=config.eval_horizon_s)
@@ -217,16 +220,16 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
             say("round 0: SFT on the store")
             policy, sft = sft_on_store(store, config.sft)
         finish(0, 1.0, 0, policy, sft, 1.0)
-    policy, _, _ = load_checkpoint(results[-1].checkpoint, env_config)
+    policy, _, _ = load_checkpoint(run_dir / results[-1].checkpoint, env_config)
 
     sim = None
     for k in range(len(results), config.rounds + 1):
         beta = float(beta_of(k))
         rounds_in_store = json.loads(store.attrs()["rounds"])
         if k in rounds_in_store:  # collected before an interruption: do not collect it twice
-            index = [e for e in store.episode_index() if e["round"] == k]
-            new_steps = sum(e["length"] for e in index)
-            share = float(np.mean([e["beta"] for e in index]))
+            done = store.load(("actions", "expert_actions"), split=None, rounds=[k])
+            new_steps = len(done["actions"])
+            share = float(np.mean(np.all(done["actions"] == done["expert_actions"], axis=1)))
         else:
             say(f"round {k}: collecting with beta {beta:.3f}")
             sim = sim or Simulation(replace(env_config, random_start=True), config.num_envs, clip=clip)
@@ -238,11 +241,16 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
             episodes = [Episode(obs=e["obs"], expert_actions=e["expert_actions"], actions=e["actions"],
                                 qpos=e["qpos"], qvel=e["qvel"], time_s=e["time_s"], phase=clip.phase(e["time_s"]),
                                 reward=e["reward"], terminated=e["terminated"], truncated=e["truncated"],
-                                source="dagger", clip=clip.name, checkpoint_id=Path(results[-1].checkpoint).name,
+                                source="dagger", clip=clip.name, checkpoint_id=results[-1].checkpoint,
                                 beta=beta, seed=config.seed * 1000 + k) for e in eps]
             store.append_round(episodes, round=k, env_config=env_config)
-        say(f"round {k}: retraining on {sum(e['length'] for e in store.episode_index())} steps")
-        retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
-        policy, sft = sft_on_store(store, retrain, policy=policy)
+        existing = run_dir / f"round_{k:03d}.pt"
+        if existing.exists():  # trained before an interruption: do not train it twice
+            policy, _, meta = load_checkpoint(existing, env_config)
+            sft = SFTResult(**{**meta["sft"], "history": []})
+        else:
+            say(f"round {k}: retraining on {sum(e['length'] for e in store.episode_index())} steps")
+            retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
+            policy, sft = sft_on_store(store, retrain, policy=policy)
         finish(k, beta, new_steps, policy, sft, share)
     return results

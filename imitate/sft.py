@@ -135,5 +135,7 @@ def sft_on_store(store: DemoStore, config: SFTConfig = SFTConfig(), policy: Gaus
     fields = ("obs", "expert_actions")
     train = store.load(fields, split="train", last_rounds=config.last_rounds)
     valid = store.load(fields, split="valid", last_rounds=config.last_rounds)
-    policy = policy if policy is not None else new_policy(store, policy_config)
+    if policy is None:
+        torch.manual_seed(config.seed)  # the initial weights too: same store, config, seed -> same policy
+        policy = new_policy(store, policy_config)
     return policy, fit(policy, train, valid, config, progress)
