@@ -252,27 +252,42 @@ class TRPO:
         return self.run_dir / "trpo_state.pt"
 
     def save(self) -> None:
-        save_checkpoint(self.run_dir / "policy.pt", self.policy, self.env_config, iteration=self.iteration,
-                        samples=self.samples, trpo=asdict(self.config))
+        """trpo_state.pt (everything needed to resume, the policy included) first, then policy.pt
+        (the same policy as a checkpoint for `imitate evaluate`); each written atomically."""
         tmp = self.run_dir / f".trpo_state.pt.tmp{os.getpid()}"
         torch.save({"iteration": self.iteration, "samples": self.samples, "critic": self.critic.state_dict(),
                     "critic_opt": self.critic_opt.state_dict(), "config": asdict(self.config),
+                    "policy": self.policy.state_dict(), "policy_config": asdict(self.policy.config),
+                    "policy_dims": (self.policy.obs_dim, self.policy.act_dim),
                     "rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}, tmp)
         os.replace(tmp, self.state_path)
+        save_checkpoint(self.run_dir / "policy.pt", self.policy, self.env_config, iteration=self.iteration,
+                        samples=self.samples, trpo=asdict(self.config))
 
     def resume(self) -> bool:
-        """Continue from the run folder's last checkpoint, if any."""
+        """Continue from the run folder's last checkpoint, if any (the run folder alone suffices)."""
         if not self.state_path.exists():
             return False
         state = torch.load(self.state_path, map_location="cpu", weights_only=False)
-        policy, _, _ = load_checkpoint(self.run_dir / "policy.pt", self.env_config)
-        self.policy.load_state_dict(policy.state_dict())
+        policy = GaussianPolicy(*state["policy_dims"], PolicyConfig(**state["policy_config"]))
+        policy.load_state_dict(state["policy"])
+        self.policy = policy
+        self.critic.policy[0] = policy  # the critic reads observations through the policy's normaliser
         self.critic.load_state_dict(state["critic"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.iteration, self.samples = state["iteration"], state["samples"]
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         self.normaliser_from_rollouts = False
+        log_path = self.run_dir / "log.csv"
+        if log_path.exists():  # drop iterations logged after the checkpoint: they run again
+            rows = list(csv.DictReader(log_path.open()))
+            kept = [r for r in rows if int(r["iteration"]) <= self.iteration]
+            if len(kept) != len(rows):
+                with log_path.open("w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(kept)
         return True
 
     # ----- one iteration ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The imitate command, run as a user would."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -43,13 +44,15 @@ def test_main_job_runs_end_to_end(tmp_path):
     same command resumes from the run folder without collecting again."""
     pytest.importorskip("pybullet_data")
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "imitate.cli", "pipeline", "--rounds", "1", "--episodes", "1", "--out", str(run)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "imitate.cli", "pipeline", "--rounds", "1", "--episodes", "1",
+           "--trpo-samples", "1024", "--out", str(run)]
+    env = {**os.environ, "COLUMNS": "200"}  # wide tables: no header wraps
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr
-    for words in ("DAgger rounds", "PD expert", "SFT (round 0)", "DAgger (round 1)", "normalised return"):
+    for words in ("DAgger rounds", "PD expert", "SFT (round 0)", "DAgger (round 1)", "+ TRPO", "normalised return"):
         assert words in proc.stdout
     state = json.loads((run / "state.json").read_text())
     assert [r["round"] for r in state["rounds"]] == [0, 1]
-    assert (run / "round_001.pt").is_file() and (run / "walk.h5").is_file()
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert (run / "round_001.pt").is_file() and (run / "walk.h5").is_file() and (run / "trpo" / "policy.pt").is_file()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert again.returncode == 0 and "resuming" in again.stdout and "collecting" not in again.stdout
