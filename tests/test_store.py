@@ -134,10 +134,13 @@ def test_foreign_and_mismatched_files_are_refused(tmp_path, store):
         DemoStore(tmp_path / "missing.h5")
 
 
-def _writer(path, first_round):
-    """Child process: append rounds of 3 episodes forever (until killed)."""
+def _writer(path, first_round, ready_fd=None):
+    """Child process: append rounds of 3 episodes forever (until killed); writes a byte to
+    ready_fd once it is about to append."""
     store = DemoStore(path)
     r = first_round
+    if ready_fd is not None:
+        os.write(ready_fd, b"x")
     while True:
         store.append_round([make_episode(100 * r + k, 400) for k in range(3)], round=r, env_config=CONFIG)
         r += 1
@@ -168,16 +171,25 @@ def test_kill_during_append_never_corrupts(tmp_path):
     store always opens with exactly its completed rounds, and appending then goes on."""
     path = tmp_path / "walk.h5"
     DemoStore.create(path, CONFIG)
+    # kill instants scale with this machine's speed: up to 2.5 appends after the writer starts
+    probe = DemoStore.create(tmp_path / "probe.h5", CONFIG)
+    start = time.perf_counter()
+    probe.append_round([make_episode(k, 400) for k in range(3)], round=0, env_config=CONFIG)
+    append_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
     committed, rolled_back = 0, 0
     for _ in range(int(os.environ.get("IMITATE_KILL_TRIALS", "30"))):
+        ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             try:
-                _writer(path, committed)
+                _writer(path, committed, ready_w)
             finally:
                 os._exit(0)
-        time.sleep(rng.uniform(0.0, 0.25))
+        os.close(ready_w)  # so that a child dying early ends the read instead of hanging it
+        assert os.read(ready_r, 1) == b"x", "the writer died before appending"
+        os.close(ready_r)
+        time.sleep(rng.uniform(0.0, 2.5 * append_s))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         rolled_back += journal_path(path).exists()
