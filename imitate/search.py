@@ -14,8 +14,10 @@ add Gaussian noise (``noise_rad``) to the warm-start plan.  Cost per candidate, 
 horizon (reference at each step's end time): ``pose_weight`` x the reward's weighted squared
 joint angles (root orientation included) + ``end_effector_weight`` x squared end-effector
 offsets relative to the root + ``root_position_weight`` x squared horizontal root offset +
-``root_height_weight`` x squared height error, plus ``fall_penalty`` x (1 + the fraction of the
-horizon left) at the first step where a fall body touches the floor or the root drops.
+``root_height_weight`` x squared height error + ``offset_weight`` x the squared offsets
+themselves (so that joints which barely matter to the cost stay near the reference instead of
+drifting with the sampling noise: smoother labels), plus ``fall_penalty`` x (1 + the fraction
+of the horizon left) at the first step where a fall body touches the floor or the root drops.
 
 Labels: in ``pd_target`` space the chosen servo target; in ``torque`` space the torque the servo
 would apply at the current state for that target.  Noise is drawn from a generator keyed by
@@ -49,6 +51,7 @@ class SearchConfig:
     end_effector_weight: float = 10.0
     root_position_weight: float = 1.0
     root_height_weight: float = 10.0
+    offset_weight: float = 0.0  # x the squared offsets [rad^2]: keeps joints that barely matter near the reference
     fall_penalty: float = 1000.0
     seed: int = 0
     nthread: int = 0  # rollout threads; 0: all cores
@@ -158,7 +161,8 @@ class SearchExpert:
             ref = Pose(rq, np.repeat(ref_v[:, step], k, axis=0), np.repeat(ref_body[:, step], k, axis=0), None)
             end = end_effector_offsets(sim) - end_effector_offsets(ref)
             d_root = qpos[:, :3] - rq[:, :3]
-            step_cost = (cfg.pose_weight * pose_error(qpos, rq)
+            offsets = candidates[:, :, step].reshape(n * k, hum.NU)
+            step_cost = (cfg.pose_weight * pose_error(qpos, rq) + cfg.offset_weight * np.sum(offsets**2, axis=-1)
                          + cfg.end_effector_weight * np.sum(end**2, axis=(-1, -2))
                          + cfg.root_position_weight * np.sum(d_root[:, :2] ** 2, axis=-1)
                          + cfg.root_height_weight * d_root[:, 2] ** 2)
