@@ -19,7 +19,10 @@ themselves (so that joints which barely matter to the cost stay near the referen
 drifting with the sampling noise: smoother labels), plus ``fall_penalty`` x (1 + the fraction
 of the horizon left) at the first step where a fall body touches the floor or the root drops.
 
-Labels: in ``pd_target`` space the chosen servo target; in ``torque`` space the torque the servo
+Labels: the first step of the best candidate (``label="best"``), or the cost-weighted mean of the
+candidates' first steps (``label="mppi"``: less sampling noise in joints that barely matter);
+the plan kept for the warm start is the best either way.  In ``pd_target`` space the label is
+the chosen servo target; in ``torque`` space the torque the servo
 would apply at the current state for that target.  Noise is drawn from a generator keyed by
 (seed, key, decision count of that key), so labelling states one by one or in a batch gives the
 same labels.
@@ -53,6 +56,8 @@ class SearchConfig:
     root_height_weight: float = 10.0
     offset_weight: float = 0.0  # x the squared offsets [rad^2]: keeps joints that barely matter near the reference
     fall_penalty: float = 1000.0
+    label: str = "best"  # "best": the first step of the best candidate; "mppi": the cost-weighted mean
+    temperature: float = 0.1  # mppi: weights exp(-(cost - min) / (temperature * (median - min)))
     seed: int = 0
     nthread: int = 0  # rollout threads; 0: all cores
 
@@ -103,16 +108,24 @@ class SearchExpert:
         cold = np.array([k not in self.plans for k in keys])
         plans = np.stack([self.plans.get(k, np.zeros((h, hum.NU))) for k in keys])
         rngs = [np.random.default_rng([self.config.seed, k, self._decisions.get(k, 0)]) for k in keys]
+        first = plans[:, 0].copy()  # the offsets of the step to take now
         searches = np.where(cold, self.config.cold_iterations, self.config.iterations)
         for it in range(int(searches.max())):
             rows = np.flatnonzero(searches > it)
             candidates = self._candidates(plans[rows], [rngs[i] for i in rows])
             costs = self.costs(states[rows], times[rows], candidates)
             plans[rows] = candidates[np.arange(len(rows)), np.argmin(costs, axis=1)]
+            first[rows] = plans[rows, 0]
+            if self.config.label == "mppi":  # a cost-weighted mean of the first steps: less sampling noise
+                lo = costs.min(axis=1, keepdims=True)
+                scale = self.config.temperature * (np.median(costs, axis=1, keepdims=True) - lo) + 1e-9
+                weights = np.exp(-(costs - lo) / scale)
+                weights /= weights.sum(axis=1, keepdims=True)
+                first[rows] = np.einsum("nk,nkj->nj", weights, candidates[:, :, 0])
             self.last_costs = costs
         qpos = states[:, 1:1 + hum.NQ]  # integration state: time, qpos, qvel, ...
         qvel = states[:, 1 + hum.NQ:1 + hum.NQ + hum.NV]
-        target = self.clip.qpos(times + self.env_config.control_dt)[:, hum.HINGE_QPOS] + plans[:, 0]
+        target = self.clip.qpos(times + self.env_config.control_dt)[:, hum.HINGE_QPOS] + first
         for i, k in enumerate(keys):  # warm start: the plan shifted by one step
             self.plans[k] = np.concatenate([plans[i, 1:], plans[i, -1:]])
             self._decisions[k] = self._decisions.get(k, 0) + 1
