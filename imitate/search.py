@@ -54,7 +54,7 @@ class SearchConfig:
     end_effector_weight: float = 10.0
     root_position_weight: float = 1.0
     root_height_weight: float = 10.0
-    offset_weight: float = 0.0  # x the squared offsets [rad^2]: keeps joints that barely matter near the reference
+    offset_weight: float = 0.2  # x the squared offsets [rad^2]: keeps joints that barely matter near the reference
     fall_penalty: float = 1000.0
     label: str = "best"  # "best": the first step of the best candidate; "mppi": the cost-weighted mean
     temperature: float = 0.1  # mppi: weights exp(-(cost - min) / (temperature * (median - min)))
