@@ -9,9 +9,13 @@ import os as _os
 __version__ = "0.1.0"
 
 # Offscreen rendering on a machine without a display: MuJoCo fixes its GL backend when it is
-# first imported, so choose OSMesa (CPU) here unless the user chose one.
+# first imported, so choose OSMesa (CPU) here unless the user chose one, and only where the
+# library exists (otherwise rendering fails later with a clear message, and nothing else does).
 if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
-    _os.environ["MUJOCO_GL"] = "osmesa"
+    import ctypes.util as _ctypes_util
+
+    if _ctypes_util.find_library("OSMesa"):
+        _os.environ["MUJOCO_GL"] = "osmesa"
 
 from .env import EnvConfig, ImitationEnv, ImitationVecEnv, make_env, make_vec_env  # noqa: E402
 from .errors import ClipNotFoundError, ConfigError, ImitateError, MotionFormatError  # noqa: E402
