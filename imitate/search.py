@@ -30,6 +30,7 @@ same labels.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import mujoco
@@ -99,8 +100,6 @@ class SearchExpert:
     def label_states(self, states: np.ndarray, times: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """Labels (n, 28) for integration-state rows (n, nstate) at clip times (n,); keys (n,)
         name each state's plan (a humanoid, or a trajectory being relabelled in order)."""
-        import time
-
         start = time.perf_counter()
         states = np.atleast_2d(states)
         n, h = len(states), self.config.horizon

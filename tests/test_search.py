@@ -38,9 +38,8 @@ def test_costs_reproduce_a_rollout_of_the_env(setup):
     expert = SearchExpert(clip, config, SMALL)
     states, times = np.array(sim.batch.state), sim.ref_time_s.copy()
     plan = np.zeros((3, 1, SMALL.horizon, 28))
-    planner_cost = expert.costs(states, times, plan)[:, 0]
-    zero_plan_cost = expert.costs(states, times, plan)[:, 0]
-    np.testing.assert_array_equal(planner_cost, zero_plan_cost)  # the same rollout twice: same numbers
+    first, again = expert.costs(states, times, plan)[:, 0], expert.costs(states, times, plan)[:, 0]
+    np.testing.assert_array_equal(first, again)  # the same rollout twice: the same numbers
     # step the env with the reference targets (zero offsets) and compare the planner's first state
     from imitate.env import action_to_ctrl, targets_to_action
 
