@@ -92,8 +92,8 @@ def _cmd_sft(args) -> int:
         def progress(epoch, epochs, train_loss, valid_loss):
             bar.update(task, completed=epoch, description=f"SFT  train {train_loss:.5f}  valid {valid_loss:.5f}")
 
-        policy, result = sft_on_store(store, config, policy_config=PolicyConfig(hidden=tuple(args.hidden)),
-                                      progress=progress)
+        policy_config = PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip)
+        policy, result = sft_on_store(store, config, policy_config=policy_config, progress=progress)
     options = {k: v for k, v in vars(args).items() if k != "func"}
     save_checkpoint(args.out, policy, store.env_config, store=str(store.path), sft=options)
     console.print(sft_table(result, f"SFT on {args.data}"))
@@ -103,12 +103,15 @@ def _cmd_sft(args) -> int:
 
 def _dagger_config(args):
     from .dagger import DAggerConfig
+    from .policy import PolicyConfig
     from .sft import SFTConfig
 
-    return DAggerConfig(rounds=args.rounds, num_envs=args.num_envs, steps_per_env=args.steps, beta=args.beta,
+    return DAggerConfig(policy=PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip),
+                        rounds=args.rounds, num_envs=args.num_envs, steps_per_env=args.steps, beta=args.beta,
                         mixing=args.mixing, segment_steps=args.segment_steps, keep_rounds=args.keep_rounds,
                         sft=SFTConfig(epochs=args.sft_epochs, patience=15, seed=args.seed),
-                        retrain=SFTConfig(epochs=args.epochs, patience=8, seed=args.seed),
+                        retrain=SFTConfig(epochs=args.epochs, patience=8, seed=args.seed,
+                                          epoch_samples=args.epoch_samples),
                         eval_episodes=args.eval_episodes, eval_horizon_s=args.eval_seconds, seed=args.seed)
 
 
@@ -416,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--patience", type=int, default=15, help="early stopping patience [epochs]")
     p.add_argument("--hidden", type=int, nargs="+", default=[1024, 512], help="hidden layer sizes")
+    p.add_argument("--linear-skip", action="store_true",
+                   help="add a learned linear map of the observation to the MLP's output (fits PD-like labels "
+                        "from few samples)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sft)
 
@@ -433,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-rounds", type=int, default=None, help="train on mocap + the last M rounds only")
     p.add_argument("--sft-epochs", type=int, default=100, help="epochs of round 0's SFT")
     p.add_argument("--epochs", type=int, default=30, help="retraining epochs per round")
+    p.add_argument("--hidden", type=int, nargs="+", default=[1024, 512], help="round 0's policy: hidden sizes")
+    p.add_argument("--linear-skip", action="store_true", help="round 0's policy: add a learned linear map of the "
+                   "observation to the MLP's output")
+    p.add_argument("--epoch-samples", type=int, default=None,
+                   help="samples drawn per retraining epoch (default: all kept data); a fixed figure, e.g. a "
+                        "round's size, keeps each round's training cost constant as the store grows")
     p.add_argument("--eval-episodes", type=int, default=1)
     p.add_argument("--eval-seconds", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)

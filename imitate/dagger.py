@@ -30,7 +30,7 @@ from .errors import ConfigError
 from .evaluate import EvalResult, evaluate
 from .expert import PDExpert, label
 from .motion import load_clip
-from .policy import GaussianPolicy, load_checkpoint, save_checkpoint
+from .policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
 from .sft import SFTConfig, SFTResult, sft_on_store
 from .store import DemoStore, Episode
 
@@ -80,15 +80,16 @@ class DAggerConfig:
     keep_rounds: int | None = None  # train on mocap + the last M rounds (None: all)
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=100, patience=15))
     retrain: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=30, patience=8))
+    policy: PolicyConfig = field(default_factory=PolicyConfig)  # round 0's new policy (no --init)
     eval_episodes: int = 1
     eval_horizon_s: float = 10.0
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("sft", "retrain"):
+        for name, kind in (("sft", SFTConfig), ("retrain", SFTConfig), ("policy", PolicyConfig)):
             value = getattr(self, name)
             if isinstance(value, dict):
-                object.__setattr__(self, name, SFTConfig(**value))
+                object.__setattr__(self, name, kind(**value))
         schedule(self.beta)
         if self.mixing not in ("step", "segment"):
             raise ConfigError(f"mixing must be step or segment; found {self.mixing!r}")
@@ -218,7 +219,7 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
             sft = SFTResult(0, 0, float("nan"), float("nan"), float("nan"), 0, 0, 0.0)
         else:
             say("round 0: SFT on the store")
-            policy, sft = sft_on_store(store, config.sft)
+            policy, sft = sft_on_store(store, config.sft, policy_config=config.policy)
         finish(0, 1.0, 0, policy, sft, 1.0)
     policy, _, _ = load_checkpoint(run_dir / results[-1].checkpoint, env_config)
 

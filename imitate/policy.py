@@ -1,8 +1,9 @@
 """The Gaussian MLP policy, with its observation normaliser inside; save and load.
 
 ``GaussianPolicy(obs) -> mean action``; the action distribution is N(mean, exp(log_std)) with a
-state-independent log-std.  The normaliser ((obs - mean) / std, clipped to +-clip) lives in the
-module as buffers, so a checkpoint alone maps raw observations to actions.  A checkpoint is one
+state-independent log-std.  The mean is an MLP of the normalised observation, plus (optionally,
+``PolicyConfig.linear_skip``) a linear map of it.  The normaliser ((obs - mean) / std, clipped to
++-clip) lives in the module as buffers, so a checkpoint alone maps raw observations to actions.  A checkpoint is one
 file (torch.save of plain data) holding the weights, the normaliser, the policy config and the
 env configuration it was trained for; loading it for another env configuration is refused.
 """
@@ -33,6 +34,10 @@ class PolicyConfig:
     activation: str = "relu"  # relu or tanh
     init_log_std: float = -1.0  # initial log-std of the action noise (std 0.37 of the [-1, 1] range)
     obs_clip: float = 10.0  # normalised observations are clipped to +-obs_clip
+    # add a linear map of the normalised observation to the mean (zero at first): expert laws
+    # that are near-linear in the state (PD servo targets around the observed reference) are
+    # then fitted from few samples, and the MLP learns only what is not linear
+    linear_skip: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -60,6 +65,11 @@ class GaussianPolicy(nn.Module):
         self.mean_head = nn.Linear(width, act_dim)
         nn.init.uniform_(self.mean_head.weight, -1e-3, 1e-3)  # start near the middle of the range
         nn.init.zeros_(self.mean_head.bias)
+        self.skip = None
+        if config.linear_skip:
+            self.skip = nn.Linear(obs_dim, act_dim)
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
         self.log_std = nn.Parameter(torch.full((act_dim,), config.init_log_std))
 
     def set_normaliser(self, mean: np.ndarray, std: np.ndarray) -> None:
@@ -72,7 +82,9 @@ class GaussianPolicy(nn.Module):
         return ((obs - self.obs_mean) / self.obs_std).clamp(-clip, clip)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.mean_head(self.body(self.normalise(obs)))
+        x = self.normalise(obs)
+        mean = self.mean_head(self.body(x))
+        return mean if self.skip is None else mean + self.skip(x)
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(self(obs), self.log_std.exp().expand(len(obs), -1))

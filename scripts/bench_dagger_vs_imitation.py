@@ -165,7 +165,7 @@ class ImitateSide:
             sft=SFTConfig(epochs=SFT_EPOCHS, patience=SFT_PATIENCE, batch_size=BATCH_SIZE, lr=LR,
                           threads=args.torch_threads),
             retrain=SFTConfig(epochs=args.epochs, patience=RETRAIN_PATIENCE, batch_size=BATCH_SIZE, lr=LR,
-                              threads=args.torch_threads),
+                              threads=args.torch_threads, epoch_samples=args.epoch_samples),
             seed=args.seed)
         self.init_checkpoint = run_dir.parent / "imitate-round0.pt"
         self.last_round_end: tuple[float, float] | None = None  # (wall, cpu) of round 0's on_round
@@ -541,6 +541,7 @@ def print_table(report: dict) -> None:
     s = report["settings"]
     table = Table(title=f"DAgger on '{CLIP}' ({ACTION_SPACE}): imitate vs imitation "
                         f"{report.get('imitation_version', '')}, {s['num_envs']} envs, --epochs {s['epochs']}, "
+                        f"imitate --epoch-samples {s.get('epoch_samples') or 'all'}, "
                         f"torch threads {s['torch_threads'] or 'all'}")
     for col in ("side", "rounds", "samples/round", "s/round (median)", "CPU s/round", "s/1k samples", "epochs/round",
                 "normalised return", "survival [s]"):
@@ -586,6 +587,9 @@ def parse_args(argv=None):
     p.add_argument("--samples-per-round", type=int, default=1200, help="env steps collected per round (default 1200)")
     p.add_argument("--num-envs", type=int, default=8, help="envs collecting in parallel (default 8)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs per round (imitate: at most; default 30)")
+    p.add_argument("--epoch-samples", type=int, default=None,
+                   help="imitate only: samples drawn per retraining epoch (SFTConfig.epoch_samples; default: all "
+                        "its data, as imitation's epochs are). imitation has no such option")
     p.add_argument("--eval-horizon", type=float, default=10.0, help="evaluation horizon [s] (default 10)")
     p.add_argument("--eval-episodes", type=int, default=3, help="evaluation episodes (default 3)")
     p.add_argument("--seed", type=int, default=0)
@@ -602,6 +606,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if min(args.rounds, args.num_envs, args.epochs, args.eval_episodes) < 1 or args.samples_per_round < args.num_envs:
         p.error("rounds, num-envs, epochs and eval-episodes must be >= 1, and samples-per-round >= num-envs")
+    if args.epoch_samples is not None and args.epoch_samples < 1:
+        p.error("epoch-samples must be >= 1")
     if args.torch_threads < 0:
         p.error("torch-threads must be >= 0 (0: all cores)")
     if args.samples_per_round % args.num_envs:
@@ -631,8 +637,9 @@ def main(argv=None) -> int:
              "per_1k_samples": b["seconds_per_1k_samples"] / a["seconds_per_1k_samples"],
              "return_difference": a["normalised_return"] - b["normalised_return"]}
     ratio["target_met"] = bool(ratio["per_round"] >= 5.0 and ratio["return_difference"] >= 0.0)
-    report = {"settings": {k: getattr(args, k) for k in ("rounds", "samples_per_round", "num_envs", "epochs",
-                                                         "eval_horizon", "eval_episodes", "seed", "torch_threads")},
+    report = {"settings": {k: getattr(args, k) for k in (
+                  "rounds", "samples_per_round", "num_envs", "epochs", "epoch_samples", "eval_horizon", "eval_episodes",
+                  "seed", "torch_threads")},
               "imitation_version": theirs["evaluation"].get("versions", {}).get("imitation", ""),
               "summary": summary, "ratio": ratio, "sides": {"imitate": mine, "imitation": theirs}, "notes": NOTES}
     if args.json:

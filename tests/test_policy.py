@@ -71,6 +71,35 @@ def test_forward_equals_explicit_normaliser_and_layers(activation):
                                policy(torch.as_tensor(far, dtype=torch.float32)))
 
 
+def test_linear_skip_adds_a_linear_map_of_the_normalised_observation(tmp_path, synthetic_clip_path):
+    """mean = MLP(z) + W z + b, z the normalised observation; W and b start at zero (the policy
+    starts as the plain MLP), and a checkpoint keeps them."""
+    torch.manual_seed(3)
+    plain = GaussianPolicy(OBS, ACT, PolicyConfig(hidden=(32, 16)))
+    torch.manual_seed(3)
+    skip = GaussianPolicy(OBS, ACT, PolicyConfig(hidden=(32, 16), linear_skip=True))
+    rng = np.random.default_rng(3)
+    mean, std = rng.normal(0, 2, OBS), rng.uniform(0.2, 3.0, OBS)
+    for p in (plain, skip):
+        p.set_normaliser(mean, std)
+    obs = mean + std * rng.normal(0, 1, (16, OBS))
+    x = torch.as_tensor(obs, dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(skip(x), plain(x))  # zero at first
+        skip.skip.weight.normal_(0.0, 0.1)
+        skip.skip.bias.normal_(0.0, 0.1)
+    z = (torch.as_tensor(obs) - torch.as_tensor(mean)) / torch.as_tensor(std)
+    want = reference_forward(skip, obs, mean, std, 10.0, "relu") + z @ skip.skip.weight.detach().double().T \
+        + skip.skip.bias.detach().double()
+    torch.testing.assert_close(skip(x).double(), want, rtol=1e-4, atol=1e-4)
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    save_checkpoint(tmp_path / "skip.pt", skip, config)
+    loaded, _, _ = load_checkpoint(tmp_path / "skip.pt", config)
+    assert loaded.config.linear_skip
+    with torch.no_grad():
+        assert torch.equal(loaded(x), skip(x))
+
+
 def test_act_deterministic_is_the_clamped_mean():
     policy = make_policy(2)
     with torch.no_grad():

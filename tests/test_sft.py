@@ -179,6 +179,35 @@ def test_fit_without_a_finite_validation_loss_fails_clearly():
         fit(small_policy(), linear_data(100, 15), valid, SFTConfig(epochs=3, patience=2, batch_size=50, threads=1))
 
 
+@pytest.mark.parametrize("epoch_samples, expected", [(None, 300), (1000, 300), (70, 70)])
+def test_epoch_samples_caps_the_rows_seen_per_epoch(epoch_samples, expected):
+    """Each epoch trains on epoch_samples distinct rows of the train split (all of it if fewer);
+    the rows are identified by reading them back from the forward passes made in train mode."""
+    train, valid = linear_data(300, 16), linear_data(50, 17)
+    row_of = {row.tobytes(): k for k, row in enumerate(train["obs"])}
+    policy = small_policy()
+    seen_per_epoch, current = [], []
+    forward = policy.forward
+
+    def spy(obs):
+        if policy.training:
+            current.extend(row_of[row.tobytes()] for row in obs.detach().numpy())
+        return forward(obs)
+
+    policy.forward = spy
+    fit(policy, train, valid, SFTConfig(epochs=3, batch_size=32, patience=5, threads=1, epoch_samples=epoch_samples),
+        progress=lambda *a: (seen_per_epoch.append(list(current)), current.clear()))
+    assert [len(rows) for rows in seen_per_epoch] == [expected] * 3
+    assert all(len(set(rows)) == expected for rows in seen_per_epoch)  # without replacement
+    if expected < 300:  # a different subset each epoch
+        assert len({frozenset(rows) for rows in seen_per_epoch}) == 3
+
+
+def test_epoch_samples_must_be_positive():
+    with pytest.raises(ImitateError, match="epoch_samples"):
+        SFTConfig(epoch_samples=0)
+
+
 # ----- on a store, and the commands --------------------------------------------------------
 
 
