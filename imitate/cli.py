@@ -21,7 +21,8 @@ def _make_expert(name: str, clip, config, args):
         from .search import SearchConfig, SearchExpert
 
         return SearchExpert(clip, config, SearchConfig(candidates=args.candidates, horizon=args.horizon,
-                                                       noise_rad=args.search_noise, seed=args.seed))
+                                                       noise_rad=args.search_noise, label=args.search_label,
+                                                       seed=args.seed))
     raise ConfigError(f"--expert must be pd or search; found {name!r}")
 
 
@@ -31,6 +32,8 @@ def _add_expert_options(p, default: str | None = "pd") -> None:
     p.add_argument("--candidates", type=int, default=32, help="search: sequences sampled per decision (K)")
     p.add_argument("--horizon", type=int, default=15, help="search: control steps per rollout (H)")
     p.add_argument("--search-noise", type=float, default=0.1, help="search: std of the target offsets [rad]")
+    p.add_argument("--search-label", default="best", choices=["best", "mppi"],
+                   help="search: the best candidate's first step, or the cost-weighted mean of all (smoother)")
 
 
 def _cmd_motions(args) -> int:

@@ -73,6 +73,21 @@ def test_batched_labelling_equals_one_by_one(setup):
         times = times + config.control_dt
 
 
+def test_mppi_label_weights_the_candidates_and_keeps_the_best_plan(setup):
+    """label="mppi": with a vanishing temperature the weights fall on the best candidate (the
+    label equals best-of-K's); at the default it is a mean that differs; the plan kept for the
+    warm start is the best candidate's either way."""
+    config, clip, sim = setup
+    experts = {name: SearchExpert(clip, config, SearchConfig(**{**SMALL.__dict__, **kw}))
+               for name, kw in (("best", {}), ("cold", {"label": "mppi", "temperature": 1e-12}),
+                                ("mppi", {"label": "mppi"}))}
+    labels = {name: e.label(sim) for name, e in experts.items()}
+    np.testing.assert_allclose(labels["cold"], labels["best"], atol=1e-12)
+    assert np.abs(labels["mppi"] - labels["best"]).max() > 1e-4
+    for k in range(3):
+        np.testing.assert_array_equal(experts["mppi"].plans[k], experts["best"].plans[k])
+
+
 def test_torque_label_is_the_servo_torque(setup, synthetic_clip_path):
     _, clip, sim = setup
     pd = SearchExpert(clip, EnvConfig(clip=str(synthetic_clip_path)), SMALL).label(sim)
