@@ -114,6 +114,9 @@ def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, termin
 
 
 # ----- the trainer -------------------------------------------------------------------------
+FVP_MIN_SAMPLES = 256  # a Fisher-vector product subsample is never smaller than this (or the batch)
+
+
 @dataclass(frozen=True)
 class TRPOConfig:
     samples: int = 200_000  # env steps in all
@@ -124,6 +127,10 @@ class TRPOConfig:
     max_kl: float = 0.01
     cg_iters: int = 15
     damping: float = 0.1
+    # Fisher-vector products on every k-th sample (OpenAI baselines' TRPO uses 5), keeping at least
+    # FVP_MIN_SAMPLES: the products are most of an update's cost, and a few hundred samples
+    # estimate the curvature well enough
+    fvp_subsample: int = 5
     shrink: float = 0.8
     max_backtracks: int = 10
     critic_hidden: tuple[int, ...] = (256, 256)
@@ -138,8 +145,10 @@ class TRPOConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "critic_hidden", tuple(self.critic_hidden))
-        if min(self.samples, self.num_envs, self.steps_per_env, self.cg_iters, self.critic_epochs) < 1:
-            raise ConfigError(f"TRPOConfig: samples, num_envs, steps_per_env, cg_iters, critic_epochs >= 1; {self}")
+        if min(self.samples, self.num_envs, self.steps_per_env, self.cg_iters, self.critic_epochs,
+               self.fvp_subsample) < 1:
+            raise ConfigError(f"TRPOConfig: samples, num_envs, steps_per_env, cg_iters, critic_epochs, fvp_subsample "
+                              f">= 1; {self}")
         if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.max_kl > 0 and 0 < self.shrink < 1):
             raise ConfigError(f"TRPOConfig: need 0 < gamma <= 1, 0 <= lam <= 1, max_kl > 0, 0 < shrink < 1; {self}")
 
@@ -313,33 +322,37 @@ class TRPO:
             old = policy.distribution(obs)
             old_mean, old_std = old.loc.clone(), old.scale.clone()
             old_logp = old.log_prob(actions).sum(-1)
-        fixed_old = torch.distributions.Normal(old_mean, old_std)
 
         def surrogate() -> torch.Tensor:
             return (torch.exp(policy.distribution(obs).log_prob(actions).sum(-1) - old_logp) * adv).mean()
 
-        def kl() -> torch.Tensor:
-            return torch.distributions.kl_divergence(fixed_old, policy.distribution(obs)).sum(-1).mean()
+        def kl(rows: slice = slice(None)) -> torch.Tensor:
+            old_rows = torch.distributions.Normal(old_mean[rows], old_std[rows])
+            return torch.distributions.kl_divergence(old_rows, policy.distribution(obs[rows])).sum(-1).mean()
 
         loss = surrogate()
         grads = torch.autograd.grad(loss, params)
         g = torch.cat([x.reshape(-1) for x in grads]).detach()
         if not torch.isfinite(g).all():
             raise FloatingPointError("non-finite policy gradient")
-        fvp = fisher_vector_product(kl, params, cfg.damping)
+        stride = max(1, min(cfg.fvp_subsample, len(obs) // FVP_MIN_SAMPLES))
+        fvp = fisher_vector_product(lambda: kl(slice(None, None, stride)), params, cfg.damping)
         direction = conjugate_gradient(fvp, g, cfg.cg_iters)
         shs = float(direction @ fvp(direction))
         full_step = direction * math.sqrt(2 * cfg.max_kl / max(shs, 1e-12))
         start = flat_params(policy)
         base = float(loss.detach())
 
+        tried = {}
+
         def trial(fraction: float) -> tuple[float, float]:
             set_flat_params(policy, start + fraction * full_step)
             with torch.no_grad():
-                return float(surrogate()) - base, float(kl())
+                tried[fraction] = float(surrogate()) - base, float(kl())
+            return tried[fraction]
 
         fraction = line_search(trial, cfg.max_kl, cfg.shrink, cfg.max_backtracks)
-        gain, divergence = trial(fraction) if fraction > 0 else (0.0, 0.0)  # also sets the parameters
+        gain, divergence = tried[fraction] if fraction > 0 else (0.0, 0.0)
         set_flat_params(policy, start + fraction * full_step)
         return fraction, gain, divergence
 

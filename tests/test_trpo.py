@@ -369,9 +369,11 @@ def test_trpo_improves_the_return_of_a_point_mass(clip_config, tmp_path):
         assert torch.equal(saved.state_dict()[name], value), name
 
 
-def test_policy_step_is_the_scaled_natural_gradient_step(clip_config, tmp_path):
+@pytest.mark.parametrize("subsample, rows, stride", [(1, 64, 1), (4, 64, 1), (4, 1024, 4), (8, 1024, 4)])
+def test_policy_step_is_the_scaled_natural_gradient_step(clip_config, tmp_path, subsample, rows, stride):
     """One policy step against numpy: g and F of a Gaussian in closed form (F from the mean's
-    Jacobian), x = (F + damping I)^-1 g, full step x sqrt(2 max_kl / x^T (F + damping I) x), then
+    Jacobian on every stride-th sample: every subsample-th, keeping at least 256 samples),
+    x = (F + damping I)^-1 g, full step x sqrt(2 max_kl / x^T (F + damping I) x), then
     the first of 1, shrink, shrink^2, ... whose closed-form KL is within max_kl and whose
     surrogate improves."""
     torch.manual_seed(5)
@@ -381,15 +383,15 @@ def test_policy_step_is_the_scaled_natural_gradient_step(clip_config, tmp_path):
             p.normal_(0.0, 0.8)
         policy.log_std.fill_(-0.3)
     config = TRPOConfig(num_envs=2, steps_per_env=4, critic_hidden=(4,), cg_iters=60, max_kl=0.02, damping=0.1,
-                        shrink=0.7, checkpoint_every=1000)
+                        shrink=0.7, checkpoint_every=1000, fvp_subsample=subsample)
     trainer = TRPO(clip_config, config, tmp_path / "run", policy=policy, sim=PointMass(2))
     rng = np.random.default_rng(5)
-    obs = torch.from_numpy(rng.normal(0.0, 1.0, (64, 2)))
+    obs = torch.from_numpy(rng.normal(0.0, 1.0, (rows, 2)))
     with torch.no_grad():
         mu0 = policy(obs).numpy()[:, 0]
     sigma0 = math.exp(-0.3)
-    actions_np = mu0 + sigma0 * rng.normal(size=64)
-    adv_np = rng.normal(size=64)
+    actions_np = mu0 + sigma0 * rng.normal(size=rows)
+    adv_np = rng.normal(size=rows)
     adv_np = (adv_np - adv_np.mean()) / adv_np.std()
     theta0 = flat_params(policy).clone()
     names = [name for name, p in policy.named_parameters() for _ in range(p.numel())]
@@ -400,7 +402,8 @@ def test_policy_step_is_the_scaled_natural_gradient_step(clip_config, tmp_path):
     z = (actions_np - mu0) / sigma0
     g = (adv_np[:, None] * jac * (z / sigma0)[:, None]).mean(0)
     g[s_index] += (adv_np * (z ** 2 - 1.0)).mean()
-    fisher = jac.T @ jac / sigma0 ** 2 / len(obs)
+    fisher_rows = jac[::stride]
+    fisher = fisher_rows.T @ fisher_rows / sigma0 ** 2 / len(fisher_rows)
     fisher[s_index, s_index] += 2.0
     damped = fisher + config.damping * np.eye(len(g))
     x = np.linalg.solve(damped, g)
