@@ -25,7 +25,7 @@ command on stdout ("round0", "round K", "evaluate"; the libraries' own chatter g
 file).  The sides never run at once (2 shared cores): round 0 is imitate's then imitation's,
 DAgger rounds alternate ABBA (round 1 imitate first, round 2 imitation first, ...), so that the
 host's drifting load hits both alike.  A missing or broken imitation venv stops the script at
-once with the setup commands.
+once with the setup commands.  Both ends' plumbing is in scripts/_sidecar.py.
 
 What is the same on both sides
 - env: ``EnvConfig(clip="walk", action_space="pd_target")`` (imitate's ``make_env`` on the
@@ -79,14 +79,12 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
+import _sidecar
 import numpy as np
 
 DEFAULT_IMITATION_PYTHON = "/tmp/imitation-venv/bin/python"
@@ -95,7 +93,7 @@ SETUP = ("python3 -m venv /tmp/imitation-venv\n"
          "  /tmp/imitation-venv/bin/pip install --no-deps -e .   # from the repo root")
 CLIP, ACTION_SPACE = "walk", "pd_target"
 SFT_EPOCHS, SFT_PATIENCE, RETRAIN_PATIENCE = 100, 15, 8  # imitate's pipeline settings
-BATCH_SIZE, LR, LOG_STD_INIT, OBS_CLIP, STD_FLOOR = 256, 1e-3, -1.0, 10.0, 1e-3
+BATCH_SIZE, LR, LOG_STD_INIT = 256, 1e-3, -1.0
 NOTES = [
     "imitation runs its 8 envs in a DummyVecEnv, one after another on 1 thread (SubprocVecEnv "
     "would hide the simulator state from the state-reading expert); imitate steps them in one "
@@ -123,13 +121,8 @@ def env_config():
     return EnvConfig(clip=CLIP, action_space=ACTION_SPACE)
 
 
-def evaluate_controller(controller, horizon_s: float, episodes: int) -> dict:
-    from imitate.evaluate import evaluate
-
-    ev = evaluate(controller, env_config(), episodes=episodes, horizon_s=horizon_s, init_noise_rad=0.01)
-    return {"normalised_return": ev.normalised_return.mean, "normalised_return_std": ev.normalised_return.std,
-            "survival_s": ev.survival_s.mean, "survival_s_std": ev.survival_s.std,
-            "joint_error_deg": ev.joint_error_deg.mean}
+def evaluate_controller(controller, args) -> dict:
+    return _sidecar.evaluate_controller(controller, env_config(), args.eval_horizon, args.eval_episodes)
 
 
 def mocap_trajectories(store) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -222,7 +215,7 @@ class ImitateSide:
         from imitate.policy import load_checkpoint
 
         policy, _, _ = load_checkpoint(self.final_checkpoint, env_config())
-        return evaluate_controller(lambda sim: policy.act(sim.obs), self.args.eval_horizon, self.args.eval_episodes)
+        return evaluate_controller(lambda sim: policy.act(sim.obs), self.args)
 
 
 def expert_reference(args) -> dict:
@@ -230,8 +223,7 @@ def expert_reference(args) -> dict:
     from imitate.expert import PDExpert
     from imitate.motion import load_clip
 
-    return evaluate_controller(expert_controller(PDExpert(load_clip(CLIP), ACTION_SPACE)), args.eval_horizon,
-                               args.eval_episodes)
+    return evaluate_controller(expert_controller(PDExpert(load_clip(CLIP), ACTION_SPACE)), args)
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,13 +235,11 @@ class ImitationLibrarySide:
 
     def __init__(self, store_path: Path, scratch: Path, args):
         import torch
-        from gymnasium import spaces
         from imitation.algorithms import bc
         from imitation.algorithms.dagger import ExponentialBetaSchedule, SimpleDAggerTrainer
         from imitation.data import types
         from imitation.util import logger as imit_logger
         from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-        from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
         from stable_baselines3.common.vec_env import DummyVecEnv
         from torch import nn
 
@@ -264,18 +254,6 @@ class ImitationLibrarySide:
         rng = np.random.default_rng(args.seed)
         store = DemoStore(store_path)
         stats = store.normalisation("obs")
-
-        class FixedNormaliser(BaseFeaturesExtractor):
-            """imitate's observation normaliser: (obs - mean) / max(std, 1e-3), clipped to +-10."""
-
-            def __init__(self, observation_space: spaces.Box, mean, std):
-                super().__init__(observation_space, features_dim=int(np.prod(observation_space.shape)))
-                self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32))
-                self.register_buffer("std", torch.as_tensor(np.maximum(np.asarray(std), STD_FLOOR),
-                                                            dtype=torch.float32))
-
-            def forward(self, obs):
-                return ((obs - self.mean) / self.std).clamp(-OBS_CLIP, OBS_CLIP)
 
         def make():
             return imitate.make_env(CLIP, action_space=ACTION_SPACE)
@@ -312,7 +290,7 @@ class ImitationLibrarySide:
 
         policy = ActorCriticPolicy(venv.observation_space, venv.action_space, lr_schedule=lambda _: LR,
                                    net_arch=dict(pi=[1024, 512], vf=[]), activation_fn=nn.ReLU,
-                                   log_std_init=LOG_STD_INIT, features_extractor_class=FixedNormaliser,
+                                   log_std_init=LOG_STD_INIT, features_extractor_class=_sidecar.fixed_normaliser(),
                                    features_extractor_kwargs=dict(mean=stats["mean"], std=stats["std"]))
         log = imit_logger.configure(folder=str(scratch / "log"), format_strs=["csv"])
         self.bc_trainer = bc.BC(observation_space=venv.observation_space, action_space=venv.action_space, rng=rng,
@@ -371,102 +349,40 @@ class ImitationLibrarySide:
 
         final = self.trainer.policy
         final.set_training_mode(False)
-        ev = evaluate_controller(lambda sim: final.predict(sim.obs, deterministic=True)[0].astype(np.float64),
-                                 self.args.eval_horizon, self.args.eval_episodes)
-        return {**ev, "versions": {"imitation": imitation.__version__,
-                                   "stable_baselines3": stable_baselines3.__version__}}
+        return {**evaluate_controller(_sidecar.sb3_controller(final), self.args),
+                "versions": {"imitation": imitation.__version__, "stable_baselines3": stable_baselines3.__version__}}
 
 
 def serve_imitation_side(args) -> int:
     """The subprocess: answer commands from stdin ("round0", "round K", "evaluate", "quit"), one
     JSON line each on stdout; everything the libraries print goes to stderr."""
-    reply = sys.stdout
-    with redirect_stdout(sys.stderr):
-        try:
-            side = ImitationLibrarySide(Path(args.store), Path(args.workdir), args)
-            answer = {"ok": True}
-        except Exception as exc:  # tell the driver, whose user sees it
-            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps(answer), file=reply, flush=True)
-        if not answer["ok"]:
-            return 1
-        for line in sys.stdin:
-            command = line.split()
-            if not command or command[0] == "quit":
-                break
-            if command[0] == "round0":
-                out = side.round0()
-            elif command[0] == "round":
-                out = side.round(int(command[1]))
-            elif command[0] == "evaluate":
-                out = side.evaluate()
-            else:
-                out = {"error": f"unknown command {line!r}"}
-            print(json.dumps(out), file=reply, flush=True)
-    return 0
+    return _sidecar.serve(lambda: ImitationLibrarySide(Path(args.store), Path(args.workdir), args),
+                          ("round0", "round", "evaluate"))
 
 
-class ImitationSubprocess:
+class ImitationSubprocess(_sidecar.Sidecar):
     """The driver's handle on the imitation side: the same calls as ImitateSide, run by the
     imitation venv's python."""
 
     name = "imitation"
 
     def __init__(self, python: str, store_path: Path, work: Path, args):
-        from imitate.motion import resolve_clip
-
-        env = dict(os.environ)
-        # the imitation venv has no pybullet: point it at the very clip file this side uses
-        env["IMITATE_MOTIONS"] = os.pathsep.join([str(resolve_clip(CLIP).parent), env.get("IMITATE_MOTIONS", "")])
         scratch = work / "imitation"
         scratch.mkdir(parents=True, exist_ok=True)
-        self.log_path = work / "imitation-side.log"
-        self.cmd = [python, str(Path(__file__).resolve()), "--side", "imitation", "--store", str(store_path),
-                    "--workdir", str(scratch), "--samples-per-round", str(args.samples_per_round),
-                    "--epochs", str(args.epochs), "--num-envs", str(args.num_envs),
-                    "--eval-horizon", str(args.eval_horizon), "--eval-episodes", str(args.eval_episodes),
-                    "--seed", str(args.seed), "--torch-threads", str(args.torch_threads)]
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True)
-        self._read()
-
-    def _fail(self, what: str):
-        self.proc.kill()
-        self.proc.wait()
-        self.log.close()
-        tail = "\n".join(self.log_path.read_text().strip().splitlines()[-25:])
-        sys.exit(f"bench_dagger_vs_imitation: the imitation side failed ({what}):\n  {' '.join(self.cmd)}\n{tail}")
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            self._fail(f"exited with {self.proc.wait()}")
-        answer = json.loads(line)
-        if answer.get("ok") is False or "error" in answer:
-            self._fail(answer.get("error", "error"))
-        return answer
-
-    def _ask(self, command: str) -> dict:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self._read()
+        cmd = [python, str(Path(__file__).resolve()), "--side", "imitation", "--store", str(store_path),
+               "--workdir", str(scratch), *_sidecar.cli_options(args, "samples_per_round", "epochs", "num_envs",
+                                                                "eval_horizon", "eval_episodes", "seed",
+                                                                "torch_threads")]
+        super().__init__(cmd, work / "imitation-side.log", CLIP, "bench_dagger_vs_imitation: the imitation side")
 
     def round0(self) -> dict:
-        return self._ask("round0")
+        return self.ask("round0")
 
     def round(self, k: int) -> dict:
-        return self._ask(f"round {k}")
+        return self.ask(f"round {k}")
 
     def evaluate(self) -> dict:
-        return self._ask("evaluate")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.close()
-            self.proc.wait()
-        self.log.close()
+        return self.ask("evaluate")
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,18 +400,6 @@ def summarise(side: dict) -> dict:
             "other_s": med(r["other_s"] for r in rounds), "epochs": med(r["epochs"] for r in rounds),
             "round0_seconds": side["round0"]["seconds"],
             **{k: v for k, v in side["evaluation"].items() if k != "versions"}}
-
-
-def check_imitation_python(python: str) -> None:
-    if not Path(python).exists():
-        sys.exit(f"bench_dagger_vs_imitation: no imitation venv: {python} does not exist.\n"
-                 f"Set it up once (outside the repo), or pass --imitation-python PATH:\n  {SETUP}")
-    probe = subprocess.run([python, "-c", "import imitation, stable_baselines3, imitate"], capture_output=True,
-                           text=True)
-    if probe.returncode != 0:
-        last = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit {probe.returncode}"
-        sys.exit(f"bench_dagger_vs_imitation: {python} cannot import imitation, stable_baselines3 and imitate:\n"
-                 f"  {last}\nSet the venv up with:\n  {SETUP}")
 
 
 def run_both(args, work: Path, say) -> dict:
@@ -532,12 +436,9 @@ def run_both(args, work: Path, say) -> dict:
 
 
 def print_table(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=140)
+    console = _sidecar.console(width=140)
     s = report["settings"]
     table = Table(title=f"DAgger on '{CLIP}' ({ACTION_SPACE}): imitate vs imitation "
                         f"{report.get('imitation_version', '')}, {s['num_envs']} envs, --epochs {s['epochs']}, "
@@ -620,15 +521,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.side == "imitation":
         return serve_imitation_side(args)
-    check_imitation_python(args.imitation_python)
-    say = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
-    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench-dagger-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        out = run_both(args, work, say)
-    finally:
-        if not args.workdir:
-            shutil.rmtree(work, ignore_errors=True)
+    _sidecar.check_python(args.imitation_python, "bench_dagger_vs_imitation", "imitation",
+                          ("imitation", "stable_baselines3", "imitate"), "--imitation-python", SETUP)
+    with _sidecar.work_folder(args.workdir, "bench-dagger-") as work:
+        out = run_both(args, work, _sidecar.progress(args.json))
     mine, theirs = out["imitate"], out["imitation"]
     summary = [summarise(mine), summarise(theirs), {"side": "PD expert", **out["expert"]}]
     a, b = summary[0], summary[1]
