@@ -22,7 +22,7 @@ def _make_expert(name: str, clip, config, args):
 
         return SearchExpert(clip, config, SearchConfig(candidates=args.candidates, horizon=args.horizon,
                                                        noise_rad=args.search_noise, label=args.search_label,
-                                                       seed=args.seed))
+                                                       warm_start=not args.search_cold, seed=args.seed))
     raise ConfigError(f"--expert must be pd or search; found {name!r}")
 
 
@@ -34,6 +34,9 @@ def _add_expert_options(p, default: str | None = "pd") -> None:
     p.add_argument("--search-noise", type=float, default=0.1, help="search: std of the target offsets [rad]")
     p.add_argument("--search-label", default="best", choices=["best", "mppi"],
                    help="search: the best candidate's first step, or the cost-weighted mean of all (smoother)")
+    p.add_argument("--search-cold", action="store_true",
+                   help="search: no warm start; every decision searches afresh with the same noise draws, so the "
+                        "label is a function of the state (learnable), at the cost of its cold iterations")
 
 
 def _cmd_motions(args) -> int:

@@ -19,6 +19,12 @@ themselves (so that joints which barely matter to the cost stay near the referen
 drifting with the sampling noise: smoother labels), plus ``fall_penalty`` x (1 + the fraction
 of the horizon left) at the first step where a fall body touches the floor or the root drops.
 
+Without a warm start (``warm_start=False``) every decision is a cold search whose noise draws
+are the same at every decision (common random numbers), and with ``label="mppi"`` its
+iterations re-centre on the cost-weighted mean: the label is then a smooth function of the
+state and time alone.  A learner sees only the state; with a warm start, the label also
+depends on the plan's history (its random drift), which no observation shows.
+
 Labels: the first step of the best candidate (``label="best"``), or the cost-weighted mean of the
 candidates' first steps (``label="mppi"``: less sampling noise in joints that barely matter);
 the plan kept for the warm start is the best either way.  In ``pd_target`` space the label is
@@ -51,6 +57,10 @@ class SearchConfig:
     noise_rad: float = 0.1  # std of the offsets' sampling noise
     iterations: int = 1  # searches per decision with a warm start
     cold_iterations: int = 3  # searches per decision without one (after a reset)
+    # False: every decision is a cold search with the same noise draws (common random numbers), so
+    # the label is a function of the state and time alone, not of the plan history: a learner that
+    # sees only the state can fit it.  (With a warm start the plan's drift is invisible to it.)
+    warm_start: bool = True
     pose_weight: float = 1.0
     end_effector_weight: float = 10.0
     root_position_weight: float = 1.0
@@ -104,9 +114,11 @@ class SearchExpert:
         states = np.atleast_2d(states)
         n, h = len(states), self.config.horizon
         keys = [int(k) for k in keys]
-        cold = np.array([k not in self.plans for k in keys])
-        plans = np.stack([self.plans.get(k, np.zeros((h, hum.NU))) for k in keys])
-        rngs = [np.random.default_rng([self.config.seed, k, self._decisions.get(k, 0)]) for k in keys]
+        warm = self.config.warm_start
+        cold = np.array([not warm or k not in self.plans for k in keys])
+        plans = np.stack([self.plans.get(k, np.zeros((h, hum.NU))) if warm else np.zeros((h, hum.NU)) for k in keys])
+        rngs = [np.random.default_rng([self.config.seed, k, self._decisions.get(k, 0)] if warm else self.config.seed)
+                for k in keys]
         first = plans[:, 0].copy()  # the offsets of the step to take now
         searches = np.where(cold, self.config.cold_iterations, self.config.iterations)
         for it in range(int(searches.max())):
@@ -121,6 +133,8 @@ class SearchExpert:
                 weights = np.exp(-(costs - lo) / scale)
                 weights /= weights.sum(axis=1, keepdims=True)
                 first[rows] = np.einsum("nk,nkj->nj", weights, candidates[:, :, 0])
+                if not warm:  # re-centre on the weighted mean: smooth in the state, unlike the best
+                    plans[rows] = np.einsum("nk,nkhj->nhj", weights, candidates)
             self.last_costs = costs
         qpos = states[:, 1:1 + hum.NQ]  # integration state: time, qpos, qvel, ...
         qvel = states[:, 1 + hum.NQ:1 + hum.NQ + hum.NV]
