@@ -88,6 +88,26 @@ def test_mppi_label_weights_the_candidates_and_keeps_the_best_plan(setup):
         np.testing.assert_array_equal(experts["mppi"].plans[k], experts["best"].plans[k])
 
 
+@pytest.mark.parametrize("label", ["best", "mppi"])
+def test_cold_search_labels_are_a_function_of_the_state(setup, label):
+    """warm_start=False: the same state and time get the same label whatever was labelled
+    before (and under any key); with a warm start the history changes it."""
+    config, clip, sim = setup
+    states, times = np.array(sim.batch.state), sim.ref_time_s.copy()
+    cold = SearchExpert(clip, config, SearchConfig(**{**SMALL.__dict__, "warm_start": False, "label": label}))
+    warm = SearchExpert(clip, config, SearchConfig(**{**SMALL.__dict__, "label": label}))
+    for name, expert in (("cold", cold), ("warm", warm)):
+        first = expert.label_states(states[:1], times[:1], np.array([0]))
+        expert.label_states(states[1:], times[1:], np.array([0, 1]))  # other states, the same key
+        again = expert.label_states(states[:1], times[:1], np.array([0]))
+        other_key = expert.label_states(states[:1], times[:1], np.array([5]))
+        if name == "cold":
+            np.testing.assert_array_equal(again, first)
+            np.testing.assert_array_equal(other_key, first)
+        else:
+            assert not np.array_equal(again, first)
+
+
 def test_torque_label_is_the_servo_torque(setup, synthetic_clip_path):
     _, clip, sim = setup
     pd = SearchExpert(clip, EnvConfig(clip=str(synthetic_clip_path)), SMALL).label(sim)
