@@ -11,8 +11,9 @@ Round 0 is SFT on the store's mocap round (or a given checkpoint).  Round k >= 1
    rounds (all by default);
 5. evaluate from phase 0 and save the round's checkpoint, then the run's state (RUN_DIR/state.json).
 Killed at any point, the same call resumes: a round whose data is in the store is not collected
-again, a round whose checkpoint exists is not retrained (checkpoints are written atomically).  Beta schedules are any
-``Callable[[int], float]``; ``schedule("exponential:0.5")`` etc. build the usual ones.
+again, a round whose checkpoint exists is not retrained (checkpoints are written atomically).
+Beta schedules are any ``Callable[[int], float]``; ``schedule("exponential:0.5")`` etc. build
+the usual ones.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 ``GaussianPolicy(obs) -> mean action``; the action distribution is N(mean, exp(log_std)) with a
 state-independent log-std.  The mean is an MLP of the normalised observation, plus (optionally,
 ``PolicyConfig.linear_skip``) a linear map of it.  The normaliser ((obs - mean) / std, clipped to
-+-clip) lives in the module as buffers, so a checkpoint alone maps raw observations to actions.  A checkpoint is one
-file (torch.save of plain data) holding the weights, the normaliser, the policy config and the
-env configuration it was trained for; loading it for another env configuration is refused.
++-clip) lives in the module as buffers, so a checkpoint alone maps raw observations to actions.
+A checkpoint is one file (torch.save of plain data) holding the weights, the normaliser, the
+policy config and the env configuration it was trained for; loading it for another env
+configuration is refused.
 """
 
 from __future__ import annotations

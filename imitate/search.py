@@ -115,10 +115,14 @@ class SearchExpert:
         n, h = len(states), self.config.horizon
         keys = [int(k) for k in keys]
         warm = self.config.warm_start
-        cold = np.array([not warm or k not in self.plans for k in keys])
-        plans = np.stack([self.plans.get(k, np.zeros((h, hum.NU))) if warm else np.zeros((h, hum.NU)) for k in keys])
-        rngs = [np.random.default_rng([self.config.seed, k, self._decisions.get(k, 0)] if warm else self.config.seed)
-                for k in keys]
+        if warm:
+            cold = np.array([k not in self.plans for k in keys])
+            plans = np.stack([self.plans.get(k, np.zeros((h, hum.NU))) for k in keys])
+            rngs = [np.random.default_rng([self.config.seed, k, self._decisions.get(k, 0)]) for k in keys]
+        else:  # a cold search from zero offsets, with the same noise draws for every state
+            cold = np.ones(n, bool)
+            plans = np.zeros((n, h, hum.NU))
+            rngs = [np.random.default_rng(self.config.seed) for _ in keys]
         first = plans[:, 0].copy()  # the offsets of the step to take now
         searches = np.where(cold, self.config.cold_iterations, self.config.iterations)
         for it in range(int(searches.max())):
@@ -139,9 +143,10 @@ class SearchExpert:
         qpos = states[:, 1:1 + hum.NQ]  # integration state: time, qpos, qvel, ...
         qvel = states[:, 1 + hum.NQ:1 + hum.NQ + hum.NV]
         target = self.clip.qpos(times + self.env_config.control_dt)[:, hum.HINGE_QPOS] + first
-        for i, k in enumerate(keys):  # warm start: the plan shifted by one step
-            self.plans[k] = np.concatenate([plans[i, 1:], plans[i, -1:]])
-            self._decisions[k] = self._decisions.get(k, 0) + 1
+        if warm:
+            for i, k in enumerate(keys):  # the next decision's warm start: the plan shifted by one step
+                self.plans[k] = np.concatenate([plans[i, 1:], plans[i, -1:]])
+                self._decisions[k] = self._decisions.get(k, 0) + 1
         self.seconds_per_decision = (time.perf_counter() - start) / n
         return self._to_action(target, qpos, qvel)
 

@@ -123,6 +123,16 @@ def console(width: int):
     return out if out.is_terminal else Console(width=width)
 
 
+def table(title: str, columns, *, no_wrap: bool = False):
+    """A rich Table with these columns: the first (the row's name) left-aligned, figures right."""
+    from rich.table import Table
+
+    out = Table(title=title)
+    for i, col in enumerate(columns):
+        out.add_column(col, justify="left" if i == 0 else "right", no_wrap=no_wrap)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # the child's end (the other library's venv)
 

@@ -436,17 +436,14 @@ def run_both(args, work: Path, say) -> dict:
 
 
 def print_table(report: dict) -> None:
-    from rich.table import Table
-
     console = _sidecar.console(width=140)
     s = report["settings"]
-    table = Table(title=f"DAgger on '{CLIP}' ({ACTION_SPACE}): imitate vs imitation "
-                        f"{report.get('imitation_version', '')}, {s['num_envs']} envs, --epochs {s['epochs']}, "
-                        f"imitate --epoch-samples {s.get('epoch_samples') or 'all'}, "
-                        f"torch threads {s['torch_threads'] or 'all'}")
-    for col in ("side", "rounds", "samples/round", "s/round (median)", "CPU s/round", "s/1k samples", "epochs/round",
-                "normalised return", "survival [s]"):
-        table.add_column(col, justify="left" if col == "side" else "right")
+    table = _sidecar.table(f"DAgger on '{CLIP}' ({ACTION_SPACE}): imitate vs imitation "
+                           f"{report.get('imitation_version', '')}, {s['num_envs']} envs, --epochs {s['epochs']}, "
+                           f"imitate --epoch-samples {s.get('epoch_samples') or 'all'}, "
+                           f"torch threads {s['torch_threads'] or 'all'}",
+                           ("side", "rounds", "samples/round", "s/round (median)", "CPU s/round", "s/1k samples",
+                            "epochs/round", "normalised return", "survival [s]"))
     for row in report["summary"]:
         ret = f"{row['normalised_return']:.4f} ± {row['normalised_return_std']:.4f}"
         surv = f"{row['survival_s']:.2f} ± {row['survival_s_std']:.2f}"
@@ -457,10 +454,10 @@ def print_table(report: dict) -> None:
                       f"{row['seconds_per_round']:.2f}", f"{row['cpu_seconds_per_round']:.2f}",
                       f"{row['seconds_per_1k_samples']:.2f}", f"{row['epochs']:.0f}", ret, surv)
     console.print(table)
-    rounds = Table(title="per round, wall seconds (collect: imitate collect+label+HDF5 append, imitation rollouts+npz "
-                         "writes; other: imitate checkpoint+its evaluation, imitation loading its npz demos)")
-    for col in ("side", "round", "beta", "samples", "s", "CPU s", "collect s", "train s", "other s", "epochs"):
-        rounds.add_column(col, justify="left" if col == "side" else "right")
+    rounds = _sidecar.table("per round, wall seconds (collect: imitate collect+label+HDF5 append, imitation "
+                            "rollouts+npz writes; other: imitate checkpoint+its evaluation, imitation loading its npz "
+                            "demos)", ("side", "round", "beta", "samples", "s", "CPU s", "collect s", "train s",
+                                       "other s", "epochs"))
     for name, side in report["sides"].items():
         rounds.add_row(name, "0 (SFT/BC)", "", "", f"{side['round0']['seconds']:.2f}", "", "", "", "",
                        str(side["round0"]["epochs"]))

@@ -402,17 +402,15 @@ def summarise(side: dict) -> dict:
 
 
 def print_table(report: dict) -> None:
-    from rich.table import Table
-
     console = _sidecar.console(width=200)
     s = report["settings"]
-    table = Table(title=f"TRPO from scratch on '{CLIP}' ({ACTION_SPACE}): imitate vs sb3-contrib "
-                        f"{report['versions']['sb3-contrib'].get('sb3_contrib', '')}, {s['num_envs']} envs x "
-                        f"{s['steps_per_iter']} steps/iter, torch threads {s['torch_threads']}, seed {s['seed']}, "
-                        f"KL convention {s['kl_convention']}")
-    for col in ("side", "iters", "samples", "train s", "samples/s", "samples/CPU s", "rollout s", "update s", "steps",
-                "mean KL", "step reward 1st→last", "normalised return", "survival s"):
-        table.add_column(col, justify="left" if col == "side" else "right", no_wrap=True)
+    table = _sidecar.table(f"TRPO from scratch on '{CLIP}' ({ACTION_SPACE}): imitate vs sb3-contrib "
+                           f"{report['versions']['sb3-contrib'].get('sb3_contrib', '')}, {s['num_envs']} envs x "
+                           f"{s['steps_per_iter']} steps/iter, torch threads {s['torch_threads']}, seed {s['seed']}, "
+                           f"KL convention {s['kl_convention']}",
+                           ("side", "iters", "samples", "train s", "samples/s", "samples/CPU s", "rollout s",
+                            "update s", "steps", "mean KL", "step reward 1st→last", "normalised return", "survival s"),
+                           no_wrap=True)
     for row in report["summary"]:
         table.add_row(row["side"], str(row["iterations"]), f"{row['samples']:,}", f"{row['seconds']:.1f}",
                       f"{row['samples_per_s']:,.0f}", f"{row['samples_per_cpu_s']:,.0f}",
