@@ -10,7 +10,10 @@ is the next decision's nominal candidate (warm start); a humanoid with no plan y
 gets ``cold_iterations`` search iterations instead of one.
 
 Candidates: 0 is the warm-start plan itself, 1 is the plain reference (zero offsets), the rest
-add Gaussian noise (``noise_rad``) to the warm-start plan.  Cost per candidate, summed over the
+add Gaussian noise (``noise_rad``) to the warm-start plan: independent at every step, or drawn at
+``knots`` points of the horizon and interpolated linearly (a smaller space to search, so the
+cost-weighted optimum, the label, varies less with the sampling noise); ``noise_decay`` shrinks
+the noise of each further search iteration.  Cost per candidate, summed over the
 horizon (reference at each step's end time): ``pose_weight`` x the reward's weighted squared
 joint angles (root orientation included) + ``end_effector_weight`` x squared end-effector
 offsets relative to the root + ``root_position_weight`` x squared horizontal root offset +
@@ -69,6 +72,11 @@ class SearchConfig:
     fall_penalty: float = 1000.0
     label: str = "best"  # "best": the first step of the best candidate; "mppi": the cost-weighted mean
     temperature: float = 0.1  # mppi: weights exp(-(cost - min) / (temperature * (median - min)))
+    # 0: independent noise at every step of the horizon; M >= 1: noise drawn at M knots spread
+    # evenly over the horizon and interpolated linearly (1: one constant offset), so the search
+    # samples a smaller space and its optimum (the label) is less noisy
+    knots: int = 0
+    noise_decay: float = 1.0  # the noise of search iteration i is noise_rad x noise_decay**i (refines)
     seed: int = 0
     nthread: int = 0  # rollout threads; 0: all cores
 
@@ -77,6 +85,9 @@ class SearchConfig:
             raise ConfigError(f"SearchConfig: candidates >= 2, horizon, iterations, cold_iterations >= 1; found {self}")
         if not self.noise_rad >= 0:
             raise ConfigError(f"SearchConfig.noise_rad must be >= 0; found {self.noise_rad}")
+        if not (0 <= self.knots <= self.horizon and 0 < self.noise_decay <= 1):
+            raise ConfigError(f"SearchConfig: 0 <= knots <= horizon ({self.horizon}) and 0 < noise_decay <= 1; "
+                              f"found knots={self.knots}, noise_decay={self.noise_decay}")
 
 
 class SearchExpert:
@@ -127,7 +138,7 @@ class SearchExpert:
         searches = np.where(cold, self.config.cold_iterations, self.config.iterations)
         for it in range(int(searches.max())):
             rows = np.flatnonzero(searches > it)
-            candidates = self._candidates(plans[rows], [rngs[i] for i in rows])
+            candidates = self._candidates(plans[rows], [rngs[i] for i in rows], self.config.noise_decay ** it)
             costs = self.costs(states[rows], times[rows], candidates)
             plans[rows] = candidates[np.arange(len(rows)), np.argmin(costs, axis=1)]
             first[rows] = plans[rows, 0]
@@ -160,10 +171,13 @@ class SearchExpert:
         return np.clip(torque / hum.TORQUE_LIMIT, -1.0, 1.0)
 
     # ----- the search -------------------------------------------------------------------
-    def _candidates(self, plans: np.ndarray, rngs) -> np.ndarray:
-        """(n, K, H, 28): the warm-start plan, the reference, and noisy copies of the plan."""
-        k, h = self.config.candidates, self.config.horizon
-        noise = np.stack([rng.normal(0.0, self.config.noise_rad, (k, h, hum.NU)) for rng in rngs])
+    def _candidates(self, plans: np.ndarray, rngs, scale: float = 1.0) -> np.ndarray:
+        """(n, K, H, 28): the warm-start plan, the reference, and noisy copies of the plan (noise
+        std noise_rad x scale, at every step or at the knots)."""
+        k, h, m = self.config.candidates, self.config.horizon, self.config.knots or self.config.horizon
+        noise = np.stack([rng.normal(0.0, self.config.noise_rad * scale, (k, m, hum.NU)) for rng in rngs])
+        if m < h:
+            noise = np.einsum("hm,nkmj->nkhj", knot_weights(h, m), noise)
         out = plans[:, None] + noise
         out[:, 0] = plans
         out[:, 1] = 0.0
@@ -212,3 +226,13 @@ class SearchExpert:
             for name in ("xpos", "sensordata"):
                 self._planner.bind(name)
         return self._planner
+
+
+def knot_weights(horizon: int, knots: int) -> np.ndarray:
+    """(horizon, knots) weights of linear interpolation between knots at steps evenly spread
+    from the first step to the last (one knot: a constant)."""
+    if knots == 1:
+        return np.ones((horizon, 1))
+    at = np.linspace(0.0, horizon - 1, knots)
+    eye = np.eye(knots)
+    return np.stack([np.interp(np.arange(horizon), at, eye[j]) for j in range(knots)], axis=1)

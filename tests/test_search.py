@@ -126,3 +126,64 @@ def test_config_refusals():
         SearchConfig(candidates=1)
     with pytest.raises(ConfigError):
         SearchConfig(noise_rad=-0.1)
+
+
+# ----- knots and noise decay ------------------------------------------------------------------
+def test_knot_weights_interpolate_linearly_between_evenly_spread_knots():
+    from imitate.search import knot_weights
+
+    np.testing.assert_array_equal(knot_weights(6, 6), np.eye(6))
+    np.testing.assert_array_equal(knot_weights(4, 1), np.ones((4, 1)))
+    values = np.array([1.0, -2.0, 5.0])  # knots at steps 0, 2.5 and 5 of a 6-step horizon
+    expected = []
+    for step in range(6):  # explicit piecewise-linear interpolation
+        if step <= 2.5:
+            w = step / 2.5
+            expected.append((1 - w) * values[0] + w * values[1])
+        else:
+            w = (step - 2.5) / 2.5
+            expected.append((1 - w) * values[1] + w * values[2])
+    np.testing.assert_allclose(knot_weights(6, 3) @ values, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("knots", [1, 2])
+def test_knot_candidates_are_piecewise_linear_around_the_plan(setup, knots):
+    config, clip, _ = setup
+    h = 5
+    expert = SearchExpert(clip, config, SearchConfig(**{**SMALL.__dict__, "horizon": h, "knots": knots}))
+    plans = np.random.default_rng(0).normal(size=(2, h, 28))
+    out = expert._candidates(plans, [np.random.default_rng(1), np.random.default_rng(2)])
+    np.testing.assert_array_equal(out[:, 0], plans)  # the plan itself
+    np.testing.assert_array_equal(out[:, 1], 0.0)  # the reference
+    noise = out[:, 2:] - plans[:, None]
+    if knots == 1:  # one constant offset over the horizon
+        np.testing.assert_allclose(noise, np.broadcast_to(noise[:, :, :1], noise.shape), atol=1e-12)
+    else:  # a straight line from the first step to the last
+        line = noise[:, :, :1] + (noise[:, :, -1:] - noise[:, :, :1]) * np.arange(h)[:, None] / (h - 1)
+        np.testing.assert_allclose(noise, line, atol=1e-12)
+    assert np.abs(noise).max() > 0.01
+
+
+def test_noise_decay_scales_the_noise_of_later_iterations(setup):
+    config, clip, _ = setup
+    expert = SearchExpert(clip, config, SMALL)
+    plans = np.random.default_rng(0).normal(size=(1, SMALL.horizon, 28))
+    full = expert._candidates(plans, [np.random.default_rng(5)], 1.0)
+    half = expert._candidates(plans, [np.random.default_rng(5)], 0.5)
+    np.testing.assert_allclose(half[:, 2:] - plans[:, None], 0.5 * (full[:, 2:] - plans[:, None]), atol=1e-12)
+
+
+def test_knotted_decaying_search_is_never_worse_than_the_reference(setup):
+    config, clip, sim = setup
+    expert = SearchExpert(clip, config, SearchConfig(**{**SMALL.__dict__, "knots": 2, "noise_decay": 0.5,
+                                                        "warm_start": False, "label": "mppi"}))
+    first = expert.label(sim)
+    costs = expert.last_costs
+    assert np.all(costs.min(axis=1) <= costs[:, 1])  # the reference is always a candidate
+    np.testing.assert_array_equal(expert.label(sim), first)  # still a function of the state
+
+
+def test_knot_and_decay_refusals():
+    for bad in ({"knots": -1}, {"knots": 16}, {"noise_decay": 0.0}, {"noise_decay": 1.5}):
+        with pytest.raises(ConfigError, match="knots"):
+            SearchConfig(**bad)
