@@ -115,6 +115,7 @@ def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, termin
 
 # ----- the trainer -------------------------------------------------------------------------
 FVP_MIN_SAMPLES = 256  # a Fisher-vector product subsample is never smaller than this (or the batch)
+STATE_FILE = "trpo_state.pt"  # in the run folder: everything needed to resume
 
 
 @dataclass(frozen=True)
@@ -142,13 +143,14 @@ class TRPOConfig:
     checkpoint_every: int = 5  # iterations
     seed: int = 0
     torch_threads: int = 1  # small batches: one thread leaves the other core to the physics
+    sim_threads: int = 0  # threads stepping the humanoids (0: all cores); several runs side by side: 1 each
 
     def __post_init__(self):
         object.__setattr__(self, "critic_hidden", tuple(self.critic_hidden))
         if min(self.samples, self.num_envs, self.steps_per_env, self.cg_iters, self.critic_epochs,
-               self.fvp_subsample) < 1:
-            raise ConfigError(f"TRPOConfig: samples, num_envs, steps_per_env, cg_iters, critic_epochs, fvp_subsample "
-                              f">= 1; {self}")
+               self.fvp_subsample, self.torch_threads) < 1 or self.sim_threads < 0:
+            raise ConfigError(f"TRPOConfig: samples, num_envs, steps_per_env, cg_iters, critic_epochs, fvp_subsample, "
+                              f"torch_threads >= 1 and sim_threads >= 0; {self}")
         if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.max_kl > 0 and 0 < self.shrink < 1):
             raise ConfigError(f"TRPOConfig: need 0 < gamma <= 1, 0 <= lam <= 1, max_kl > 0, 0 < shrink < 1; {self}")
 
@@ -249,7 +251,7 @@ class TRPO:
         self.iteration = 0
         self.samples = 0
         self.normaliser_from_rollouts = policy is None
-        self.sim = sim if sim is not None else Simulation(self.env_config, config.num_envs)
+        self.sim = sim if sim is not None else Simulation(self.env_config, config.num_envs, config.sim_threads)
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         n = self.sim.num_envs
@@ -258,12 +260,12 @@ class TRPO:
     # ----- persistence --------------------------------------------------------------------
     @property
     def state_path(self) -> Path:
-        return self.run_dir / "trpo_state.pt"
+        return self.run_dir / STATE_FILE
 
     def save(self) -> None:
         """trpo_state.pt (everything needed to resume, the policy included) first, then policy.pt
         (the same policy as a checkpoint for `imitate evaluate`); each written atomically."""
-        tmp = self.run_dir / f".trpo_state.pt.tmp{os.getpid()}"
+        tmp = self.run_dir / f".{STATE_FILE}.tmp{os.getpid()}"
         torch.save({"iteration": self.iteration, "samples": self.samples, "critic": self.critic.state_dict(),
                     "critic_opt": self.critic_opt.state_dict(), "config": asdict(self.config),
                     "policy": self.policy.state_dict(), "policy_config": asdict(self.policy.config),
@@ -415,14 +417,18 @@ class TRPO:
         return logs
 
 
-def start(run_dir, env_config: EnvConfig, config: TRPOConfig, init_checkpoint=None) -> TRPO:
-    """A trainer in run_dir: resumed if it holds a checkpoint, else from init_checkpoint (its
-    env configuration must match) or from scratch."""
+def start(run_dir, env_config: EnvConfig, config: TRPOConfig, init_checkpoint=None, *,
+          on_progress: Callable[[str], None] | None = None) -> TRPO:
+    """A trainer in run_dir: resumed if it holds a checkpoint (said through on_progress), else
+    from init_checkpoint (its env configuration must match) or from scratch."""
     policy = None
     if init_checkpoint is not None:
         policy, _, _ = load_checkpoint(init_checkpoint, env_config)
     trainer = TRPO(env_config, config, run_dir, policy)
-    if not trainer.resume():
+    if trainer.resume():
+        if on_progress:
+            on_progress(f"resuming TRPO at iteration {trainer.iteration} ({trainer.samples} samples)")
+    else:
         (Path(run_dir) / "config.json").write_text(json.dumps(
             {"env": json.loads(env_config.to_json()), "trpo": asdict(config), "init": str(init_checkpoint)}, indent=2))
     return trainer

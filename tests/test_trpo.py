@@ -15,7 +15,7 @@ import torch
 from conftest import synthetic_frames, write_clip
 
 from imitate.env import EnvConfig
-from imitate.errors import CheckpointError
+from imitate.errors import CheckpointError, ConfigError
 from imitate.observation import OBS_DIM
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
 from imitate.trpo import (
@@ -606,3 +606,11 @@ def test_resume_after_an_interruption_logs_each_iteration_once(clip_config, tmp_
     assert second.iteration == 2  # the last checkpoint
     second.run()
     assert [int(r["iteration"]) for r in read_log(run_dir)] == [1, 2, 3, 4]
+
+
+def test_sim_threads_sets_the_simulation_threads(clip_config, tmp_path):
+    trainer = start(tmp_path / "run", clip_config, small_config(sim_threads=1))
+    assert trainer.sim.batch.nthread == 1 and trainer.sim.ref.nthread == 1
+    for bad in ({"sim_threads": -1}, {"torch_threads": 0}):
+        with pytest.raises(ConfigError, match="sim_threads"):
+            small_config(**bad)
