@@ -121,27 +121,9 @@ def _dagger_config(args):
                         eval_episodes=args.eval_episodes, eval_horizon_s=args.eval_seconds, seed=args.seed)
 
 
-def _run_dagger(run_dir, store_path, config, init=None, expert=None):
-    """run_dagger with a live round table."""
-    from rich.live import Live
-
-    from .console import console, rounds_table
-    from .dagger import run_dagger
-
-    rows = []
-    with Live(rounds_table(rows), console=console, refresh_per_second=2) as live:
-        def on_round(result):
-            rows.append(result)
-            live.update(rounds_table(rows))
-        results = run_dagger(run_dir, store_path, config, init_checkpoint=init, on_round=on_round, expert=expert,
-                             on_progress=lambda message: console.log(message))
-        live.update(rounds_table(results))
-    console.print()
-    return results
-
-
 def _cmd_dagger(args) -> int:
-    from .console import console
+    from .console import LiveTable, console, rounds_table
+    from .dagger import finished_rounds, run_dagger
     from .motion import load_clip
     from .store import DemoStore
 
@@ -149,7 +131,9 @@ def _cmd_dagger(args) -> int:
     if args.clip and load_clip(args.clip).name != load_clip(store.env_config.clip).name:
         raise ConfigError(f"--clip {args.clip} differs from the store's clip {store.env_config.clip}")
     expert = _make_expert(args.expert, load_clip(store.env_config.clip), store.env_config, args)
-    results = _run_dagger(args.out, args.data, _dagger_config(args), args.init, expert)
+    with LiveTable(rounds_table, finished_rounds(args.out)) as table:
+        results = run_dagger(args.out, args.data, _dagger_config(args), init_checkpoint=args.init, expert=expert,
+                             on_round=table.add, on_progress=console.log)
     console.print(f"checkpoints and state in {args.out}; last policy: {Path(args.out) / results[-1].checkpoint}")
     return 0
 
@@ -159,7 +143,7 @@ def _evaluate(args):
     from dataclasses import replace
 
     from .env import EnvConfig
-    from .evaluate import evaluate, expert_controller
+    from .evaluate import evaluate, expert_controller, policy_controller
     from .motion import load_clip
     from .policy import load_checkpoint
 
@@ -174,7 +158,7 @@ def _evaluate(args):
         policy, trained_for, _ = load_checkpoint(args.checkpoint)
         config = trained_for if args.clip is None else replace(trained_for, clip=args.clip)
         load_checkpoint(args.checkpoint, config)  # refuses another clip or action space clearly
-        controller = lambda sim: policy.act(sim.obs)  # noqa: E731
+        controller = policy_controller(policy)
         name = str(args.checkpoint)
     result = evaluate(controller, config, episodes=args.episodes, horizon_s=args.seconds,
                       init_noise_rad=args.init_noise, seed=args.seed, action_noise=args.action_noise,
@@ -197,27 +181,6 @@ def _cmd_evaluate(args) -> int:
     if args.video:
         console.print(f"wrote {args.video}")
     return 0
-
-
-def _run_trpo(run_dir, env_config, config, init=None):
-    """Train with a live table of iterations; return the logs and the trainer."""
-    from rich.live import Live
-
-    from .console import console, trpo_table
-    from .trpo import start
-
-    trainer = start(run_dir, env_config, config, init)
-    if trainer.iteration:
-        console.print(f"resuming TRPO at iteration {trainer.iteration} ({trainer.samples} samples)")
-    rows = []
-    with Live(trpo_table(rows), console=console, refresh_per_second=2) as live:
-        def on_iteration(entry):
-            rows.append(entry)
-            live.update(trpo_table(rows[-15:]))
-        logs = trainer.run(on_iteration)
-    console.print()
-    _learning_curve(Path(run_dir))
-    return logs, trainer
 
 
 def _learning_curve(run_dir: Path) -> None:
@@ -251,10 +214,10 @@ def _learning_curve(run_dir: Path) -> None:
 
 
 def _cmd_trpo(args) -> int:
-    from .console import console
+    from .console import LiveTable, console, trpo_table
     from .env import EnvConfig
     from .policy import load_checkpoint
-    from .trpo import TRPOConfig
+    from .trpo import TRPOConfig, start
 
     if args.init:
         _, trained_for, _ = load_checkpoint(args.init)
@@ -265,62 +228,83 @@ def _cmd_trpo(args) -> int:
     config = TRPOConfig(samples=args.samples, num_envs=args.num_envs, steps_per_env=args.steps, max_kl=args.max_kl,
                         init_log_std=args.init_log_std, critic_warmup_iters=args.critic_warmup, seed=args.seed,
                         checkpoint_every=args.checkpoint_every)
-    _, trainer = _run_trpo(args.out, env_config, config, args.init)
+    trainer = start(args.out, env_config, config, args.init, on_progress=console.print)
+    with LiveTable(trpo_table, last=15) as table:
+        trainer.run(table.add)
+    _learning_curve(Path(args.out))
     console.print(f"policy: {Path(args.out) / 'policy.pt'} (evaluate it with `imitate evaluate`); "
                   f"log: {Path(args.out) / 'log.csv'}")
     return 0
 
 
+class _PipelineView:
+    """Shows run_pipeline's stages as `imitate pipeline` prints them: headings, the store's
+    rounds, live tables of the DAgger rounds and the TRPO iterations."""
+
+    def __init__(self, config):
+        self.config = config
+        self.stage = None  # the running Stage
+        self.table = None  # its LiveTable, if any
+
+    def on_stage(self, stage) -> None:
+        from .console import LiveTable, console, rounds_table, store_tables, trpo_table
+        from .dagger import finished_rounds
+        from .store import DemoStore
+        from .store_stats import summarize
+
+        self.end_table()
+        self.stage = stage
+        if stage.name == "store":
+            console.rule(f"[bold]imitate pipeline: {stage.clip} ({self.config.action_space}) in {stage.run_dir}")
+            console.print(f"resuming: {stage.path} exists" if stage.resumed else
+                          "1. building the mocap store (reference and perturbed states, PD-expert labels)")
+        elif stage.name == "dagger":
+            for table in store_tables(summarize(DemoStore(stage.path)))[1:2]:
+                console.print(table)
+            console.print("2-3. SFT on the store, then DAgger rounds (the learner drives, the PD expert relabels)")
+            self.table = LiveTable(rounds_table, finished_rounds(stage.run_dir)).start()
+        elif stage.name == "trpo":
+            console.print(f"4. TRPO fine-tuning from the last DAgger policy ({self.config.trpo.samples:,} samples)")
+            self.table = LiveTable(trpo_table, last=15).start()
+        else:
+            console.print("5. evaluation from phase 0, 20 s horizon")
+
+    def add_row(self, row) -> None:
+        self.table.add(row)
+
+    def note(self, message: str) -> None:
+        from .console import console
+
+        (console.log if self.stage.name == "dagger" else console.print)(message)
+
+    def end_table(self, finished: bool = True) -> None:
+        """Stop the running stage's table (after TRPO, draw its learning curve if it finished)."""
+        if self.table is None:
+            return
+        self.table.stop(finished)
+        self.table = None
+        if finished and self.stage.name == "trpo":
+            _learning_curve(self.stage.path)
+
+
 def _cmd_pipeline(args) -> int:
-    """The main job on a small default: build the store, SFT, a few DAgger rounds, evaluate."""
-    from pathlib import Path
+    """The main job on a small default (imitate.pipeline): store, SFT, DAgger, TRPO, evaluation."""
+    from dataclasses import replace
 
-    from .console import console, evaluation_table, store_tables
-    from .dagger import DAggerConfig
-    from .dataset import BuildConfig, build_mocap_store
-    from .env import EnvConfig
-    from .evaluate import evaluate, expert_controller
-    from .expert import PDExpert
-    from .motion import load_clip
-    from .policy import load_checkpoint
-    from .sft import SFTConfig
-    from .store import DemoStore
-    from .store_stats import summarize
-    from .trpo import TRPOConfig
+    from .console import console, evaluation_table
+    from .pipeline import PipelineConfig, run_pipeline
 
-    clip = load_clip(args.clip)
-    run_dir = Path(args.out or f"runs/pipeline-{clip.name}")
-    store_path = run_dir / f"{clip.name}.h5"
-    config = EnvConfig(clip=args.clip, action_space=args.action_space)
-    console.rule(f"[bold]imitate pipeline: {clip.name} ({config.action_space}) in {run_dir}")
-    if store_path.exists():
-        console.print(f"resuming: {store_path} exists")
-        store = DemoStore(store_path)
-    else:
-        console.print("1. building the mocap store (reference and perturbed states, PD-expert labels)")
-        store = build_mocap_store(store_path, config, BuildConfig(offsets=8, copies=8))
-    for table in store_tables(summarize(store))[1:2]:
-        console.print(table)
-    console.print("2-3. SFT on the store, then DAgger rounds (the learner drives, the PD expert relabels)")
-    dagger = DAggerConfig(rounds=args.rounds, num_envs=8, steps_per_env=150, eval_episodes=1, eval_horizon_s=10.0,
-                          sft=SFTConfig(epochs=100, patience=15), retrain=SFTConfig(epochs=30, patience=8))
-    results = _run_dagger(run_dir, store_path, dagger)
-    checkpoints = {"SFT (round 0)": run_dir / results[0].checkpoint,
-                   f"DAgger (round {results[-1].round})": run_dir / results[-1].checkpoint}
-    if args.trpo_samples > 0:
-        console.print(f"4. TRPO fine-tuning from the last DAgger policy ({args.trpo_samples:,} samples)")
-        trpo = TRPOConfig(samples=args.trpo_samples, num_envs=16, steps_per_env=128, critic_warmup_iters=2)
-        _run_trpo(run_dir / "trpo", config, trpo, checkpoints[f"DAgger (round {results[-1].round})"])
-        checkpoints["+ TRPO"] = run_dir / "trpo" / "policy.pt"
-    console.print("5. evaluation from phase 0, 20 s horizon")
-    eval_config = EnvConfig(clip=args.clip, action_space=config.action_space)
-    table = {"PD expert": evaluate(expert_controller(PDExpert(clip, config.action_space)), eval_config,
-                                   episodes=args.episodes, init_noise_rad=0.01)}
-    for label, path in checkpoints.items():
-        policy, _, _ = load_checkpoint(path, eval_config)
-        table[label] = evaluate(lambda sim, p=policy: p.act(sim.obs), eval_config, episodes=args.episodes,
-                                init_noise_rad=0.01)
-    console.print(evaluation_table(table, f"'{clip.name}' from phase 0 ({args.episodes} episodes)"))
+    default = PipelineConfig()
+    config = PipelineConfig(clip=args.clip, action_space=args.action_space,
+                            dagger=replace(default.dagger, rounds=args.rounds), eval_episodes=args.episodes,
+                            trpo=replace(default.trpo, samples=args.trpo_samples) if args.trpo_samples > 0 else None)
+    view = _PipelineView(config)
+    try:
+        result = run_pipeline(config, args.out, on_stage=view.on_stage, on_round=view.add_row,
+                              on_iteration=view.add_row, on_progress=view.note)
+    finally:
+        view.end_table(finished=False)  # a stage that raised
+    console.print(evaluation_table(result.evaluation, f"'{result.clip}' from phase 0 ({args.episodes} episodes)"))
     console.print("The PD expert tracks joints but cannot balance the unactuated root, so neither can a policy "
                   "that imitates it: balance must come from TRPO (a short stage here; see the README for the "
                   "full budget) or from the search expert (imitate dagger --expert search).")

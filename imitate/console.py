@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -100,6 +102,41 @@ def progress_bar():
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console)
+
+
+class LiveTable:
+    """A table redrawn as rows arrive (DAgger rounds, TRPO iterations); a context manager, or
+    start() and stop().  render(rows) -> Table; last: show only the last rows."""
+
+    def __init__(self, render: Callable[[list], Table], rows: Iterable = (), last: int | None = None):
+        from rich.live import Live
+
+        self.rows = list(rows)
+        self._render, self._last = render, last
+        self._live = Live(self._table(), console=console, refresh_per_second=2)
+
+    def _table(self) -> Table:
+        return self._render(self.rows[-self._last:] if self._last else self.rows)
+
+    def add(self, row) -> None:
+        self.rows.append(row)
+        self._live.update(self._table())
+
+    def start(self) -> LiveTable:
+        self._live.start(refresh=True)
+        return self
+
+    def stop(self, finished: bool = True) -> None:
+        """Leave the last table on screen; a blank line after it if the work finished."""
+        self._live.stop()
+        if finished:
+            console.print()
+
+    def __enter__(self) -> LiveTable:
+        return self.start()
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.stop(finished=exc_type is None)
 
 
 def sft_table(result, title: str = "SFT") -> Table:

@@ -28,10 +28,10 @@ import numpy as np
 
 from .env import Simulation
 from .errors import ConfigError
-from .evaluate import EvalResult, evaluate
+from .evaluate import EvalResult, evaluate, policy_controller
 from .expert import PDExpert, label
 from .motion import load_clip
-from .policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
+from .policy import PolicyConfig, load_checkpoint, save_checkpoint
 from .sft import SFTConfig, SFTResult, sft_on_store
 from .store import DemoStore, Episode
 
@@ -158,8 +158,12 @@ class RoundResult:
     checkpoint: str  # file name in the run folder
 
 
-def _policy_controller(policy: GaussianPolicy):
-    return lambda sim: policy.act(sim.obs)
+def finished_rounds(run_dir: str | os.PathLike) -> list[RoundResult]:
+    """The rounds a run folder has finished, 0 first (from its state.json; none in a new folder)."""
+    state_path = Path(run_dir) / "state.json"
+    if not state_path.exists():
+        return []
+    return [RoundResult(**r) for r in json.loads(state_path.read_text())["rounds"]]
 
 
 def _save_state(run_dir: Path, state: dict) -> None:
@@ -204,7 +208,7 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
         if not ckpt.exists():
             save_checkpoint(ckpt, policy, env_config, round=k, store=str(store.path), sft=asdict(sft) | {"history": []})
         say(f"round {k}: evaluating")
-        ev = evaluate(_policy_controller(policy), eval_config, episodes=config.eval_episodes,
+        ev = evaluate(policy_controller(policy), eval_config, episodes=config.eval_episodes,
                       horizon_s=config.eval_horizon_s)
         result = _round_result(k, beta, new_steps, store, sft, ev, ckpt, share)
         results.append(result)

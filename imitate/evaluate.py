@@ -122,3 +122,8 @@ def expert_controller(expert) -> Controller:
     from .expert import label
 
     return lambda sim: label(expert, sim)
+
+
+def policy_controller(policy) -> Controller:
+    """A Controller from a policy (anything with act(obs)): its deterministic action on sim.obs."""
+    return lambda sim: policy.act(sim.obs)

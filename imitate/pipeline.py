@@ -1,0 +1,148 @@
+"""The main job: a store from the clip, SFT and DAgger rounds, a short TRPO stage, evaluation.
+
+``run_pipeline(config, run_dir)`` runs it into run_dir (default ``runs/pipeline-CLIP``):
+- ``CLIP.h5``: the store; round 0 is built from mocap, labelled by the PD expert, if missing;
+- ``round_NNN.pt``, ``state.json``: SFT (round 0) and the DAgger rounds (imitate.dagger);
+- ``trpo/``: TRPO fine-tuning of the last DAgger policy (imitate.trpo), unless config.trpo is None
+  (``imitate pipeline`` adds its learning_curve.png);
+then the PD expert and every policy are evaluated from phase 0.  Killed at any point, the same
+call resumes: an existing store is reused, and finished rounds and TRPO iterations do not run
+again (the evaluation does).  Nothing here prints: stages and progress go to callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import humanoid as hum
+from .dagger import DAggerConfig, RoundResult, finished_rounds, run_dagger
+from .dataset import BuildConfig, build_mocap_store
+from .env import EnvConfig
+from .errors import ConfigError
+from .evaluate import EvalResult, evaluate, expert_controller, policy_controller
+from .expert import PDExpert
+from .motion import load_clip
+from .policy import load_checkpoint
+from .store import DemoStore
+from .trpo import STATE_FILE, IterationLog, TRPOConfig, start
+
+STAGES = ("store", "dagger", "trpo", "evaluation")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The main job; the defaults are `imitate pipeline`'s (about a minute on 2 cores)."""
+
+    clip: str = "walk"  # clip name or path
+    action_space: str = "pd_target"  # "pd_target" or "torque"
+    build: BuildConfig = field(default_factory=lambda: BuildConfig(offsets=8, copies=8))  # the mocap round
+    dagger: DAggerConfig = field(default_factory=DAggerConfig)  # 3 rounds of 8 envs x 150 steps
+    trpo: TRPOConfig | None = field(default_factory=lambda: TRPOConfig(samples=8192))  # None: no TRPO stage
+    eval_episodes: int = 3  # episodes per controller in the final evaluation
+    eval_horizon_s: float | None = None  # None: 20 s for a looping clip, else the clip's length
+    eval_init_noise_rad: float = 0.01  # std of the starting hinge-angle noise, so episodes differ
+
+    def __post_init__(self):
+        if isinstance(self.clip, os.PathLike):
+            object.__setattr__(self, "clip", str(self.clip))
+        if not isinstance(self.clip, str) or not self.clip:
+            raise ConfigError(f"PipelineConfig.clip must be a clip name or path; found {self.clip!r}")
+        if self.action_space not in hum.ACTION_SPACES:
+            raise ConfigError(f"PipelineConfig.action_space must be one of {hum.ACTION_SPACES}; "
+                              f"found {self.action_space!r}")
+        for name, kind in (("build", BuildConfig), ("dagger", DAggerConfig), ("trpo", TRPOConfig)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) and not (name == "trpo" and value is None):
+                raise ConfigError(f"PipelineConfig.{name} must be a {kind.__name__}"
+                                  f"{' or None' if name == 'trpo' else ''}; found {type(value).__name__}")
+        if not isinstance(self.eval_episodes, int) or self.eval_episodes < 1:
+            raise ConfigError(f"PipelineConfig.eval_episodes must be an integer >= 1; found {self.eval_episodes!r}")
+        if self.eval_horizon_s is not None and not self.eval_horizon_s > 0:
+            raise ConfigError(f"PipelineConfig.eval_horizon_s must be > 0 or None; found {self.eval_horizon_s}")
+        if not self.eval_init_noise_rad >= 0:
+            raise ConfigError(f"PipelineConfig.eval_init_noise_rad must be >= 0; found {self.eval_init_noise_rad}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage as it starts, reported to run_pipeline's on_stage."""
+
+    name: str  # one of STAGES, in that order ("trpo" only with config.trpo)
+    clip: str  # the clip's name
+    run_dir: Path
+    path: Path  # store: the store; dagger: the store it grows; trpo: its run folder; evaluation: run_dir
+    resumed: bool = False  # earlier work at path is reused: the store, finished rounds, a TRPO checkpoint
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What the pipeline made and measured."""
+
+    clip: str  # the clip's name
+    run_dir: Path
+    store: Path
+    rounds: list[RoundResult]  # every DAgger round, 0 (SFT) first
+    iterations: list[IterationLog]  # the TRPO iterations this call ran (none if skipped or already done)
+    checkpoints: dict[str, Path]  # "SFT (round 0)", "DAgger (round K)" and "+ TRPO" -> the policy's file
+    evaluation: dict[str, EvalResult]  # "PD expert" and each checkpoint's label -> its evaluation
+
+
+def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.PathLike | None = None, *,
+                 on_stage: Callable[[Stage], None] | None = None,
+                 on_round: Callable[[RoundResult], None] | None = None,
+                 on_iteration: Callable[[IterationLog], None] | None = None,
+                 on_progress: Callable[[str], None] | None = None) -> PipelineResult:
+    """Run (or resume) the main job into run_dir (module docstring).
+
+    on_stage: each Stage as it starts; on_round: each DAgger round it finishes (not those a
+    resumed run had finished); on_iteration: each TRPO iteration it runs; on_progress: notes in
+    words (DAgger's steps, where TRPO resumes).
+    """
+    clip = load_clip(config.clip)
+    run_dir = Path(run_dir if run_dir is not None else f"runs/pipeline-{clip.name}")
+    env_config = EnvConfig(clip=config.clip, action_space=config.action_space)
+    store_path = run_dir / f"{clip.name}.h5"
+
+    def stage(name: str, path: Path, resumed: bool = False) -> None:
+        if on_stage:
+            on_stage(Stage(name, clip.name, run_dir, path, resumed))
+
+    stage("store", store_path, store_path.exists())
+    if store_path.exists():
+        _check_store(store_path, env_config)
+    else:
+        build_mocap_store(store_path, env_config, config.build)
+
+    stage("dagger", store_path, bool(finished_rounds(run_dir)))
+    rounds = run_dagger(run_dir, store_path, config.dagger, on_round=on_round, on_progress=on_progress)
+    last = f"DAgger (round {rounds[-1].round})"
+    checkpoints = {"SFT (round 0)": run_dir / rounds[0].checkpoint, last: run_dir / rounds[-1].checkpoint}
+
+    iterations = []
+    if config.trpo is not None:
+        trpo_dir = run_dir / "trpo"
+        stage("trpo", trpo_dir, (trpo_dir / STATE_FILE).exists())
+        trainer = start(trpo_dir, env_config, config.trpo, checkpoints[last], on_progress=on_progress)
+        iterations = trainer.run(on_iteration)
+        checkpoints["+ TRPO"] = trpo_dir / "policy.pt"
+
+    stage("evaluation", run_dir)
+    controllers = {"PD expert": expert_controller(PDExpert(clip, config.action_space))}
+    for label, path in checkpoints.items():
+        controllers[label] = policy_controller(load_checkpoint(path, env_config)[0])
+    evaluation = {label: evaluate(controller, env_config, episodes=config.eval_episodes,
+                                  horizon_s=config.eval_horizon_s, init_noise_rad=config.eval_init_noise_rad)
+                  for label, controller in controllers.items()}
+    return PipelineResult(clip=clip.name, run_dir=run_dir, store=store_path, rounds=rounds, iterations=iterations,
+                          checkpoints=checkpoints, evaluation=evaluation)
+
+
+def _check_store(path: Path, env_config: EnvConfig) -> None:
+    """Refuse a store of another env: its policies could not be trained on or evaluated here."""
+    had, wanted = DemoStore(path).env_config.policy_key(), env_config.policy_key()
+    if had != wanted:
+        diff = ", ".join(f"{k}: store {had[k]!r}, requested {wanted[k]!r}" for k in had if had[k] != wanted[k])
+        raise ConfigError(f"{path}: built for another env configuration ({diff}); use another run folder")
