@@ -22,7 +22,8 @@ def _make_expert(name: str, clip, config, args):
 
         return SearchExpert(clip, config, SearchConfig(candidates=args.candidates, horizon=args.horizon,
                                                        noise_rad=args.search_noise, label=args.search_label,
-                                                       warm_start=not args.search_cold, seed=args.seed))
+                                                       warm_start=not args.search_cold, knots=args.search_knots,
+                                                       noise_decay=args.search_noise_decay, seed=args.seed))
     raise ConfigError(f"--expert must be pd or search; found {name!r}")
 
 
@@ -34,6 +35,11 @@ def _add_expert_options(p, default: str | None = "pd") -> None:
     p.add_argument("--search-noise", type=float, default=0.1, help="search: std of the target offsets [rad]")
     p.add_argument("--search-label", default="best", choices=["best", "mppi"],
                    help="search: the best candidate's first step, or the cost-weighted mean of all (smoother)")
+    p.add_argument("--search-knots", type=int, default=0,
+                   help="search: draw the offsets' noise at this many knots over the horizon, interpolated "
+                        "linearly (0: at every step); fewer dimensions to search, smoother labels")
+    p.add_argument("--search-noise-decay", type=float, default=1.0,
+                   help="search: each further search iteration's noise is this times the last one's")
     p.add_argument("--search-cold", action="store_true",
                    help="search: no warm start; every decision searches afresh with the same noise draws, so the "
                         "label is a function of the state (learnable), at the cost of its cold iterations")
@@ -227,7 +233,7 @@ def _cmd_trpo(args) -> int:
         env_config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space)
     config = TRPOConfig(samples=args.samples, num_envs=args.num_envs, steps_per_env=args.steps, max_kl=args.max_kl,
                         init_log_std=args.init_log_std, critic_warmup_iters=args.critic_warmup, seed=args.seed,
-                        checkpoint_every=args.checkpoint_every)
+                        checkpoint_every=args.checkpoint_every, sim_threads=args.sim_threads)
     trainer = start(args.out, env_config, config, args.init, on_progress=console.print)
     with LiveTable(trpo_table, last=15) as table:
         trainer.run(table.add)
@@ -468,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--steps", type=int, default=128, help="steps per env per iteration")
     p.add_argument("--max-kl", type=float, default=0.01)
+    p.add_argument("--sim-threads", type=int, default=0,
+                   help="threads stepping the humanoids (default 0: all cores; runs side by side: 1 each)")
     p.add_argument("--init-log-std", type=float, default=-1.0, help="raise the policy's log-std to at least this")
     p.add_argument("--critic-warmup", type=int, default=2, help="iterations fitting only the critic first")
     p.add_argument("--checkpoint-every", type=int, default=5)

@@ -56,3 +56,26 @@ def test_main_job_runs_end_to_end(tmp_path):
     assert (run / "round_001.pt").is_file() and (run / "walk.h5").is_file() and (run / "trpo" / "policy.pt").is_file()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert again.returncode == 0 and "resuming" in again.stdout and "collecting" not in again.stdout
+
+
+def test_search_options_reach_the_search_expert(synthetic_clip_path):
+    from imitate.cli import _make_expert, build_parser
+    from imitate.env import EnvConfig
+    from imitate.motion import load_clip
+
+    args = build_parser().parse_args(["dagger", "--data", "x.h5", "--out", "run", "--expert", "search",
+                                      "--candidates", "12", "--horizon", "9", "--search-noise", "0.05",
+                                      "--search-label", "mppi", "--search-cold", "--search-knots", "3",
+                                      "--search-noise-decay", "0.5", "--seed", "7"])
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    cfg = _make_expert(args.expert, load_clip(synthetic_clip_path), config, args).config
+    assert (cfg.candidates, cfg.horizon, cfg.noise_rad, cfg.label, cfg.warm_start, cfg.knots, cfg.noise_decay,
+            cfg.seed) == (12, 9, 0.05, "mppi", False, 3, 0.5, 7)
+
+
+def test_bad_search_option_is_one_clear_error(synthetic_clip_path, capsys):
+    assert main(["evaluate", "--expert", "search", "--clip", str(synthetic_clip_path), "--search-knots", "99",
+                 "--episodes", "1",
+                 "--seconds", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "knots" in err and "99" in err and "Traceback" not in err
