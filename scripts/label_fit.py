@@ -6,7 +6,7 @@ share of it (R²) explained on the train and validation splits by a ridge regres
 normalised observation and, given a checkpoint, by that policy.  A learner can copy the expert's
 balance only as far as this share is high.
 
-    .venv/bin/python scripts/label_fit.py STORE.h5 [CHECKPOINT.pt] [--ridge 1.0]
+    .venv/bin/python scripts/label_fit.py STORE.h5 [CHECKPOINT.pt] [--ridge 1.0] [--rounds 0 1 ...]
 """
 
 import argparse
@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("store")
     p.add_argument("checkpoint", nargs="?")
     p.add_argument("--ridge", type=float, default=1.0, help="ridge penalty on the normalised observation")
+    p.add_argument("--rounds", type=int, nargs="*", default=None, help="only these rounds (default: all)")
     args = p.parse_args()
     store = DemoStore(args.store)
     clip = load_clip(store.env_config.clip)
@@ -37,7 +38,7 @@ def main() -> None:
         raise SystemExit("label_fit: needs a pd_target store (the correction is in servo-target space)")
     data = {}
     for split in ("train", "valid"):
-        d = store.load(("obs", "expert_actions", "time_s"), split=split)
+        d = store.load(("obs", "expert_actions", "time_s"), split=split, rounds=args.rounds)
         reference = targets_to_action(clip.qpos(d["time_s"] + store.env_config.control_dt)[:, hum.HINGE_QPOS])
         reference = np.clip(reference, -1.0, 1.0)
         data[split] = (d["obs"].astype(float), d["expert_actions"] - reference, reference)
