@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from . import __version__
@@ -330,13 +331,16 @@ def _cmd_dataset_build(args) -> int:
     config = EnvConfig(clip=args.clip, action_space=args.action_space)
     out = args.out or f"datasets/{clip_name(resolve_clip(args.clip))}.h5"
     expert = _make_expert(args.expert, load_clip(args.clip), config, args)
+    started = time.perf_counter()
     with progress_bar() as bar:
         task = bar.add_task(f"labelling {args.clip} states ({args.expert} expert)", total=build.num_episodes)
         store = build_mocap_store(out, config, build, overwrite=args.overwrite, expert=expert,
                                   progress=lambda done, total: bar.update(task, completed=done))
+    seconds = time.perf_counter() - started
     for table in store_tables(summarize(store))[:2]:
         console.print(table)
-    console.print(f"wrote {out}")
+    labels = sum(e["length"] for e in store.episode_index())
+    console.print(f"wrote {out}: {labels} states labelled in {seconds:.1f} s ({labels / seconds:.1f} labels/s)")
     return 0
 
 

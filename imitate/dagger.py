@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -99,7 +100,8 @@ class DAggerConfig:
 
 
 def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: float, steps: int,
-            rng: np.random.Generator, mixing: str = "step", segment_steps: int = 15) -> list[dict[str, np.ndarray]]:
+            rng: np.random.Generator, mixing: str = "step", segment_steps: int = 15,
+            progress: Callable[[int, int], None] | None = None) -> list[dict[str, np.ndarray]]:
     """Run the beta-mixture of expert and learner in every env of sim for `steps` steps.
 
     sim: a Simulation (or anything with reset/start_times/step/obs/qpos/qvel/ref_time_s).
@@ -107,6 +109,7 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
     Returns one dict of arrays per episode (split where an env ended and was reset): obs,
     expert_actions (labels of every visited state), actions (executed), qpos, qvel, time_s,
     reward, terminated, truncated, expert_share (the fraction of executed expert actions).
+    progress: called with (steps done, steps) after each step.
     """
     n = sim.num_envs
     sim.reset(np.arange(n), sim.start_times(rng, n))
@@ -131,6 +134,8 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
             sim.reset(done, sim.start_times(rng, len(done)))
             if mixing == "segment":
                 use_expert[done] = rng.random(len(done)) < beta
+        if progress:
+            progress(step + 1, steps)
     arrays = {k: np.stack(v, axis=1) for k, v in rec.items()}  # (n, steps, ...)
     episodes = []
     for i in range(n):
@@ -240,8 +245,16 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
             say(f"round {k}: collecting with beta {beta:.3f}")
             sim = sim or Simulation(replace(env_config, random_start=True), config.num_envs, clip=clip)
             rng = np.random.default_rng([config.seed, k])
+            started = time.perf_counter()
+
+            def report(done, steps, k=k, started=started):  # a slow expert: say how far, 4 times a round
+                if done % max(1, steps // 4) == 0 or done == steps:
+                    labels = done * config.num_envs
+                    say(f"round {k}: {done}/{steps} steps, {labels} states labelled "
+                        f"({labels / (time.perf_counter() - started):.1f} labels/s)")
+
             eps = collect(sim, policy.act, expert, beta, config.steps_per_env, rng,
-                          config.mixing, config.segment_steps)
+                          config.mixing, config.segment_steps, report)
             new_steps = sum(len(e["obs"]) for e in eps)
             share = float(np.average([e["expert_share"] for e in eps], weights=[len(e["obs"]) for e in eps]))
             episodes = [Episode(obs=e["obs"], expert_actions=e["expert_actions"], actions=e["actions"],

@@ -597,3 +597,10 @@ def test_run_dir_of_another_store_is_refused(module_dir, clean_run, tmp_path):
         run_dagger(run_dir, other, CONFIG)
     assert (run_dir / "state.json").read_bytes() == state_before
     assert other.read_bytes() == store_before
+
+
+def test_collect_reports_progress_after_every_step():
+    calls = []
+    collect(PointMass(3, horizon=7), lambda obs: np.zeros((len(obs), 2)), pm_expert, 0.5, 10,
+            np.random.default_rng(0), progress=lambda done, steps: calls.append((done, steps)))
+    assert calls == [(k, 10) for k in range(1, 11)]
