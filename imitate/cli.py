@@ -40,7 +40,8 @@ def _add_expert_options(p, default: str | None = "pd") -> None:
                    help="search: draw the offsets' noise at this many knots over the horizon, interpolated "
                         "linearly (0: at every step); fewer dimensions to search, smoother labels")
     p.add_argument("--search-noise-decay", type=float, default=1.0,
-                   help="search: each further search iteration's noise is this times the last one's")
+                   help="search: each further search iteration's noise is this times the last one's (with a warm "
+                        "start only the searches after a reset iterate; with --search-cold every decision does)")
     p.add_argument("--search-cold", action="store_true",
                    help="search: no warm start; every decision searches afresh with the same noise draws, so the "
                         "label is a function of the state (learnable), at the cost of its cold iterations")

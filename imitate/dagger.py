@@ -247,11 +247,11 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
             rng = np.random.default_rng([config.seed, k])
             started = time.perf_counter()
 
-            def report(done, steps, k=k, started=started):  # a slow expert: say how far, 4 times a round
-                if done % max(1, steps // 4) == 0 or done == steps:
+            def report(done, steps, k=k, started=started):  # a slow expert: say how far, at each quarter
+                if done * 4 // steps != (done - 1) * 4 // steps:
                     labels = done * config.num_envs
                     say(f"round {k}: {done}/{steps} steps, {labels} states labelled "
-                        f"({labels / (time.perf_counter() - started):.1f} labels/s)")
+                        f"({labels / (time.perf_counter() - started):.1f} per s, simulation and learner included)")
 
             eps = collect(sim, policy.act, expert, beta, config.steps_per_env, rng,
                           config.mixing, config.segment_steps, report)

@@ -74,7 +74,8 @@ class SearchConfig:
     temperature: float = 0.1  # mppi: weights exp(-(cost - min) / (temperature * (median - min)))
     # 0: independent noise at every step of the horizon; M >= 1: noise drawn at M knots spread
     # evenly over the horizon and interpolated linearly (1: one constant offset), so the search
-    # samples a smaller space and its optimum (the label) is less noisy
+    # samples a smaller space and its optimum (the label) is less noisy.  noise_rad is then the
+    # std at the knots (between two knots it is smaller: noise_rad / sqrt(2) midway)
     knots: int = 0
     noise_decay: float = 1.0  # the noise of search iteration i is noise_rad x noise_decay**i (refines)
     seed: int = 0
@@ -85,7 +86,8 @@ class SearchConfig:
             raise ConfigError(f"SearchConfig: candidates >= 2, horizon, iterations, cold_iterations >= 1; found {self}")
         if not self.noise_rad >= 0:
             raise ConfigError(f"SearchConfig.noise_rad must be >= 0; found {self.noise_rad}")
-        if not (0 <= self.knots <= self.horizon and 0 < self.noise_decay <= 1):
+        if not (isinstance(self.knots, int) and not isinstance(self.knots, bool) and 0 <= self.knots <= self.horizon
+                and 0 < self.noise_decay <= 1):
             raise ConfigError(f"SearchConfig: 0 <= knots <= horizon ({self.horizon}) and 0 < noise_decay <= 1; "
                               f"found knots={self.knots}, noise_decay={self.noise_decay}")
 

@@ -43,10 +43,15 @@ def main() -> None:
         reference = np.clip(reference, -1.0, 1.0)
         data[split] = (d["obs"].astype(float), d["expert_actions"] - reference, reference)
     (x, c, _), (xv, cv, _) = data["train"], data["valid"]
+    if len(x) < 2 or len(xv) < 2:
+        raise SystemExit(f"label_fit: {args.store} (rounds {args.rounds or 'all'}) has {len(x)} train and {len(xv)} "
+                         f"valid states; need at least 2 of each")
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
     design = lambda obs: np.c_[(obs - mean) / std, np.ones(len(obs))]  # noqa: E731
     a = design(x)
-    weights = np.linalg.solve(a.T @ a + args.ridge * np.eye(a.shape[1]), a.T @ c)
+    penalty = args.ridge * np.eye(a.shape[1])
+    penalty[-1, -1] = 0.0  # the intercept is not shrunk
+    weights = np.linalg.solve(a.T @ a + penalty, a.T @ c)
     print(f"{args.store}: {len(x)} train / {len(xv)} valid states; correction variance per dim "
           f"{cv.var(axis=0).mean():.4f} (valid)")
     ridge = r_squared(c, a @ weights), r_squared(cv, design(xv) @ weights)

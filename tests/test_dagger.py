@@ -369,6 +369,9 @@ def fresh_store(module_dir, tmp_path, name="store.h5") -> Path:
     return Path(shutil.copy(module_dir / "pristine.h5", tmp_path / name))
 
 
+CLEAN_RUN_MESSAGES: list[str] = []  # clean_run's progress messages
+
+
 @pytest.fixture(scope="module")
 def clean_run(module_dir):
     """An uninterrupted run of CONFIG: (run dir, store path, the results it returned)."""
@@ -376,7 +379,8 @@ def clean_run(module_dir):
         mp.chdir(module_dir)
         store = Path(shutil.copy(module_dir / "pristine.h5", module_dir / "clean.h5"))
         torch.manual_seed(0)  # not needed since sft_on_store seeds round 0, kept harmless
-        results = run_dagger(module_dir / "clean_run", store, CONFIG)
+        CLEAN_RUN_MESSAGES.clear()
+        results = run_dagger(module_dir / "clean_run", store, CONFIG, on_progress=CLEAN_RUN_MESSAGES.append)
     return module_dir / "clean_run", store, results
 
 
@@ -392,6 +396,10 @@ def test_run_dagger_end_to_end(clean_run, module_dir):
         _, _, meta = load_checkpoint(ckpt, DemoStore(store_path).env_config)
         assert meta["round"] == k
     assert store_rounds(store_path) == [0, 1, 2]
+    for k in (1, 2):  # progress at each quarter of the 20 steps, every env's state labelled
+        said = [m for m in CLEAN_RUN_MESSAGES if m.startswith(f"round {k}: ") and "labelled" in m]
+        assert [m.split(",")[0] for m in said] == [f"round {k}: {d}/20 steps" for d in (5, 10, 15, 20)]
+        assert "40 states labelled" in said[-1]
 
     episodes = read_store(store_path)
     clip = load_clip(module_dir / "synthetic.txt")

@@ -173,17 +173,28 @@ def test_noise_decay_scales_the_noise_of_later_iterations(setup):
     np.testing.assert_allclose(half[:, 2:] - plans[:, None], 0.5 * (full[:, 2:] - plans[:, None]), atol=1e-12)
 
 
-def test_knotted_decaying_search_is_never_worse_than_the_reference(setup):
+def test_each_search_iteration_shrinks_the_noise_by_the_decay(setup):
+    """A cold row (3 iterations) and a warm row (1) in one batch: iteration i draws noise at
+    noise_decay**i, for the rows still searching."""
     config, clip, sim = setup
-    expert = SearchExpert(clip, config, SearchConfig(**{**SMALL.__dict__, "knots": 2, "noise_decay": 0.5,
-                                                        "warm_start": False, "label": "mppi"}))
-    first = expert.label(sim)
-    costs = expert.last_costs
-    assert np.all(costs.min(axis=1) <= costs[:, 1])  # the reference is always a candidate
-    np.testing.assert_array_equal(expert.label(sim), first)  # still a function of the state
+    expert = SearchExpert(clip, config, SearchConfig(**{**SMALL.__dict__, "iterations": 1, "cold_iterations": 3,
+                                                        "noise_decay": 0.5, "knots": 2}))
+    states, times = np.array(sim.batch.state), sim.ref_time_s.copy()
+    expert.label_states(states[:1], times[:1], np.array([0]))  # key 0 now has a plan: warm
+    seen = []
+    original = expert._candidates
+
+    def spy(plans, rngs, scale=1.0):
+        seen.append((len(plans), scale))
+        return original(plans, rngs, scale)
+
+    expert._candidates = spy
+    expert.label_states(states[:2], times[:2], np.array([0, 1]))  # key 1 is new: cold
+    assert seen == [(2, 1.0), (1, 0.5), (1, 0.25)]
 
 
 def test_knot_and_decay_refusals():
-    for bad in ({"knots": -1}, {"knots": 16}, {"noise_decay": 0.0}, {"noise_decay": 1.5}):
+    for bad in ({"knots": -1}, {"knots": 16}, {"knots": 2.0}, {"knots": True}, {"noise_decay": 0.0},
+                {"noise_decay": 1.5}):
         with pytest.raises(ConfigError, match="knots"):
             SearchConfig(**bad)
