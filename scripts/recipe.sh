@@ -3,7 +3,7 @@
 #
 # Usage: scripts/recipe.sh CLIP [OUT] ; settings through the environment:
 #   EXPERT=pd|search (default pd)   ACTION_SPACE=pd_target|torque (default pd_target)
-#   EXPERT_OPTS="--search-label mppi --search-cold" (search options: labels a learner can fit; see README)
+#   EXPERT_OPTS="--search-label mppi --search-cold --search-knots 4" (search options: labels a learner can fit; see README)
 #   ROUNDS=10   NUM_ENVS=16   STEPS=300   KEEP_ROUNDS=5   TRPO_SAMPLES=10000000   EPISODES=5
 # Every stage resumes where it stopped if the command is run again with the same OUT.
 # With the defaults (TRPO 10M samples) this takes many hours on 2 cores; try TRPO_SAMPLES=200000 first.
