@@ -235,7 +235,8 @@ def _cmd_trpo(args) -> int:
         env_config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space)
     config = TRPOConfig(samples=args.samples, num_envs=args.num_envs, steps_per_env=args.steps, max_kl=args.max_kl,
                         init_log_std=args.init_log_std, critic_warmup_iters=args.critic_warmup, seed=args.seed,
-                        checkpoint_every=args.checkpoint_every, sim_threads=args.sim_threads)
+                        checkpoint_every=args.checkpoint_every, sim_threads=args.sim_threads,
+                        set_log_std=args.log_std)
     trainer = start(args.out, env_config, config, args.init, on_progress=console.print)
     with LiveTable(trpo_table, last=15) as table:
         trainer.run(table.add)
@@ -482,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-threads", type=int, default=0,
                    help="threads stepping the humanoids (default 0: all cores; runs side by side: 1 each)")
     p.add_argument("--init-log-std", type=float, default=-1.0, help="raise the policy's log-std to at least this")
+    p.add_argument("--log-std", type=float, default=None,
+                   help="set the policy's log-std to this at the start, lowering it too (a balancing policy "
+                        "needs small noise: e.g. -2.5, std 0.08 action units)")
     p.add_argument("--critic-warmup", type=int, default=2, help="iterations fitting only the critic first")
     p.add_argument("--checkpoint-every", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)

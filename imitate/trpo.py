@@ -10,8 +10,9 @@ gae) are tested alone.
 
 From a checkpoint: the observation normaliser is carried over and stays frozen (the policy's
 inputs mean what they meant in SFT/DAgger); the log-std is raised to ``init_log_std`` where BC
-shrank it (exploration is set deliberately); the critic is warmed up on ``critic_warmup_iters``
-iterations of rollouts of the initial policy before the first policy step.
+shrank it, or set to ``set_log_std`` (exploration is set deliberately); the critic is warmed
+up on ``critic_warmup_iters`` iterations of rollouts of the initial policy before the first
+policy step.
 """
 
 from __future__ import annotations
@@ -140,6 +141,9 @@ class TRPOConfig:
     critic_batch: int = 256
     critic_warmup_iters: int = 2
     init_log_std: float = -1.0  # the log-std is raised to at least this at the start
+    # or set to exactly this at the start (also lowered): a policy that balances falls under
+    # BC's default std of e^-1 = 0.37 action units (about 0.5 rad per joint)
+    set_log_std: float | None = None
     checkpoint_every: int = 5  # iterations
     seed: int = 0
     torch_threads: int = 1  # small batches: one thread leaves the other core to the physics
@@ -151,6 +155,8 @@ class TRPOConfig:
                self.fvp_subsample, self.torch_threads) < 1 or self.sim_threads < 0:
             raise ConfigError(f"TRPOConfig: samples, num_envs, steps_per_env, cg_iters, critic_epochs, fvp_subsample, "
                               f"torch_threads >= 1 and sim_threads >= 0; {self}")
+        if self.set_log_std is not None and not math.isfinite(self.set_log_std):
+            raise ConfigError(f"TRPOConfig.set_log_std must be finite or None; found {self.set_log_std}")
         if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.max_kl > 0 and 0 < self.shrink < 1):
             raise ConfigError(f"TRPOConfig: need 0 < gamma <= 1, 0 <= lam <= 1, max_kl > 0, 0 < shrink < 1; {self}")
 
@@ -245,7 +251,10 @@ class TRPO:
         torch.manual_seed(config.seed)
         self.policy = policy or GaussianPolicy(OBS_DIM, 28, PolicyConfig())
         with torch.no_grad():  # deliberate exploration: BC may have shrunk the log-std to nothing
-            self.policy.log_std.clamp_(min=config.init_log_std)
+            if config.set_log_std is not None:
+                self.policy.log_std.fill_(config.set_log_std)
+            else:
+                self.policy.log_std.clamp_(min=config.init_log_std)
         self.critic = Critic(self.policy, config.critic_hidden)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.iteration = 0

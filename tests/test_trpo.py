@@ -614,3 +614,11 @@ def test_sim_threads_sets_the_simulation_threads(clip_config, tmp_path):
     for bad in ({"sim_threads": -1}, {"torch_threads": 0}):
         with pytest.raises(ConfigError, match="sim_threads"):
             small_config(**bad)
+
+
+def test_set_log_std_sets_it_exactly_even_below_the_checkpoints(clip_config, tmp_path):
+    tiny_checkpoint(tmp_path / "sft.pt", clip_config)  # log-std from -3 to 0
+    trainer = start(tmp_path / "run", clip_config, small_config(set_log_std=-2.5), init_checkpoint=tmp_path / "sft.pt")
+    np.testing.assert_array_equal(trainer.policy.log_std.detach().numpy(), np.full(28, -2.5, np.float32))
+    with pytest.raises(ConfigError, match="set_log_std"):
+        small_config(set_log_std=float("nan"))
