@@ -40,6 +40,7 @@ def evaluation_table(results: dict[str, EvalResult], title: str) -> Table:
         ("episodes", [str(r.episodes) for r in rs]),
         ("normalised return", [_pm(r.normalised_return) for r in rs]),
         (f"survival [s] of {rs[0].horizon_s:g}", [_pm(r.survival_s, ".2f") for r in rs]),
+        ("survived the whole horizon", [f"{r.full_horizon} of {r.episodes}" for r in rs]),
         ("joint error [deg]", [_pm(r.joint_error_deg, ".2f") for r in rs]),
         ("end-effector error [cm]", [_pm(r.end_effector_error_cm, ".2f") for r in rs]),
     ]

@@ -42,6 +42,7 @@ class EvalResult:
     horizon_s: float
     normalised_return: Stat
     survival_s: Stat
+    full_horizon: int  # episodes that kept their feet for the whole horizon
     joint_error_deg: Stat
     end_effector_error_cm: Stat
     reward_terms: dict  # term name -> Stat of its per-step mean over the steps survived
@@ -110,6 +111,7 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
         horizon_s=float(horizon_s),
         normalised_return=Stat.of(ret / steps),
         survival_s=Stat.of(survived / config.control_hz),
+        full_horizon=int(np.sum(survived == steps)),
         joint_error_deg=Stat.of(np.degrees(joint_err / counted)),
         end_effector_error_cm=Stat.of(100.0 * end_err / counted),
         reward_terms={n: Stat.of(v / counted) for n, v in terms.items()},
