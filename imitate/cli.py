@@ -131,7 +131,7 @@ def _dagger_config(args):
 
 def _cmd_dagger(args) -> int:
     from .console import LiveTable, console, rounds_table
-    from .dagger import finished_rounds, run_dagger
+    from .dagger import best_round, finished_rounds, run_dagger
     from .motion import load_clip
     from .store import DemoStore
 
@@ -142,7 +142,10 @@ def _cmd_dagger(args) -> int:
     with LiveTable(rounds_table, finished_rounds(args.out)) as table:
         results = run_dagger(args.out, args.data, _dagger_config(args), init_checkpoint=args.init, expert=expert,
                              on_round=table.add, on_progress=console.log)
-    console.print(f"checkpoints and state in {args.out}; last policy: {Path(args.out) / results[-1].checkpoint}")
+    best = best_round(results)
+    console.print(f"checkpoints and state in {args.out}; last policy: {Path(args.out) / results[-1].checkpoint}; "
+                  f"best: {Path(args.out) / best.checkpoint} (round {best.round}, normalised return "
+                  f"{best.evaluation['normalised_return']['mean']:.3f} in its evaluation)")
     return 0
 
 

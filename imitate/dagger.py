@@ -171,6 +171,14 @@ def finished_rounds(run_dir: str | os.PathLike) -> list[RoundResult]:
     return [RoundResult(**r) for r in json.loads(state_path.read_text())["rounds"]]
 
 
+def best_round(results: list[RoundResult]) -> RoundResult:
+    """The round whose policy scored the highest normalised return in its evaluation (DAgger's
+    guarantee is for the best policy of the sequence, not the last: rounds can regress)."""
+    if not results:
+        raise ConfigError("best_round: no rounds")
+    return max(results, key=lambda r: r.evaluation["normalised_return"]["mean"])
+
+
 def _save_state(run_dir: Path, state: dict) -> None:
     tmp = run_dir / f".state.json.tmp{os.getpid()}"
     tmp.write_text(json.dumps(state, indent=2))

@@ -22,7 +22,7 @@ import pytest
 import torch
 from conftest import synthetic_frames, write_clip
 
-from imitate.dagger import DAggerConfig, collect, constant, exponential, linear, run_dagger, schedule
+from imitate.dagger import DAggerConfig, best_round, collect, constant, exponential, linear, run_dagger, schedule
 from imitate.dataset import BuildConfig, build_mocap_store
 from imitate.env import EnvConfig, Simulation
 from imitate.errors import CheckpointError, ConfigError
@@ -612,3 +612,14 @@ def test_collect_reports_progress_after_every_step():
     collect(PointMass(3, horizon=7), lambda obs: np.zeros((len(obs), 2)), pm_expert, 0.5, 10,
             np.random.default_rng(0), progress=lambda done, steps: calls.append((done, steps)))
     assert calls == [(k, 10) for k in range(1, 11)]
+
+
+def test_best_round_is_the_highest_evaluated_return(clean_run):
+    _, _, results = clean_run
+    returns = [r.evaluation["normalised_return"]["mean"] for r in results]
+    assert best_round(results).round == results[int(np.argmax(returns))].round
+    regressed = [replace(r, evaluation={**r.evaluation, "normalised_return": {"mean": m, "std": 0.0}})
+                 for r, m in zip(results, (0.1, 0.5, 0.2), strict=True)]
+    assert best_round(regressed).round == 1
+    with pytest.raises(ConfigError):
+        best_round([])
