@@ -79,3 +79,16 @@ def test_bad_search_option_is_one_clear_error(synthetic_clip_path, capsys):
                  "--seconds", "0.1"]) == 2
     err = capsys.readouterr().err
     assert "knots" in err and "99" in err and "Traceback" not in err
+
+
+def test_dagger_names_the_last_and_the_best_round(tmp_path, synthetic_clip_path, capsys):
+    store, run = tmp_path / "s.h5", tmp_path / "run"
+    assert main(["dataset", "build", str(synthetic_clip_path), "--out", str(store), "--offsets", "1",
+                 "--copies", "0"]) == 0
+    assert main(["dagger", "--data", str(store), "--out", str(run), "--rounds", "1", "--steps", "4", "--num-envs", "2",
+                 "--sft-epochs", "2", "--epochs", "2", "--eval-seconds", "0.2"]) == 0
+    out = "".join(capsys.readouterr().out.split())  # rich may fold long paths: compare without whitespace
+    state = json.loads((run / "state.json").read_text())
+    best = max(state["rounds"], key=lambda r: r["evaluation"]["normalised_return"]["mean"])
+    assert f"lastpolicy:{run / 'round_001.pt'};" in out
+    assert f"best:{run / best['checkpoint']}(round{best['round']}," in out
