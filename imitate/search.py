@@ -132,15 +132,16 @@ class SearchExpert:
             cold = np.array([k not in self.plans for k in keys])
             plans = np.stack([self.plans.get(k, np.zeros((h, hum.NU))) for k in keys])
             rngs = [np.random.default_rng([self.config.seed, k, self._decisions.get(k, 0)]) for k in keys]
-        else:  # a cold search from zero offsets, with the same noise draws for every state
+        else:  # a cold search from zero offsets, with the same noise draws for every state: drawn once
             cold = np.ones(n, bool)
             plans = np.zeros((n, h, hum.NU))
-            rngs = [np.random.default_rng(self.config.seed) for _ in keys]
+            shared = np.random.default_rng(self.config.seed)
         first = plans[:, 0].copy()  # the offsets of the step to take now
         searches = np.where(cold, self.config.cold_iterations, self.config.iterations)
         for it in range(int(searches.max())):
             rows = np.flatnonzero(searches > it)
-            candidates = self._candidates(plans[rows], [rngs[i] for i in rows], self.config.noise_decay ** it)
+            row_rngs = [rngs[i] for i in rows] if warm else [shared]
+            candidates = self._candidates(plans[rows], row_rngs, self.config.noise_decay ** it)
             costs = self.costs(states[rows], times[rows], candidates)
             plans[rows] = candidates[np.arange(len(rows)), np.argmin(costs, axis=1)]
             first[rows] = plans[rows, 0]
@@ -175,12 +176,13 @@ class SearchExpert:
     # ----- the search -------------------------------------------------------------------
     def _candidates(self, plans: np.ndarray, rngs, scale: float = 1.0) -> np.ndarray:
         """(n, K, H, 28): the warm-start plan, the reference, and noisy copies of the plan (noise
-        std noise_rad x scale, at every step or at the knots)."""
+        std noise_rad x scale, at every step or at the knots); one generator per plan, or one
+        whose draws every plan shares."""
         k, h, m = self.config.candidates, self.config.horizon, self.config.knots or self.config.horizon
         noise = np.stack([rng.normal(0.0, self.config.noise_rad * scale, (k, m, hum.NU)) for rng in rngs])
         if m < h:
             noise = np.einsum("hm,nkmj->nkhj", knot_weights(h, m), noise)
-        out = plans[:, None] + noise
+        out = plans[:, None] + noise  # (n, K, H, 28), noise broadcast if shared
         out[:, 0] = plans
         out[:, 1] = 0.0
         return out
