@@ -92,6 +92,15 @@ def _cmd_track(args) -> int:
     return 0
 
 
+def _add_fit_options(p, policy_prefix: str) -> None:
+    p.add_argument("--ensemble", type=int, default=1, metavar="M",
+                   help=f"{policy_prefix}M MLPs from different initial weights, each fitted to the labels, "
+                        "their means averaged (default 1: one MLP)")
+    p.add_argument("--drop-before-fall", type=float, default=0.0, metavar="S",
+                   help="train without the states of an episode that fell within S seconds before its fall "
+                        "(labels no expert can act on; default 0: keep all)")
+
+
 def _cmd_sft(args) -> int:
     from .console import console, progress_bar, sft_table
     from .policy import PolicyConfig, save_checkpoint
@@ -100,13 +109,13 @@ def _cmd_sft(args) -> int:
 
     store = DemoStore(args.data)
     config = SFTConfig(loss=args.loss, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       patience=args.patience, seed=args.seed)
+                       patience=args.patience, seed=args.seed, drop_before_fall_s=args.drop_before_fall)
     with progress_bar() as bar:
         task = bar.add_task("SFT epochs", total=config.epochs)
         def progress(epoch, epochs, train_loss, valid_loss):
             bar.update(task, completed=epoch, description=f"SFT  train {train_loss:.5f}  valid {valid_loss:.5f}")
 
-        policy_config = PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip)
+        policy_config = PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip, members=args.ensemble)
         policy, result = sft_on_store(store, config, policy_config=policy_config, progress=progress)
     options = {k: v for k, v in vars(args).items() if k != "func"}
     save_checkpoint(args.out, policy, store.env_config, store=str(store.path), sft=options)
@@ -120,12 +129,14 @@ def _dagger_config(args):
     from .policy import PolicyConfig
     from .sft import SFTConfig
 
-    return DAggerConfig(policy=PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip),
+    return DAggerConfig(policy=PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip,
+                                            members=args.ensemble),
                         rounds=args.rounds, num_envs=args.num_envs, steps_per_env=args.steps, beta=args.beta,
                         mixing=args.mixing, segment_steps=args.segment_steps, keep_rounds=args.keep_rounds,
                         sft=SFTConfig(epochs=args.sft_epochs, patience=15, seed=args.seed),
                         retrain=SFTConfig(epochs=args.epochs, patience=8, seed=args.seed,
-                                          epoch_samples=args.epoch_samples),
+                                          epoch_samples=args.epoch_samples,
+                                          drop_before_fall_s=args.drop_before_fall),
                         eval_episodes=args.eval_episodes, eval_horizon_s=args.eval_seconds, seed=args.seed)
 
 
@@ -427,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--linear-skip", action="store_true",
                    help="add a learned linear map of the observation to the MLP's output (fits PD-like labels "
                         "from few samples)")
+    _add_fit_options(p, "")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sft)
 
@@ -450,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epoch-samples", type=int, default=None,
                    help="samples drawn per retraining epoch (default: all kept data); a fixed figure, e.g. a "
                         "round's size, keeps each round's training cost constant as the store grows")
+    _add_fit_options(p, "round 0's policy: ")
     p.add_argument("--eval-episodes", type=int, default=1)
     p.add_argument("--eval-seconds", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)

@@ -2,7 +2,10 @@
 
 ``GaussianPolicy(obs) -> mean action``; the action distribution is N(mean, exp(log_std)) with a
 state-independent log-std.  The mean is an MLP of the normalised observation, plus (optionally,
-``PolicyConfig.linear_skip``) a linear map of it.  The normaliser ((obs - mean) / std, clipped to
+``PolicyConfig.linear_skip``) a linear map of it.  With ``PolicyConfig.members`` M > 1 the mean
+is the average of M such MLPs from different initial weights (an ensemble: SFT fits each member
+to the labels on its own loss, and the average carries less of the fit's variance, which on the
+search expert's labels moved survival 2x between training seeds).  The normaliser ((obs - mean) / std, clipped to
 +-clip) lives in the module as buffers, so a checkpoint alone maps raw observations to actions.
 A checkpoint is one file (torch.save of plain data) holding the weights, the normaliser, the
 policy config and the env configuration it was trained for; loading it for another env
@@ -39,17 +42,36 @@ class PolicyConfig:
     # that are near-linear in the state (PD servo targets around the observed reference) are
     # then fitted from few samples, and the MLP learns only what is not linear
     linear_skip: bool = False
+    members: int = 1  # M MLPs whose means are averaged (an ensemble); 1: a single MLP
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if not self.hidden or min(self.hidden) < 1:
             raise ConfigError(f"hidden sizes must be >= 1; found {self.hidden}")
+        if not (isinstance(self.members, int) and not isinstance(self.members, bool) and self.members >= 1):
+            raise ConfigError(f"PolicyConfig.members must be an int >= 1; found {self.members!r}")
         if self.activation not in ("relu", "tanh"):
             raise ConfigError(f"activation must be relu or tanh; found {self.activation!r}")
 
 
+def _mlp(obs_dim: int, act_dim: int, config: PolicyConfig) -> tuple[nn.Sequential, nn.Linear]:
+    """A body (Linear + activation per hidden size) and a linear mean head starting near zero."""
+    act = nn.ReLU if config.activation == "relu" else nn.Tanh
+    layers, width = [], obs_dim
+    for h in config.hidden:
+        layers += [nn.Linear(width, h), act()]
+        width = h
+    head = nn.Linear(width, act_dim)
+    nn.init.uniform_(head.weight, -1e-3, 1e-3)  # start near the middle of the range
+    nn.init.zeros_(head.bias)
+    return nn.Sequential(*layers), head
+
+
 class GaussianPolicy(nn.Module):
-    """obs (B, obs_dim) float32 -> mean action (B, act_dim); log_std (act_dim,)."""
+    """obs (B, obs_dim) float32 -> mean action (B, act_dim); log_std (act_dim,).
+
+    Member 0 is ``body`` + ``mean_head``; members 1..M-1 (an ensemble) are in ``more_members``,
+    each an ``nn.Sequential(body, head)``; the linear skip and the log-std are shared."""
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig = PolicyConfig()):
         super().__init__()
@@ -57,15 +79,9 @@ class GaussianPolicy(nn.Module):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
-        act = nn.ReLU if config.activation == "relu" else nn.Tanh
-        layers, width = [], obs_dim
-        for h in config.hidden:
-            layers += [nn.Linear(width, h), act()]
-            width = h
-        self.body = nn.Sequential(*layers)
-        self.mean_head = nn.Linear(width, act_dim)
-        nn.init.uniform_(self.mean_head.weight, -1e-3, 1e-3)  # start near the middle of the range
-        nn.init.zeros_(self.mean_head.bias)
+        self.body, self.mean_head = _mlp(obs_dim, act_dim, config)
+        self.more_members = nn.ModuleList(nn.Sequential(*_mlp(obs_dim, act_dim, config))
+                                          for _ in range(config.members - 1))
         self.skip = None
         if config.linear_skip:
             self.skip = nn.Linear(obs_dim, act_dim)
@@ -82,10 +98,14 @@ class GaussianPolicy(nn.Module):
         clip = self.config.obs_clip
         return ((obs - self.obs_mean) / self.obs_std).clamp(-clip, clip)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def member_means(self, obs: torch.Tensor) -> torch.Tensor:
+        """(M, B, act_dim): each member's mean action (the linear skip added to each)."""
         x = self.normalise(obs)
-        mean = self.mean_head(self.body(x))
-        return mean if self.skip is None else mean + self.skip(x)
+        means = torch.stack([self.mean_head(self.body(x))] + [member(x) for member in self.more_members])
+        return means if self.skip is None else means + self.skip(x)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.member_means(obs).mean(0)
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(self(obs), self.log_std.exp().expand(len(obs), -1))

@@ -1,7 +1,8 @@
 """SFT (behaviour cloning): fit a policy to the expert's labels in a demonstration store.
 
 Adam on minibatches of (observation, expert action); the loss is the MSE of the policy's mean
-or the Gaussian negative log-likelihood with the log-std learned.  Each epoch ends with the
+or the Gaussian negative log-likelihood with the log-std learned (each member's own, averaged,
+for an ensemble policy; validation scores the ensemble's average).  Each epoch ends with the
 loss on the store's validation split; the best epoch's weights are kept, and training stops
 after ``patience`` epochs without improvement.  Seeded: the same data, config and seed give the
 same weights.
@@ -38,6 +39,10 @@ class SFTConfig:
     # samples drawn (without replacement) from the train split per epoch; None: all of it.  A fixed
     # figure keeps the cost of a DAgger retrain constant while the store grows round by round.
     epoch_samples: int | None = None
+    # leave out the states of an episode that ended in a fall within this many seconds of the fall
+    # (train and validation alike): from the last ~0.7 s before a learner's fall not even the search
+    # expert recovers (scripts/expert_recovery.py), so those labels cannot teach recovery
+    drop_before_fall_s: float = 0.0
 
     def __post_init__(self):
         if self.loss not in ("mse", "nll"):
@@ -46,6 +51,8 @@ class SFTConfig:
             raise ConfigError(f"SFTConfig: epochs, batch_size, patience must be >= 1 and lr > 0; found {self}")
         if self.epoch_samples is not None and self.epoch_samples < 1:
             raise ConfigError(f"SFTConfig.epoch_samples must be >= 1 or None; found {self.epoch_samples}")
+        if not self.drop_before_fall_s >= 0:
+            raise ConfigError(f"SFTConfig.drop_before_fall_s must be >= 0; found {self.drop_before_fall_s}")
 
 
 @dataclass(frozen=True)
@@ -62,18 +69,22 @@ class SFTResult:
 
 
 def _loss(policy: GaussianPolicy, obs: torch.Tensor, act: torch.Tensor, kind: str) -> torch.Tensor:
+    """The training loss, averaged over the members of an ensemble: each member is fitted to the
+    labels on its own (fitting their average instead would make one big network, not M fits)."""
+    means = policy.member_means(obs)  # (M, B, act_dim)
     if kind == "mse":
-        return ((policy(obs) - act) ** 2).mean()
-    return -policy.distribution(obs).log_prob(act).sum(-1).mean()
+        return ((means - act) ** 2).mean()
+    return -torch.distributions.Normal(means, policy.log_std.exp()).log_prob(act).sum(-1).mean()
 
 
 @torch.no_grad()
 def _evaluate(policy, obs, act, kind) -> tuple[float, float]:
+    """(validation loss, MSE) of the policy's mean: an ensemble's average, as it acts."""
     if len(obs) == 0:
         return float("nan"), float("nan")
     mean = policy(obs)
     mse = float(((mean - act) ** 2).mean())
-    return (mse if kind == "mse" else float(_loss(policy, obs, act, kind))), mse
+    return (mse if kind == "mse" else float(-policy.distribution(obs).log_prob(act).sum(-1).mean())), mse
 
 
 def fit(policy: GaussianPolicy, train: dict[str, np.ndarray], valid: dict[str, np.ndarray], config: SFTConfig,
@@ -142,12 +153,34 @@ def new_policy(store: DemoStore, config: PolicyConfig = PolicyConfig()) -> Gauss
     return policy
 
 
+def steps_before_fall(terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+    """(N,) for consecutive episodes concatenated (each ending with terminated or truncated set
+    on its last step): how many steps each state comes before the fall that ends its episode (0
+    on the fall's step), or a huge number where the episode ended without a fall."""
+    out = np.empty(len(terminated), np.int64)
+    ahead = np.iinfo(np.int64).max // 2
+    for i in range(len(terminated) - 1, -1, -1):
+        ahead = 0 if terminated[i] else (np.iinfo(np.int64).max // 2 if truncated[i] else ahead + 1)
+        out[i] = ahead
+    return out
+
+
+def _load(store: DemoStore, split: str, config: SFTConfig) -> dict[str, np.ndarray]:
+    """Observations and labels of a split, less the states just before a fall if so configured."""
+    fields = ("obs", "expert_actions")
+    if config.drop_before_fall_s <= 0:
+        return store.load(fields, split=split, last_rounds=config.last_rounds)
+    data = store.load(fields + ("terminated", "truncated"), split=split, last_rounds=config.last_rounds)
+    # a state k steps before the fall is k control steps (k * dt seconds) from it
+    keep = steps_before_fall(data["terminated"], data["truncated"]) * store.env_config.control_dt \
+        >= config.drop_before_fall_s - 1e-9  # a tolerance: k * dt lands on the bound for round figures
+    return {name: data[name][keep] for name in fields}
+
+
 def sft_on_store(store: DemoStore, config: SFTConfig = SFTConfig(), policy: GaussianPolicy | None = None,
                  policy_config: PolicyConfig = PolicyConfig(), progress=None) -> tuple[GaussianPolicy, SFTResult]:
     """Fit a policy (a new one, or warm-started from policy) on the store's train split."""
-    fields = ("obs", "expert_actions")
-    train = store.load(fields, split="train", last_rounds=config.last_rounds)
-    valid = store.load(fields, split="valid", last_rounds=config.last_rounds)
+    train, valid = _load(store, "train", config), _load(store, "valid", config)
     if policy is None:
         torch.manual_seed(config.seed)  # the initial weights too: same store, config, seed -> same policy
         policy = new_policy(store, policy_config)

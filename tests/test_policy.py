@@ -10,7 +10,7 @@ import torch
 from conftest import synthetic_frames, write_clip
 
 from imitate.env import EnvConfig
-from imitate.errors import CheckpointError
+from imitate.errors import CheckpointError, ConfigError
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
 from imitate.reward import RewardConfig
 
@@ -272,3 +272,55 @@ def test_foreign_and_missing_files_are_refused(tmp_path, config):
     torch.save(payload, good)
     with pytest.raises(CheckpointError, match="expected checkpoint version 1, found 2"):
         load_checkpoint(good)
+
+
+# ----- ensembles ---------------------------------------------------------------------------
+
+
+def _member_forward(body, head, x: torch.Tensor) -> torch.Tensor:
+    """One MLP member written out in float64: each Linear by hand, ReLU between."""
+    h = x.double()
+    for layer in [m for m in body if isinstance(m, torch.nn.Linear)]:
+        h = torch.relu(h @ layer.weight.detach().double().T + layer.bias.detach().double())
+    return h @ head.weight.detach().double().T + head.bias.detach().double()
+
+
+def test_ensemble_mean_is_the_average_of_its_members(tmp_path, config):
+    """members=3: three MLPs with different weights; the mean action is their plain average,
+    each member computed by hand; a checkpoint keeps all three."""
+    torch.manual_seed(7)
+    policy = GaussianPolicy(OBS, ACT, PolicyConfig(hidden=(32, 16), members=3))
+    with torch.no_grad():
+        for head in [policy.mean_head] + [m[1] for m in policy.more_members]:
+            head.weight.normal_(0.0, 0.3)
+    members = [(policy.body, policy.mean_head)] + [(m[0], m[1]) for m in policy.more_members]
+    assert len(members) == 3
+    assert not torch.equal(members[0][0][0].weight, members[1][0][0].weight)  # different initial weights
+    obs = torch.as_tensor(np.random.default_rng(7).normal(0, 1, (20, OBS)), dtype=torch.float32)
+    x = policy.normalise(obs)
+    each = [_member_forward(body, head, x) for body, head in members]
+    assert min(float((each[0] - e).abs().max()) for e in each[1:]) > 1e-2  # the members disagree
+    with torch.no_grad():
+        torch.testing.assert_close(policy(obs).double(), sum(each) / 3, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(policy.member_means(obs).double(), torch.stack(each), rtol=1e-5, atol=1e-5)
+    save_checkpoint(tmp_path / "ens.pt", policy, config)
+    loaded, _, _ = load_checkpoint(tmp_path / "ens.pt", config)
+    assert loaded.config.members == 3
+    with torch.no_grad():
+        assert torch.equal(loaded(obs), policy(obs))
+
+
+def test_one_member_is_the_plain_mlp():
+    """members=1 keeps the single MLP's layout and initial weights (older checkpoints load)."""
+    torch.manual_seed(2)
+    one = GaussianPolicy(OBS, ACT, PolicyConfig(hidden=(32, 16)))
+    assert len(one.more_members) == 0
+    assert sorted(one.state_dict()) == sorted(["obs_mean", "obs_std", "body.0.weight", "body.0.bias",
+                                              "body.2.weight", "body.2.bias", "mean_head.weight",
+                                              "mean_head.bias", "log_std"])
+
+
+@pytest.mark.parametrize("members", [0, -1, 1.5, True])
+def test_members_must_be_a_positive_int(members):
+    with pytest.raises(ConfigError, match="members"):
+        PolicyConfig(members=members)

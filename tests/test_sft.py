@@ -20,7 +20,7 @@ from imitate.expert import PDExpert
 from imitate.motion import load_clip
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint
 from imitate.sft import SFTConfig, fit, sft_on_store
-from imitate.store import iterate_batches
+from imitate.store import Episode, iterate_batches
 
 # ----- iterate_batches ---------------------------------------------------------------------
 
@@ -187,14 +187,14 @@ def test_epoch_samples_caps_the_rows_seen_per_epoch(epoch_samples, expected):
     row_of = {row.tobytes(): k for k, row in enumerate(train["obs"])}
     policy = small_policy()
     seen_per_epoch, current = [], []
-    forward = policy.forward
+    member_means = policy.member_means  # what the training loss calls
 
     def spy(obs):
         if policy.training:
             current.extend(row_of[row.tobytes()] for row in obs.detach().numpy())
-        return forward(obs)
+        return member_means(obs)
 
-    policy.forward = spy
+    policy.member_means = spy
     fit(policy, train, valid, SFTConfig(epochs=3, batch_size=32, patience=5, threads=1, epoch_samples=epoch_samples),
         progress=lambda *a: (seen_per_epoch.append(list(current)), current.clear()))
     assert [len(rows) for rows in seen_per_epoch] == [expected] * 3
@@ -218,7 +218,8 @@ def store(tmp_path, synthetic_clip_path):
                              BuildConfig(offsets=2, copies=1, valid_every=2))
 
 
-def test_sft_on_store_uses_the_train_split_and_the_store_statistics(store, monkeypatch):
+def record_fit(monkeypatch) -> dict:
+    """Make sft.fit record the train and valid arrays it is given, into the returned dict."""
     seen = {}
     real_fit = sft_module.fit
 
@@ -227,6 +228,11 @@ def test_sft_on_store_uses_the_train_split_and_the_store_statistics(store, monke
         return real_fit(policy, train, valid, config, progress)
 
     monkeypatch.setattr(sft_module, "fit", recording_fit)
+    return seen
+
+
+def test_sft_on_store_uses_the_train_split_and_the_store_statistics(store, monkeypatch):
+    seen = record_fit(monkeypatch)
     policy, result = sft_on_store(store, SFTConfig(epochs=2, batch_size=8, threads=1),
                                   policy_config=PolicyConfig(hidden=(32,)))
     with h5py.File(store.path, "r") as f:  # plain h5py, not the store's reader
@@ -317,3 +323,91 @@ def test_evaluate_start_noise_is_seeded(synthetic_clip_path):
     for key in METRICS:
         assert clean[key]["std"] == pytest.approx(0.0, abs=1e-12)
     assert run(0.0, 2)[0] == clean  # the seed plays no part
+
+
+# ----- ensembles and states before a fall -------------------------------------------------
+
+
+def test_ensemble_loss_fits_each_member_on_its_own():
+    """With members=3 the MSE loss is the average of each member's own MSE (written out per
+    member), not the MSE of their average; fit then scores the average on validation."""
+    torch.manual_seed(0)
+    policy = GaussianPolicy(OBS_DIM, ACT_DIM, PolicyConfig(hidden=(32,), members=3))
+    with torch.no_grad():
+        for head in [policy.mean_head] + [m[1] for m in policy.more_members]:
+            head.weight.normal_(0.0, 0.5)
+    data = linear_data(64, 5)
+    obs, act = torch.from_numpy(data["obs"]), torch.from_numpy(data["expert_actions"])
+    with torch.no_grad():
+        x = policy.normalise(obs)
+        members = [policy.mean_head(policy.body(x))] + [m(x) for m in policy.more_members]
+        each = [float(((m - act) ** 2).mean()) for m in members]
+        average = float(((sum(members) / 3 - act) ** 2).mean())
+        loss = float(sft_module._loss(policy, obs, act, "mse"))
+    assert loss == pytest.approx(np.mean(each), rel=1e-5)
+    assert abs(loss - average) > 1e-3  # the other reading would differ
+    torch.manual_seed(1)
+    policy = GaussianPolicy(OBS_DIM, ACT_DIM, PolicyConfig(hidden=(32,), members=3))
+    train, valid = linear_data(2000, 1), linear_data(300, 2)
+    result = fit(policy, train, valid, SFTConfig(epochs=15, batch_size=64, lr=5e-3, threads=1))
+    assert result.valid_loss == pytest.approx(plain_mse(policy, valid), rel=1e-5)  # the ensemble's average
+    assert result.valid_loss < 0.1 * float(valid["expert_actions"].var(axis=0).mean())
+
+
+def test_steps_before_fall_against_a_loop_over_episodes():
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 12, 30)
+    fell = rng.random(30) < 0.5
+    terminated = np.concatenate([(np.arange(n) == n - 1) & f for n, f in zip(lengths, fell, strict=True)])
+    truncated = np.concatenate([(np.arange(n) == n - 1) & ~f for n, f in zip(lengths, fell, strict=True)])
+    want = []
+    for n, f in zip(lengths, fell, strict=True):
+        for i in range(n):
+            want.append(n - 1 - i if f else None)
+    got = sft_module.steps_before_fall(terminated, truncated)
+    for g, w in zip(got, want, strict=True):
+        assert g == w if w is not None else g > 10**9
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.1, 0.25])
+def test_drop_before_fall_leaves_out_the_last_states_of_falling_episodes(store, monkeypatch, seconds):
+    """A round of 6 learner-like episodes, 4 ending in a fall: training sees every state except
+    those of a falling episode less than `seconds` before its last step, in both splits."""
+    dt = store.env_config.control_dt
+    rng = np.random.default_rng(0)
+    episodes = []
+    for i, (length, fell) in enumerate([(20, True), (9, False), (3, True), (15, True), (12, False), (11, True)]):
+        episodes.append(Episode(
+            obs=rng.normal(size=(length, 179)).astype(np.float32),
+            expert_actions=rng.uniform(-1, 1, (length, 28)).astype(np.float32),
+            actions=np.zeros((length, 28), np.float32), qpos=np.zeros((length, 35)), qvel=np.zeros((length, 34)),
+            time_s=np.arange(length) * dt, phase=np.zeros(length, np.float32), reward=np.ones(length, np.float32),
+            terminated=(np.arange(length) == length - 1) & fell, truncated=(np.arange(length) == length - 1) & ~fell,
+            source="dagger", clip=store.env_config.clip, seed=i))
+    store.append_round(episodes, round=1, env_config=store.env_config)
+    seen = record_fit(monkeypatch)
+    sft_on_store(store, SFTConfig(epochs=1, batch_size=8, threads=1, drop_before_fall_s=seconds),
+                 policy_config=PolicyConfig(hidden=(8,)))
+    with h5py.File(store.path, "r") as f:  # the reference: plain h5py, one episode at a time
+        for split in ("train", "valid"):
+            rows = []
+            for e in f[f"mask/{split}"][()]:
+                g = f[f"episodes/{e:07d}"]
+                n = len(g["obs"])
+                for i in range(n):
+                    if not (g["terminated"][n - 1] and (n - 1 - i) * dt < seconds - 1e-12):
+                        rows.append(g["obs"][i])
+            np.testing.assert_array_equal(seen[split]["obs"], np.array(rows))
+    if seconds == 0.25:  # 0.25 s is 7.5 steps: states 0..7 steps before a fall go
+        assert len(seen["train"]["obs"]) + len(seen["valid"]["obs"]) == sum(len(e) for e in store_episodes(store)) \
+            - (8 + 3 + 8 + 8)
+
+
+def store_episodes(store):
+    with h5py.File(store.path, "r") as f:
+        return [f[f"episodes/{e:07d}/obs"][()] for e in sorted(int(k) for k in f["episodes"])]
+
+
+def test_drop_before_fall_must_not_be_negative():
+    with pytest.raises(ImitateError, match="drop_before_fall_s"):
+        SFTConfig(drop_before_fall_s=-0.1)
