@@ -24,7 +24,8 @@ def _make_expert(name: str, clip, config, args):
         return SearchExpert(clip, config, SearchConfig(candidates=args.candidates, horizon=args.horizon,
                                                        noise_rad=args.search_noise, label=args.search_label,
                                                        warm_start=not args.search_cold, knots=args.search_knots,
-                                                       noise_decay=args.search_noise_decay, seed=args.seed))
+                                                       noise_decay=args.search_noise_decay, seed=args.seed,
+                                                       planning_hz=args.planning_hz))
     raise ConfigError(f"--expert must be pd or search; found {name!r}")
 
 
@@ -42,6 +43,9 @@ def _add_expert_options(p, default: str | None = "pd") -> None:
     p.add_argument("--search-noise-decay", type=float, default=1.0,
                    help="search: each further search iteration's noise is this times the last one's (with a warm "
                         "start only the searches after a reset iterate; with --search-cold every decision does)")
+    p.add_argument("--planning-hz", type=float, default=None,
+                   help="search: physics rate of the planner's rollouts (default: the env's, exact); 300 halves "
+                        "the cost of a decision")
     p.add_argument("--search-cold", action="store_true",
                    help="search: no warm start; every decision searches afresh with the same noise draws, so the "
                         "label is a function of the state (learnable), at the cost of its cold iterations")

@@ -2,12 +2,13 @@
 
 A PD expert tracks joints but cannot balance.  This one, at each control step and from the
 exact simulator state (the full integration state row of mujoco.batch, warm-start included, so
-rollouts reproduce the simulator bit for bit), samples K sequences of PD-target offsets
-around the reference over a horizon of H control steps, rolls them all out in one batched call
-(threads across rollouts), scores each with a tracking cost consistent with the env's reward,
-and returns the first step of the best.  The plan is kept per humanoid and, shifted by a step,
-is the next decision's nominal candidate (warm start); a humanoid with no plan yet (just reset)
-gets ``cold_iterations`` search iterations instead of one.
+rollouts reproduce the simulator bit for bit; ``planning_hz`` plans on a coarser timestep for
+less), samples K sequences of PD-target offsets around the reference over a horizon of H
+control steps, rolls them all out in one batched call (threads across rollouts), scores each
+with a tracking cost consistent with the env's reward, and returns the first step of the best.
+The plan is kept per humanoid and, shifted by a step, is the next decision's nominal candidate
+(warm start); a humanoid with no plan yet (just reset) gets ``cold_iterations`` search
+iterations instead of one.
 
 Candidates: 0 is the warm-start plan itself, 1 is the plain reference (zero offsets), the rest
 add Gaussian noise (``noise_rad``) to the warm-start plan: independent at every step, or drawn at
@@ -80,6 +81,11 @@ class SearchConfig:
     noise_decay: float = 1.0  # the noise of search iteration i is noise_rad x noise_decay**i (refines)
     seed: int = 0
     nthread: int = 0  # rollout threads; 0: all cores
+    # physics rate of the planner's rollouts [Hz]; None: the env's (rollouts reproduce the
+    # simulator bit for bit).  Lower (a multiple of the control rate, e.g. 300 against the env's
+    # 600) costs proportionally less per decision: the search is all physics.  The plan is then
+    # made on a slightly different model than the one that executes it (model predictive control)
+    planning_hz: float | None = None
 
     def __post_init__(self):
         if self.candidates < 2 or self.horizon < 1 or self.iterations < 1 or self.cold_iterations < 1:
@@ -90,6 +96,8 @@ class SearchConfig:
                 and 0 < self.noise_decay <= 1):
             raise ConfigError(f"SearchConfig: 0 <= knots <= horizon ({self.horizon}) and 0 < noise_decay <= 1; "
                               f"found knots={self.knots}, noise_decay={self.noise_decay}")
+        if self.planning_hz is not None and not self.planning_hz > 0:
+            raise ConfigError(f"SearchConfig.planning_hz must be > 0 or None; found {self.planning_hz}")
 
 
 class SearchExpert:
@@ -98,7 +106,12 @@ class SearchExpert:
 
     def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig = SearchConfig()):
         self.clip, self.env_config, self.config = clip, env_config, config
-        self.model = hum.load_model("pd_target", env_config.physics_hz)  # planning drives the servos
+        planning_hz = config.planning_hz or env_config.physics_hz
+        self.substeps = round(planning_hz / env_config.control_hz)  # physics steps per control step
+        if abs(self.substeps * env_config.control_hz - planning_hz) > 1e-6 * planning_hz:
+            raise ConfigError(f"SearchConfig.planning_hz must be a multiple of the control rate "
+                              f"({env_config.control_hz} Hz); found {planning_hz}")
+        self.model = hum.load_model("pd_target", planning_hz)  # planning drives the servos
         self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in hum.fall_sensor_names(env_config.fall_bodies)])
         self._body_ids = np.array([hum.body_id(b) for b in hum.BODY_NAMES])
         self._planner: Batch | None = None
@@ -203,7 +216,7 @@ class SearchExpert:
         fallen = np.zeros(n * k, bool)
         for step in range(h):
             planner.ctrl[:] = targets[:, :, step].reshape(n * k, hum.NU)
-            planner.step(nstep=self.env_config.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
+            planner.step(nstep=self.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
             qpos = planner.qpos
             rq = np.repeat(ref_q[:, step], k, axis=0)
             sim = Pose(qpos, planner.qvel, planner.xpos[:, self._body_ids], None)

@@ -7,6 +7,8 @@ then the same states nudged by a tiny amount, then the first states again, and c
   warm-started search's label also depends on its plan's history, which no observation shows);
 - signal: mean |label correction - its mean| per dim across the states, where the correction is
   the label minus the reference target (what the search adds; a learner must fit it);
+- vs exact: for a planner on a coarser timestep (planning_hz), mean |label change| per dim from
+  the same search planned at the env's own rate ("cold mppi, knots 4", when it runs too);
 - then run the expert alone from phase 0 (its episodes batched): survival and return.
 A learner that sees only the state can fit the correction only as far as signal >> roughness.
 
@@ -35,7 +37,10 @@ CONFIGS = {  # name -> SearchConfig overrides of the cold mppi search
     "cold mppi, knots 1": {"knots": 1},
     "cold mppi, knots 4, K64": {"knots": 4, "candidates": 64},
     "cold mppi, knots 2, K64": {"knots": 2, "candidates": 64},
+    "cold mppi, knots 4, plan 300 Hz": {"knots": 4, "planning_hz": 300.0},
+    "cold mppi, knots 4, plan 150 Hz": {"knots": 4, "planning_hz": 150.0},
 }
+EXACT = "cold mppi, knots 4"  # the planning_hz configs' label is compared with this one's
 
 
 def main() -> None:
@@ -45,7 +50,7 @@ def main() -> None:
     p.add_argument("--nudge", type=float, default=0.005, help="std of the tiny change of the hinge angles [rad]")
     p.add_argument("--seconds", type=float, default=10.0, help="expert-alone horizon (0: skip)")
     p.add_argument("--episodes", type=int, default=2)
-    p.add_argument("--only", nargs="*", default=None, help="names (substrings) of the configs to run")
+    p.add_argument("--only", nargs="*", default=None, help="names of the configs to run (exact, or substrings)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     config, clip = EnvConfig(clip=args.clip), load_clip(args.clip)
@@ -70,12 +75,14 @@ def main() -> None:
     for name, overrides in CONFIGS.items():
         cfg = SearchConfig(**{"warm_start": False, "label": "mppi", **overrides})  # (cold: --search-cold)
         experts[name] = lambda cfg=cfg: SearchExpert(clip, config, cfg)
-    chosen = {n: f for n, f in experts.items() if not args.only or any(o in n for o in args.only)}
-    print(f"{'expert':34s} {'roughness':>9s} {'again':>6s} {'signal':>7s} {'ratio':>6s} {'s/label':>8s} "
-          f"{'survival [s]':>13s} {'return':>7s}", flush=True)
+    chosen = {n: f for n, f in experts.items()  # an exact name picks that config alone, else substrings
+              if not args.only or any(o == n or (o not in experts and o in n) for o in args.only)}
+    print(f"{'expert':34s} {'roughness':>9s} {'again':>6s} {'signal':>7s} {'ratio':>6s} {'vs exact':>8s} "
+          f"{'s/label':>8s} {'survival [s]':>13s} {'return':>7s}", flush=True)
+    firsts = {}
     for name, make in chosen.items():
         expert = make()
-        first = labels(expert, 0.0)
+        first = firsts[name] = labels(expert, 0.0)
         start = time.perf_counter()  # the second call: the planner is allocated by now
         rough = np.abs(labels(expert, nudge) - first).mean()
         per_label = (time.perf_counter() - start) / args.states
@@ -87,8 +94,9 @@ def main() -> None:
             result = evaluate(expert_controller(make()), config, episodes=args.episodes, horizon_s=args.seconds,
                               init_noise_rad=0.01, seed=args.seed)
             survival, ret = result.survival_s.mean, result.normalised_return.mean
-        print(f"{name:34s} {rough:9.4f} {again:6.4f} {signal:7.4f} {rough / signal:6.2f} {per_label:8.3f} "
-              f"{survival:13.2f} {ret:7.3f}", flush=True)
+        exact = np.abs(first - firsts[EXACT]).mean() if EXACT in firsts and name != EXACT else float("nan")
+        print(f"{name:34s} {rough:9.4f} {again:6.4f} {signal:7.4f} {rough / signal:6.2f} {exact:8.4f} "
+              f"{per_label:8.3f} {survival:13.2f} {ret:7.3f}", flush=True)
 
 
 if __name__ == "__main__":

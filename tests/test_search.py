@@ -198,3 +198,39 @@ def test_knot_and_decay_refusals():
                 {"noise_decay": 1.5}):
         with pytest.raises(ConfigError, match="knots"):
             SearchConfig(**bad)
+
+
+def test_planning_hz_plans_on_a_coarser_timestep(setup):
+    """planning_hz=300: the planner takes 10 steps of 1/300 s per control step, as a plain
+    MjData stepped by hand on a 300 Hz model from the same state would."""
+    import mujoco
+
+    from imitate import humanoid as hum
+
+    config, clip, sim = setup
+    expert = SearchExpert(clip, config, SearchConfig(**{**SMALL.__dict__, "planning_hz": 300.0}))
+    assert expert.model.opt.timestep == pytest.approx(1 / 300) and expert.substeps == 10
+    states, times = np.array(sim.batch.state), sim.ref_time_s.copy()
+    targets = np.clip(clip.qpos(times + config.control_dt)[:, 7:], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+    planner = expert._batch(3)
+    planner.state[:] = states
+    planner.ctrl[:] = targets
+    planner.step(nstep=expert.substeps)
+    model = hum.load_model("pd_target", 300.0)
+    data = mujoco.MjData(model)
+    for i in range(3):
+        mujoco.mj_setState(model, data, states[i], mujoco.mjtState.mjSTATE_INTEGRATION)
+        data.ctrl[:] = targets[i]
+        for _ in range(10):
+            mujoco.mj_step(model, data)
+        np.testing.assert_allclose(planner.qpos[i], data.qpos, atol=1e-9)
+    costs = expert.costs(states, times, np.zeros((3, 2, SMALL.horizon, 28)))
+    assert np.isfinite(costs).all()
+
+
+def test_planning_hz_must_be_a_multiple_of_the_control_rate(setup):
+    config, clip, _ = setup
+    with pytest.raises(ConfigError, match="multiple of the control rate"):
+        SearchExpert(clip, config, SearchConfig(planning_hz=45.0))
+    with pytest.raises(ConfigError, match="planning_hz"):
+        SearchConfig(planning_hz=0.0)
