@@ -9,7 +9,8 @@ Round 0 is SFT on the store's mocap round (or a given checkpoint).  Round k >= 1
 3. append the round to the store, all or nothing (the executed actions and labels both kept);
 4. retrain, warm-starting from round k-1, on the mocap round plus the last ``keep_rounds``
    rounds (all by default);
-5. evaluate from phase 0 and save the round's checkpoint, then the run's state (RUN_DIR/state.json).
+5. evaluate from phase 0 (each episode's start noised as in ``imitate evaluate``) and save the
+   round's checkpoint, then the run's state (RUN_DIR/state.json).
 Killed at any point, the same call resumes: a round whose data is in the store is not collected
 again, a round whose checkpoint exists is not retrained (checkpoints are written atomically).
 Beta schedules are any ``Callable[[int], float]``; ``schedule("exponential:0.5")`` etc. build
@@ -85,6 +86,9 @@ class DAggerConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)  # round 0's new policy (no --init)
     eval_episodes: int = 1
     eval_horizon_s: float = 10.0
+    # noise on the starting hinge angles of each evaluation episode [rad], as `imitate evaluate`
+    # (without it the episodes of a deterministic policy are all the same one)
+    eval_init_noise_rad: float = 0.01
     seed: int = 0
 
     def __post_init__(self):
@@ -222,7 +226,7 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
             save_checkpoint(ckpt, policy, env_config, round=k, store=str(store.path), sft=asdict(sft) | {"history": []})
         say(f"round {k}: evaluating")
         ev = evaluate(policy_controller(policy), eval_config, episodes=config.eval_episodes,
-                      horizon_s=config.eval_horizon_s)
+                      horizon_s=config.eval_horizon_s, init_noise_rad=config.eval_init_noise_rad)
         result = _round_result(k, beta, new_steps, store, sft, ev, ckpt, share)
         results.append(result)
         state["rounds"] = [asdict(r) for r in results]

@@ -26,6 +26,7 @@ from imitate.dagger import DAggerConfig, best_round, collect, constant, exponent
 from imitate.dataset import BuildConfig, build_mocap_store
 from imitate.env import EnvConfig, Simulation
 from imitate.errors import CheckpointError, ConfigError
+from imitate.evaluate import evaluate, policy_controller
 from imitate.expert import PDExpert
 from imitate.motion import load_clip
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
@@ -623,3 +624,19 @@ def test_best_round_is_the_highest_evaluated_return(clean_run):
     assert best_round(regressed).round == 1
     with pytest.raises(ConfigError):
         best_round([])
+
+
+def test_round_evaluation_noises_each_episode_start(clean_run):
+    """A round's evaluation is `imitate evaluate`'s: from phase 0 with eval_init_noise_rad of
+    seeded noise on the starting hinges (noiseless, a deterministic policy's episodes are one)."""
+    run_dir, store_path, results = clean_run
+    env_config = replace(DemoStore(store_path).env_config, random_start=False)
+    policy, _, _ = load_checkpoint(run_dir / results[-1].checkpoint, env_config)
+
+    def metrics(noise):
+        return evaluate(policy_controller(policy), env_config, episodes=CONFIG.eval_episodes,
+                        horizon_s=CONFIG.eval_horizon_s, init_noise_rad=noise).to_dict()
+
+    assert CONFIG.eval_init_noise_rad == 0.01
+    assert results[-1].evaluation == metrics(0.01)
+    assert results[-1].evaluation["joint_error_deg"] != metrics(0.0)["joint_error_deg"]
