@@ -137,6 +137,7 @@ def _dagger_config(args):
                                             members=args.ensemble),
                         rounds=args.rounds, num_envs=args.num_envs, steps_per_env=args.steps, beta=args.beta,
                         mixing=args.mixing, segment_steps=args.segment_steps, keep_rounds=args.keep_rounds,
+                        retrain_from_scratch=args.retrain_from_scratch,
                         sft=SFTConfig(epochs=args.sft_epochs, patience=15, seed=args.seed),
                         retrain=SFTConfig(epochs=args.epochs, patience=8, seed=args.seed,
                                           epoch_samples=args.epoch_samples,
@@ -458,7 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--steps", type=int, default=150, help="control steps per env per round")
     p.add_argument("--keep-rounds", type=int, default=None, help="train on mocap + the last M rounds only")
-    p.add_argument("--sft-epochs", type=int, default=100, help="epochs of round 0's SFT")
+    p.add_argument("--retrain-from-scratch", action="store_true",
+                   help="each round fits a new policy on the kept data (round 0's SFT settings) instead of "
+                        "warm-starting the last round's")
+    p.add_argument("--sft-epochs", type=int, default=100, help="epochs of round 0's SFT (and of every round "
+                   "with --retrain-from-scratch)")
     p.add_argument("--epochs", type=int, default=30, help="retraining epochs per round")
     p.add_argument("--hidden", type=int, nargs="+", default=[1024, 512], help="round 0's policy: hidden sizes")
     p.add_argument("--linear-skip", action="store_true", help="round 0's policy: add a learned linear map of the "

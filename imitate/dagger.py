@@ -7,8 +7,8 @@ Round 0 is SFT on the store's mocap round (or a given checkpoint).  Round k >= 1
    the learner's (the policy of round k-1);
 2. label every visited state with the expert (simulator state + clip time -> action);
 3. append the round to the store, all or nothing (the executed actions and labels both kept);
-4. retrain, warm-starting from round k-1, on the mocap round plus the last ``keep_rounds``
-   rounds (all by default);
+4. retrain, warm-starting from round k-1 (or from scratch, ``retrain_from_scratch``), on the
+   mocap round plus the last ``keep_rounds`` rounds (all by default);
 5. evaluate from phase 0 (each episode's start noised as in ``imitate evaluate``) and save the
    round's checkpoint, then the run's state (RUN_DIR/state.json).
 Killed at any point, the same call resumes: a round whose data is in the store is not collected
@@ -81,6 +81,9 @@ class DAggerConfig:
     mixing: str = "step"  # "step" or "segment"
     segment_steps: int = 15
     keep_rounds: int | None = None  # train on mocap + the last M rounds (None: all)
+    # True: each round fits a new policy (same architecture, round 0's SFT settings, the store's
+    # current statistics) on the kept data, as in Ross et al.; False: warm-start from round k-1
+    retrain_from_scratch: bool = False
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=100, patience=15))
     retrain: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=30, patience=8))
     policy: PolicyConfig = field(default_factory=PolicyConfig)  # round 0's new policy (no --init)
@@ -281,7 +284,11 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
             sft = SFTResult(**{**meta["sft"], "history": []})
         else:
             say(f"round {k}: retraining on {sum(e['length'] for e in store.episode_index())} steps")
-            retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
-            policy, sft = sft_on_store(store, retrain, policy=policy)
+            if config.retrain_from_scratch:
+                retrain = replace(config.sft, last_rounds=config.keep_rounds, seed=config.sft.seed + k)
+                policy, sft = sft_on_store(store, retrain, policy_config=policy.config)
+            else:
+                retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
+                policy, sft = sft_on_store(store, retrain, policy=policy)
         finish(k, beta, new_steps, policy, sft, share)
     return results

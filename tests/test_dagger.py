@@ -640,3 +640,20 @@ def test_round_evaluation_noises_each_episode_start(clean_run):
     assert CONFIG.eval_init_noise_rad == 0.01
     assert results[-1].evaluation == metrics(0.01)
     assert results[-1].evaluation["joint_error_deg"] != metrics(0.0)["joint_error_deg"]
+
+
+def test_retrain_from_scratch_fits_a_new_policy_each_round(module_dir, tmp_path):
+    """retrain_from_scratch: round 1's policy is exactly a fresh SFT (round 0's settings, seed + 1,
+    round 0's architecture) on the store's rounds 0-1, not a warm start from round 0."""
+    store_path = fresh_store(module_dir, tmp_path)
+    config = replace(CONFIG, rounds=1, retrain_from_scratch=True, policy=PolicyConfig(hidden=(16,), members=2))
+    results = run_dagger(tmp_path / "run", store_path, config)
+    got, _, _ = load_checkpoint(tmp_path / "run" / results[1].checkpoint)
+    want, _ = sft_on_store(DemoStore(store_path), replace(config.sft, seed=config.sft.seed + 1),
+                           policy_config=config.policy)
+    assert got.config == config.policy
+    for name, value in want.state_dict().items():
+        torch.testing.assert_close(got.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    warm, _, _ = load_checkpoint(tmp_path / "run" / results[0].checkpoint)
+    warm, _ = sft_on_store(DemoStore(store_path), replace(config.retrain, seed=config.retrain.seed + 1), policy=warm)
+    assert not torch.equal(warm.state_dict()["body.0.weight"], got.state_dict()["body.0.weight"])
