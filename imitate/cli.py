@@ -65,7 +65,7 @@ def _cmd_motions(args) -> int:
 
         console.print(clips_table(rows))
         if not any(r["source"] == "pybullet" for r in rows):
-            console.print("[yellow]The 15 classic clips come with pybullet: pip install 'imitate[clips]'[/]")
+            console.print("[yellow]The 15 classic clips come with pybullet: pip install 'imitate\\[clips]'[/]")
     return 0
 
 
@@ -222,7 +222,7 @@ def _learning_curve(run_dir: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        console.print("no learning_curve.png: matplotlib is not installed (pip install 'imitate[plot]')")
+        console.print("no learning_curve.png: matplotlib is not installed (pip install 'imitate\\[plot]')")
         return
     rows = list(csv.DictReader((run_dir / "log.csv").open()))
     if not rows:

@@ -92,3 +92,21 @@ def test_dagger_names_the_last_and_the_best_round(tmp_path, synthetic_clip_path,
     best = max(state["rounds"], key=lambda r: r["evaluation"]["normalised_return"]["mean"])
     assert f"lastpolicy:{run / 'round_001.pt'};" in out
     assert f"best:{run / best['checkpoint']}(round{best['round']}," in out
+
+
+def test_missing_matplotlib_hint_names_the_extra(tmp_path, monkeypatch, capsys):
+    """The hint prints the extra's brackets (rich would read a bare [plot] as markup and drop it)."""
+    import builtins
+
+    from imitate import cli
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    cli._learning_curve(tmp_path)
+    assert "pip install 'imitate[plot]'" in capsys.readouterr().out
