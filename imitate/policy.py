@@ -4,9 +4,9 @@
 state-independent log-std.  The mean is an MLP of the normalised observation, plus (optionally,
 ``PolicyConfig.linear_skip``) a linear map of it.  With ``PolicyConfig.members`` M > 1 the mean
 is the average of M such MLPs from different initial weights (an ensemble: SFT fits each member
-to the labels on its own loss, and the average carries less of the fit's variance, which on the
-search expert's labels moved survival 2x between training seeds).  The normaliser ((obs - mean) / std, clipped to
-+-clip) lives in the module as buffers, so a checkpoint alone maps raw observations to actions.
+to the labels on its own loss; on the search expert's walk labels 5 members changed neither the
+survival nor its spread over training seeds, README).  The normaliser ((obs - mean) / std,
+clipped to +-clip) lives in the module as buffers, so a checkpoint alone maps raw observations to actions.
 A checkpoint is one file (torch.save of plain data) holding the weights, the normaliser, the
 policy config and the env configuration it was trained for; loading it for another env
 configuration is refused.
