@@ -7,9 +7,9 @@ is the average of M such MLPs from different initial weights (an ensemble: SFT f
 to the labels on its own loss; on the search expert's walk labels 5 members changed neither the
 survival nor its spread over training seeds, README).  The normaliser ((obs - mean) / std,
 clipped to +-clip) lives in the module as buffers, so a checkpoint alone maps raw observations
-to actions.  A checkpoint is one file (torch.save of plain data) holding the weights, the normaliser, the
-policy config and the env configuration it was trained for; loading it for another env
-configuration is refused.
+to actions.  A checkpoint is one file (torch.save of plain data) holding the weights, the
+normaliser, the policy config and the env configuration it was trained for; loading it for
+another env configuration is refused.
 """
 
 from __future__ import annotations
