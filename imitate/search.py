@@ -41,7 +41,7 @@ same labels.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mujoco
 import numpy as np
@@ -107,10 +107,11 @@ class SearchExpert:
     def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig = SearchConfig()):
         self.clip, self.env_config, self.config = clip, env_config, config
         planning_hz = config.planning_hz or env_config.physics_hz
-        self.substeps = round(planning_hz / env_config.control_hz)  # physics steps per control step
-        if abs(self.substeps * env_config.control_hz - planning_hz) > 1e-6 * planning_hz:
+        try:  # EnvConfig checks the rate is a whole multiple of the control rate
+            self.substeps = replace(env_config, physics_hz=planning_hz).substeps  # physics steps per control step
+        except ConfigError:
             raise ConfigError(f"SearchConfig.planning_hz must be a multiple of the control rate "
-                              f"({env_config.control_hz} Hz); found {planning_hz}")
+                              f"({env_config.control_hz} Hz); found {planning_hz}") from None
         self.model = hum.load_model("pd_target", planning_hz)  # planning drives the servos
         self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in hum.fall_sensor_names(env_config.fall_bodies)])
         self._body_ids = np.array([hum.body_id(b) for b in hum.BODY_NAMES])

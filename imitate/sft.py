@@ -158,12 +158,14 @@ def steps_before_fall(terminated: np.ndarray, truncated: np.ndarray) -> np.ndarr
     """(N,) for consecutive episodes concatenated (each ending with terminated or truncated set
     on its last step): how many steps each state comes before the fall that ends its episode (0
     on the fall's step), or a huge number where the episode ended without a fall."""
-    out = np.empty(len(terminated), np.int64)
-    ahead = np.iinfo(np.int64).max // 2
-    for i in range(len(terminated) - 1, -1, -1):
-        ahead = 0 if terminated[i] else (np.iinfo(np.int64).max // 2 if truncated[i] else ahead + 1)
-        out[i] = ahead
-    return out
+    never = np.iinfo(np.int64).max // 2
+    ends = np.flatnonzero(np.asarray(terminated) | np.asarray(truncated))
+    index = np.arange(len(terminated))
+    end = np.searchsorted(ends, index)  # each state's episode end (len(ends): no end follows)
+    has_end = end < len(ends)
+    end_at = ends[np.minimum(end, len(ends) - 1)] if len(ends) else index
+    fell = has_end & np.asarray(terminated)[end_at]
+    return np.where(fell, end_at - index, never)
 
 
 def _load(store: DemoStore, split: str, config: SFTConfig) -> dict[str, np.ndarray]:

@@ -30,14 +30,11 @@ def main() -> None:
     config, clip = EnvConfig(clip=args.clip), load_clip(args.clip)
     search = SearchConfig(warm_start=False, label="mppi", knots=4)
     offsets = np.random.default_rng(args.seed).normal(0.0, args.bias, (args.episodes, 28))
-    runs = {"constant offset per episode": None, "white noise per step": None}
-    for name in runs:
-        act = expert_controller(SearchExpert(clip, config, search))
-        if name.startswith("constant"):
-            controller = lambda sim, act=act: np.clip(act(sim) + offsets, -1.0, 1.0)  # noqa: E731
-            noise = 0.0
-        else:
-            controller, noise = act, args.bias
+    for name in ("constant offset per episode", "white noise per step"):
+        act = expert_controller(SearchExpert(clip, config, search))  # a new expert each: no shared state
+        constant = name.startswith("constant")
+        controller = (lambda sim, act=act: np.clip(act(sim) + offsets, -1.0, 1.0)) if constant else act
+        noise = 0.0 if constant else args.bias
         result = evaluate(controller, config, episodes=args.episodes, horizon_s=args.seconds,
                           init_noise_rad=0.01, seed=args.seed, action_noise=noise)
         print(f"{name:28s} std {args.bias}: survival {result.survival_s.mean:.2f} ± {result.survival_s.std:.2f} s, "
