@@ -100,6 +100,9 @@ def _add_fit_options(p, policy_prefix: str) -> None:
     p.add_argument("--ensemble", type=int, default=1, metavar="M",
                    help=f"{policy_prefix}M MLPs from different initial weights, each fitted to the labels, "
                         "their means averaged (default 1: one MLP)")
+    p.add_argument("--residual", action="store_true",
+                   help=f"{policy_prefix}the servo targets of the observed reference plus the networks' output, "
+                        "so they learn only the expert's correction (pd_target only)")
     p.add_argument("--drop-before-fall", type=float, default=0.0, metavar="S",
                    help="train without the states of an episode that fell within S seconds before its fall "
                         "(labels no expert can act on; default 0: keep all)")
@@ -119,7 +122,8 @@ def _cmd_sft(args) -> int:
         def progress(epoch, epochs, train_loss, valid_loss):
             bar.update(task, completed=epoch, description=f"SFT  train {train_loss:.5f}  valid {valid_loss:.5f}")
 
-        policy_config = PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip, members=args.ensemble)
+        policy_config = PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip, members=args.ensemble,
+                                     residual=args.residual)
         policy, result = sft_on_store(store, config, policy_config=policy_config, progress=progress)
     options = {k: v for k, v in vars(args).items() if k != "func"}
     save_checkpoint(args.out, policy, store.env_config, store=str(store.path), sft=options)
@@ -134,7 +138,7 @@ def _dagger_config(args):
     from .sft import SFTConfig
 
     return DAggerConfig(policy=PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip,
-                                            members=args.ensemble),
+                                            members=args.ensemble, residual=args.residual),
                         rounds=args.rounds, num_envs=args.num_envs, steps_per_env=args.steps, beta=args.beta,
                         mixing=args.mixing, segment_steps=args.segment_steps, keep_rounds=args.keep_rounds,
                         retrain_from_scratch=args.retrain_from_scratch,

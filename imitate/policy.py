@@ -1,15 +1,16 @@
 """The Gaussian MLP policy, with its observation normaliser inside; save and load.
 
 ``GaussianPolicy(obs) -> mean action``; the action distribution is N(mean, exp(log_std)) with a
-state-independent log-std.  The mean is an MLP of the normalised observation, plus (optionally,
-``PolicyConfig.linear_skip``) a linear map of it.  With ``PolicyConfig.members`` M > 1 the mean
-is the average of M such MLPs from different initial weights (an ensemble: SFT fits each member
-to the labels on its own loss; on the search expert's walk labels 5 members changed neither the
-survival nor its spread over training seeds, README).  The normaliser ((obs - mean) / std,
-clipped to +-clip) lives in the module as buffers, so a checkpoint alone maps raw observations
-to actions.  A checkpoint is one file (torch.save of plain data) holding the weights, the
-normaliser, the policy config and the env configuration it was trained for; loading it for
-another env configuration is refused.
+state-independent log-std. The mean is an MLP of the normalised observation, plus (optionally,
+``PolicyConfig.linear_skip``) a linear map of it, plus (``PolicyConfig.residual``) the action
+that aims the servos at the observed reference: the networks then learn only the correction.
+With ``PolicyConfig.members`` M > 1 the mean is the average of M such MLPs from different
+initial weights (an ensemble: SFT fits each member to the labels on its own loss; on the search
+expert's walk labels 5 members changed neither the survival nor its spread over training seeds,
+README). The normaliser ((obs - mean) / std, clipped to +-clip) lives in the module as buffers,
+so a checkpoint alone maps raw observations to actions. A checkpoint is one file (torch.save of
+plain data) holding the weights, the normaliser, the policy config and the env configuration it
+was trained for; loading it for another env configuration is refused.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ import torch
 from torch import nn
 
 from . import __version__
+from . import humanoid as hum
 from .env import EnvConfig
 from .errors import CheckpointError, ConfigError
 from .observation import OBS_NAMES
+
+# the raw observation's columns of the reference hinge angles ahead (the servo targets a
+# reference-tracking expert aims at), in hinge order
+REF_Q_COLUMNS = [OBS_NAMES.index(f"ref_q_{h}") for h in hum.HINGE_NAMES]
 
 CHECKPOINT_FORMAT = "imitate.policy"
 CHECKPOINT_VERSION = 1
@@ -43,6 +49,10 @@ class PolicyConfig:
     # then fitted from few samples, and the MLP learns only what is not linear
     linear_skip: bool = False
     members: int = 1  # M MLPs whose means are averaged (an ensemble); 1: a single MLP
+    # pd_target only: the mean is the action that aims the servos at the observed reference ahead
+    # (a fixed map of the raw observation's ref_q columns) plus the networks' output, so they learn
+    # only the expert's correction to the reference, not the whole gait's swing of the targets
+    residual: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -88,6 +98,13 @@ class GaussianPolicy(nn.Module):
             nn.init.zeros_(self.skip.weight)
             nn.init.zeros_(self.skip.bias)
         self.log_std = nn.Parameter(torch.full((act_dim,), config.init_log_std))
+        if config.residual and (obs_dim, act_dim) != (len(OBS_NAMES), hum.NU):
+            raise ConfigError(f"a residual policy needs imitate's observation ({len(OBS_NAMES)}) and the 28 "
+                              f"hinge actions; found obs_dim={obs_dim}, act_dim={act_dim}")
+        lo, hi = (torch.as_tensor(hum.HINGE_RANGE[:, i], dtype=torch.float32) for i in (0, 1))
+        # not saved: fixed by the humanoid (targets_to_action: (target - middle) / half range)
+        self.register_buffer("_hinge_middle", 0.5 * (lo + hi), persistent=False)
+        self.register_buffer("_hinge_half_range", 0.5 * (hi - lo), persistent=False)
 
     def set_normaliser(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Set the observation normaliser (std floored at 1e-3, so constant inputs stay finite)."""
@@ -102,7 +119,14 @@ class GaussianPolicy(nn.Module):
         """(M, B, act_dim): each member's mean action (the linear skip added to each)."""
         x = self.normalise(obs)
         means = torch.stack([self.mean_head(self.body(x))] + [member(x) for member in self.more_members])
-        return means if self.skip is None else means + self.skip(x)
+        if self.skip is not None:
+            means = means + self.skip(x)
+        return means + self.reference_action(obs) if self.config.residual else means
+
+    def reference_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, 28): the pd_target action aiming the servos at the reference ahead that the raw
+        observation (B, obs_dim) carries."""
+        return (obs[:, REF_Q_COLUMNS] - self._hinge_middle) / self._hinge_half_range
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.member_means(obs).mean(0)

@@ -148,6 +148,9 @@ def fit(policy: GaussianPolicy, train: dict[str, np.ndarray], valid: dict[str, n
 
 def new_policy(store: DemoStore, config: PolicyConfig = PolicyConfig()) -> GaussianPolicy:
     """A fresh policy for the store's observations, its normaliser from the store's statistics."""
+    if config.residual and store.env_config.action_space != "pd_target":
+        raise ConfigError(f"a residual policy adds the servo targets of the reference: it needs the pd_target "
+                          f"action space; the store {store.path} holds {store.env_config.action_space!r} actions")
     stats = store.normalisation("obs")
     policy = GaussianPolicy(len(stats["mean"]), len(store.normalisation("expert_actions")["mean"]), config)
     policy.set_normaliser(stats["mean"], stats["std"])

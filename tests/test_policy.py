@@ -324,3 +324,50 @@ def test_one_member_is_the_plain_mlp():
 def test_members_must_be_a_positive_int(members):
     with pytest.raises(ConfigError, match="members"):
         PolicyConfig(members=members)
+
+
+def test_residual_adds_the_servo_targets_of_the_reference_ahead(tmp_path, synthetic_clip_path, config):
+    """residual=True: the mean is the same networks' output plus the pd_target action aiming the
+    servos at the clip's hinge angles one lookahead ahead, computed here from the clip and the
+    humanoid's joint ranges (not from the observation); a checkpoint keeps it."""
+    from imitate import humanoid as hum
+    from imitate.env import Simulation
+    from imitate.motion import load_clip
+
+    clip = load_clip(synthetic_clip_path)
+    env_config = EnvConfig(clip=str(synthetic_clip_path))
+    sim = Simulation(env_config, 4, nthread=1, clip=clip)
+    times = np.array([0.0, 0.05, 0.11, 0.2])
+    sim.reset(np.arange(4), times)
+    sim.step(np.zeros((4, ACT)))  # a state off the reference
+    obs = torch.as_tensor(sim.obs)
+    torch.manual_seed(3)
+    residual = GaussianPolicy(OBS, ACT, PolicyConfig(hidden=(32, 16), residual=True))
+    plain = GaussianPolicy(OBS, ACT, PolicyConfig(hidden=(32, 16)))
+    plain.load_state_dict(residual.state_dict())
+    with torch.no_grad():
+        residual.mean_head.weight.normal_(0.0, 0.3)
+        plain.mean_head.weight.copy_(residual.mean_head.weight)
+        lo, hi = hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1]
+        ahead = clip.qpos(sim.ref_time_s + env_config.lookahead_s)[:, hum.HINGE_QPOS]
+        expected = (ahead - 0.5 * (lo + hi)) / (0.5 * (hi - lo))
+        assert np.abs(expected).max() > 0.05  # the reference term is not negligible
+        np.testing.assert_allclose((residual(obs) - plain(obs)).numpy(), expected, atol=1e-5)
+        np.testing.assert_allclose(residual.act(sim.obs), np.clip(plain(obs).numpy() + expected, -1, 1), atol=1e-5)
+    save_checkpoint(tmp_path / "res.pt", residual, env_config)
+    loaded, _, _ = load_checkpoint(tmp_path / "res.pt", env_config)
+    assert loaded.config.residual
+    with torch.no_grad():
+        assert torch.equal(loaded(obs), residual(obs))
+
+
+def test_residual_needs_the_full_observation_and_pd_targets(tmp_path):
+    from types import SimpleNamespace
+
+    from imitate.sft import new_policy
+
+    with pytest.raises(ConfigError, match="obs_dim=20"):
+        GaussianPolicy(20, ACT, PolicyConfig(residual=True))
+    store = SimpleNamespace(env_config=EnvConfig(action_space="torque"), path=tmp_path / "t.h5")
+    with pytest.raises(ConfigError, match="pd_target.*'torque'"):
+        new_policy(store, PolicyConfig(residual=True))
