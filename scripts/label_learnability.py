@@ -1,0 +1,120 @@
+"""How well can a learner fit a search expert's labels, and what does a smoother expert cost?
+
+Takes a sample of a store's states (train and validation splits apart), relabels them with
+variants of the 4-knot cold MPPI search (`--search-label mppi --search-cold --search-knots 4`,
+the DAgger recipe), fits a residual policy (`imitate sft --residual` defaults) on each variant's
+training labels and reports, on the validation states:
+- R2: the share of the correction's variance (label minus the observed reference's servo
+  target, what the search adds) that the fitted policy explains;
+- RMSE: the policy's error in action units (what the expert then has to live with);
+- the correction's own RMS (how much the expert moves away from the reference);
+- vs stored: the RMS difference from the store's labels (0 for the recipe the store was built
+  with: relabelling from the stored qpos, qvel and clip time reproduces them);
+then (`--seconds` > 0) the expert alone from phase 0: survival and normalised return.
+"stored" uses the store's own labels for the same states (no relabelling).
+
+    .venv/bin/python scripts/label_learnability.py STORE.h5 [--train 600] [--valid 200] \\
+        [--variants stored "temperature 1"] [--seconds 10] [--episodes 2]
+"""
+
+import argparse
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from imitate import humanoid as hum
+from imitate.env import Simulation
+from imitate.evaluate import evaluate, expert_controller
+from imitate.motion import load_clip
+from imitate.policy import REF_Q_COLUMNS, PolicyConfig
+from imitate.search import SearchConfig, SearchExpert
+from imitate.sft import SFTConfig, fit, new_policy
+from imitate.store import DemoStore
+
+RECIPE = {"warm_start": False, "label": "mppi", "knots": 4}
+VARIANTS = {  # name -> SearchConfig overrides of the recipe (None: the store's labels)
+    "stored": None,
+    "temperature 0.1 (recipe)": {},
+    "temperature 0.3": {"temperature": 0.3},
+    "temperature 1": {"temperature": 1.0},
+    "temperature 3": {"temperature": 3.0},
+    "offset weight 1": {"offset_weight": 1.0},
+}
+
+
+def sample(store: DemoStore, split: str, n: int, seed: int) -> dict[str, np.ndarray]:
+    data = store.load(("obs", "expert_actions", "qpos", "qvel", "time_s"), split=split)
+    pick = np.sort(np.random.default_rng(seed).choice(len(data["obs"]), min(n, len(data["obs"])), replace=False))
+    return {k: v[pick] for k, v in data.items()}
+
+
+def relabel(expert: SearchExpert, sim: Simulation, data: dict[str, np.ndarray], chunk: int) -> np.ndarray:
+    """The expert's labels for the states (a cold search: each state on its own), in chunks of
+    the simulation's size."""
+    out = []
+    for start in range(0, len(data["obs"]), chunk):
+        q, v, t = (data[k][start:start + chunk] for k in ("qpos", "qvel", "time_s"))
+        n = len(q)
+        if n < chunk:  # pad the last chunk with copies of its first state
+            q, v, t = (np.concatenate([a, np.repeat(a[:1], chunk - n, axis=0)]) for a in (q, v, t))
+        sim.set_state(q, v, t)
+        out.append(expert.label_states(np.array(sim.batch.state), t, np.arange(chunk))[:n])
+    return np.concatenate(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("store")
+    p.add_argument("--train", type=int, default=600, help="training states sampled")
+    p.add_argument("--valid", type=int, default=200, help="validation states sampled")
+    p.add_argument("--variants", nargs="*", default=["stored", "temperature 1"], choices=list(VARIANTS))
+    p.add_argument("--seconds", type=float, default=10.0, help="expert-alone horizon (0: skip)")
+    p.add_argument("--episodes", type=int, default=2)
+    p.add_argument("--fit-seeds", type=int, default=2, help="SFT seeds per variant (R2 and RMSE averaged)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    store = DemoStore(args.store)
+    config = store.env_config
+    clip = load_clip(config.clip)
+    train, valid = sample(store, "train", args.train, args.seed), sample(store, "valid", args.valid, args.seed)
+    lo, hi = hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1]
+    chunk = 16
+    sim = Simulation(config, chunk, clip=clip)
+    print(f"{len(train['obs'])} training and {len(valid['obs'])} validation states of {args.store}")
+    print(f"{'variant':26s} {'s/label':>7s} {'corr. RMS':>9s} {'vs stored':>9s} {'R2':>6s} {'RMSE':>7s} "
+          f"{'survival [s]':>13s} {'return':>7s}", flush=True)
+    for name in args.variants:
+        overrides = VARIANTS[name]
+        per_label, vs_stored = float("nan"), float("nan")
+        if overrides is None:
+            labels = {"train": train["expert_actions"], "valid": valid["expert_actions"]}
+        else:
+            expert = SearchExpert(clip, config, SearchConfig(**{**RECIPE, **overrides}))
+            start = time.perf_counter()
+            labels = {"train": relabel(expert, sim, train, chunk), "valid": relabel(expert, sim, valid, chunk)}
+            per_label = (time.perf_counter() - start) / (len(train["obs"]) + len(valid["obs"]))
+            vs_stored = np.sqrt(np.mean((labels["valid"] - valid["expert_actions"]) ** 2))
+        reference = (valid["obs"][:, REF_Q_COLUMNS] - 0.5 * (lo + hi)) / (0.5 * (hi - lo))
+        correction = labels["valid"] - reference
+        r2, rmse = [], []
+        for seed in range(args.fit_seeds):
+            torch.manual_seed(seed)
+            policy = new_policy(store, PolicyConfig(residual=True))
+            result = fit(policy, {"obs": train["obs"], "expert_actions": labels["train"]},
+                         {"obs": valid["obs"], "expert_actions": labels["valid"]}, SFTConfig(seed=seed))
+            r2.append(1.0 - result.valid_mse / np.mean((correction - correction.mean(0)) ** 2))
+            rmse.append(np.sqrt(result.valid_mse))
+        survival, ret = float("nan"), float("nan")
+        if args.seconds > 0 and overrides is not None:
+            result = evaluate(expert_controller(SearchExpert(clip, config, SearchConfig(**{**RECIPE, **overrides}))),
+                              replace(config, random_start=False), episodes=args.episodes,
+                              horizon_s=args.seconds, init_noise_rad=0.01, seed=args.seed)
+            survival, ret = result.survival_s.mean, result.normalised_return.mean
+        print(f"{name:26s} {per_label:7.3f} {np.sqrt(np.mean(correction ** 2)):9.4f} {vs_stored:9.4f} "
+              f"{np.mean(r2):6.3f} {np.mean(rmse):7.4f} {survival:13.2f} {ret:7.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
