@@ -25,7 +25,8 @@ def _make_expert(name: str, clip, config, args):
                                                        noise_rad=args.search_noise, label=args.search_label,
                                                        warm_start=not args.search_cold, knots=args.search_knots,
                                                        noise_decay=args.search_noise_decay, seed=args.seed,
-                                                       planning_hz=args.planning_hz))
+                                                       planning_hz=args.planning_hz,
+                                                       temperature=args.search_temperature))
     raise ConfigError(f"--expert must be pd or search; found {name!r}")
 
 
@@ -37,6 +38,9 @@ def _add_expert_options(p, default: str | None = "pd") -> None:
     p.add_argument("--search-noise", type=float, default=0.1, help="search: std of the target offsets [rad]")
     p.add_argument("--search-label", default="best", choices=["best", "mppi"],
                    help="search: the best candidate's first step, or the cost-weighted mean of all (smoother)")
+    p.add_argument("--search-temperature", type=float, default=0.1,
+                   help="search, mppi labels: weights exp(-(cost - min) / (T (median - min))); higher T averages "
+                        "more candidates: smaller, more learnable corrections that balance less")
     p.add_argument("--search-knots", type=int, default=0,
                    help="search: draw the offsets' noise at this many knots over the horizon, interpolated "
                         "linearly (0: at every step); fewer dimensions to search, smoother labels")

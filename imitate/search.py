@@ -96,6 +96,8 @@ class SearchConfig:
                 and 0 < self.noise_decay <= 1):
             raise ConfigError(f"SearchConfig: 0 <= knots <= horizon ({self.horizon}) and 0 < noise_decay <= 1; "
                               f"found knots={self.knots}, noise_decay={self.noise_decay}")
+        if not self.temperature > 0:
+            raise ConfigError(f"SearchConfig.temperature must be > 0; found {self.temperature}")
         if self.planning_hz is not None and not self.planning_hz > 0:
             raise ConfigError(f"SearchConfig.planning_hz must be > 0 or None; found {self.planning_hz}")
 

@@ -38,6 +38,7 @@ VARIANTS = {  # name -> SearchConfig overrides of the recipe (None: the store's 
     "stored": None,
     "temperature 0.1 (recipe)": {},
     "temperature 0.3": {"temperature": 0.3},
+    "temperature 0.5": {"temperature": 0.5},
     "temperature 1": {"temperature": 1.0},
     "temperature 3": {"temperature": 3.0},
     "offset weight 1": {"offset_weight": 1.0},

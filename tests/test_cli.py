@@ -66,11 +66,12 @@ def test_search_options_reach_the_search_expert(synthetic_clip_path):
     args = build_parser().parse_args(["dagger", "--data", "x.h5", "--out", "run", "--expert", "search",
                                       "--candidates", "12", "--horizon", "9", "--search-noise", "0.05",
                                       "--search-label", "mppi", "--search-cold", "--search-knots", "3",
-                                      "--search-noise-decay", "0.5", "--seed", "7"])
+                                      "--search-noise-decay", "0.5", "--seed", "7",
+                                      "--search-temperature", "0.3"])
     config = EnvConfig(clip=str(synthetic_clip_path))
     cfg = _make_expert(args.expert, load_clip(synthetic_clip_path), config, args).config
     assert (cfg.candidates, cfg.horizon, cfg.noise_rad, cfg.label, cfg.warm_start, cfg.knots, cfg.noise_decay,
-            cfg.seed) == (12, 9, 0.05, "mppi", False, 3, 0.5, 7)
+            cfg.seed, cfg.temperature) == (12, 9, 0.05, "mppi", False, 3, 0.5, 7, 0.3)
 
 
 def test_bad_search_option_is_one_clear_error(synthetic_clip_path, capsys):

@@ -126,6 +126,9 @@ def test_config_refusals():
         SearchConfig(candidates=1)
     with pytest.raises(ConfigError):
         SearchConfig(noise_rad=-0.1)
+    for temperature in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match="temperature"):
+            SearchConfig(temperature=temperature)
 
 
 # ----- knots and noise decay ------------------------------------------------------------------
