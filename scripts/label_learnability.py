@@ -10,11 +10,14 @@ training labels and reports, on the validation states:
 - the correction's own RMS (how much the expert moves away from the reference);
 - vs stored: the RMS difference from the store's labels (0 for the recipe the store was built
   with: relabelling from the stored qpos, qvel and clip time reproduces them);
-then (`--seconds` > 0) the expert alone from phase 0: survival and normalised return.
+then (`--seconds` > 0) the expert alone from phase 0: survival and normalised return. With
+`--train-fractions`, R2 also from fits on those fractions of the training states (how R2 grows
+with labels).
 "stored" uses the store's own labels for the same states (no relabelling).
 
     .venv/bin/python scripts/label_learnability.py STORE.h5 [--train 600] [--valid 200] \\
-        [--variants stored "temperature 1"] [--seconds 10] [--episodes 2]
+        [--variants stored "temperature 1"] [--seconds 10] [--episodes 2] \\
+        [--train-fractions 0.125 0.25 0.5]
 """
 
 import argparse
@@ -47,7 +50,8 @@ VARIANTS = {  # name -> SearchConfig overrides of the recipe (None: the store's 
 
 def sample(store: DemoStore, split: str, n: int, seed: int) -> dict[str, np.ndarray]:
     data = store.load(("obs", "expert_actions", "qpos", "qvel", "time_s"), split=split)
-    pick = np.sort(np.random.default_rng(seed).choice(len(data["obs"]), min(n, len(data["obs"])), replace=False))
+    """n states of a split, in random order."""
+    pick = np.random.default_rng(seed).choice(len(data["obs"]), min(n, len(data["obs"])), replace=False)
     return {k: v[pick] for k, v in data.items()}
 
 
@@ -65,6 +69,21 @@ def relabel(expert: SearchExpert, sim: Simulation, data: dict[str, np.ndarray], 
     return np.concatenate(out)
 
 
+def fit_r2_rmse(store: DemoStore, train: dict, valid: dict, labels: dict, variance: float, count: int,
+                fit_seeds: int) -> tuple[float, float]:
+    """R2 (against the correction's variance) and RMSE on the validation states, averaged over fit
+    seeds, of residual policies fitted on the first count training states (in random order)."""
+    r2, rmse = [], []
+    for seed in range(fit_seeds):
+        torch.manual_seed(seed)
+        policy = new_policy(store, PolicyConfig(residual=True))
+        result = fit(policy, {"obs": train["obs"][:count], "expert_actions": labels["train"][:count]},
+                     {"obs": valid["obs"], "expert_actions": labels["valid"]}, SFTConfig(seed=seed))
+        r2.append(1.0 - result.valid_mse / variance)
+        rmse.append(np.sqrt(result.valid_mse))
+    return float(np.mean(r2)), float(np.mean(rmse))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("store")
@@ -74,6 +93,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="expert-alone horizon (0: skip)")
     p.add_argument("--episodes", type=int, default=2)
     p.add_argument("--fit-seeds", type=int, default=2, help="SFT seeds per variant (R2 and RMSE averaged)")
+    p.add_argument("--train-fractions", type=float, nargs="*", default=[],
+                   help="also fit on these fractions of the training states (a learning curve)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     store = DemoStore(args.store)
@@ -99,14 +120,9 @@ def main() -> None:
             vs_stored = np.sqrt(np.mean((labels["valid"] - valid["expert_actions"]) ** 2))
         reference = (valid["obs"][:, REF_Q_COLUMNS] - 0.5 * (lo + hi)) / (0.5 * (hi - lo))
         correction = labels["valid"] - reference
-        r2, rmse = [], []
-        for seed in range(args.fit_seeds):
-            torch.manual_seed(seed)
-            policy = new_policy(store, PolicyConfig(residual=True))
-            result = fit(policy, {"obs": train["obs"], "expert_actions": labels["train"]},
-                         {"obs": valid["obs"], "expert_actions": labels["valid"]}, SFTConfig(seed=seed))
-            r2.append(1.0 - result.valid_mse / np.mean((correction - correction.mean(0)) ** 2))
-            rmse.append(np.sqrt(result.valid_mse))
+        variance = np.mean((correction - correction.mean(0)) ** 2)
+
+        r2, rmse = fit_r2_rmse(store, train, valid, labels, variance, len(train["obs"]), args.fit_seeds)
         survival, ret = float("nan"), float("nan")
         if args.seconds > 0 and overrides is not None:
             result = evaluate(expert_controller(SearchExpert(clip, config, SearchConfig(**{**RECIPE, **overrides}))),
@@ -114,7 +130,11 @@ def main() -> None:
                               horizon_s=args.seconds, init_noise_rad=0.01, seed=args.seed)
             survival, ret = result.survival_s.mean, result.normalised_return.mean
         print(f"{name:26s} {per_label:7.3f} {np.sqrt(np.mean(correction ** 2)):9.4f} {vs_stored:9.4f} "
-              f"{np.mean(r2):6.3f} {np.mean(rmse):7.4f} {survival:13.2f} {ret:7.3f}", flush=True)
+              f"{r2:6.3f} {rmse:7.4f} {survival:13.2f} {ret:7.3f}", flush=True)
+        for fraction in args.train_fractions:
+            count = max(1, round(fraction * len(train["obs"])))
+            r2, rmse = fit_r2_rmse(store, train, valid, labels, variance, count, args.fit_seeds)
+            print(f"  {count:6d} training states: R2 {r2:6.3f}, RMSE {rmse:7.4f}", flush=True)
 
 
 if __name__ == "__main__":
