@@ -6,7 +6,8 @@ every executed action, a constant offset drawn once per episode (std --bias, in 
 beside the same expert with white noise of the same std drawn at every step, and prints
 survival and return for each.
 
-    .venv/bin/python scripts/expert_bias.py [--bias 0.05] [--episodes 3] [--seconds 10]
+    .venv/bin/python scripts/expert_bias.py [--bias 0.05] [--episodes 3] [--seconds 10] \\
+        [--temperature 0.1] [--kinds constant white]
 """
 
 import argparse
@@ -25,12 +26,15 @@ def main() -> None:
     p.add_argument("--bias", type=float, default=0.05, help="std of the per-episode offset [action units]")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--temperature", type=float, default=0.1, help="the search's MPPI temperature")
+    p.add_argument("--kinds", nargs="+", default=["constant", "white"], choices=["constant", "white"])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     config, clip = EnvConfig(clip=args.clip), load_clip(args.clip)
-    search = SearchConfig(warm_start=False, label="mppi", knots=4)
+    search = SearchConfig(warm_start=False, label="mppi", knots=4, temperature=args.temperature)
     offsets = np.random.default_rng(args.seed).normal(0.0, args.bias, (args.episodes, 28))
-    for name in ("constant offset per episode", "white noise per step"):
+    names = {"constant": "constant offset per episode", "white": "white noise per step"}
+    for name in (names[kind] for kind in args.kinds):
         act = expert_controller(SearchExpert(clip, config, search))  # a new expert each: no shared state
         constant = name.startswith("constant")
         controller = (lambda sim, act=act: np.clip(act(sim) + offsets, -1.0, 1.0)) if constant else act
