@@ -34,9 +34,10 @@ def main() -> None:
     search = SearchConfig(warm_start=False, label="mppi", knots=4, temperature=args.temperature)
     offsets = np.random.default_rng(args.seed).normal(0.0, args.bias, (args.episodes, 28))
     names = {"constant": "constant offset per episode", "white": "white noise per step"}
-    for name in (names[kind] for kind in args.kinds):
+    for kind in args.kinds:
+        name = names[kind]
         act = expert_controller(SearchExpert(clip, config, search))  # a new expert each: no shared state
-        constant = name.startswith("constant")
+        constant = kind == "constant"
         controller = (lambda sim, act=act: np.clip(act(sim) + offsets, -1.0, 1.0)) if constant else act
         noise = 0.0 if constant else args.bias
         result = evaluate(controller, config, episodes=args.episodes, horizon_s=args.seconds,

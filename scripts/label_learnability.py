@@ -27,8 +27,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from imitate import humanoid as hum
-from imitate.env import Simulation
+from imitate.env import Simulation, targets_to_action
 from imitate.evaluate import evaluate, expert_controller
 from imitate.motion import load_clip
 from imitate.policy import REF_Q_COLUMNS, PolicyConfig
@@ -49,8 +48,8 @@ VARIANTS = {  # name -> SearchConfig overrides of the recipe (None: the store's 
 
 
 def sample(store: DemoStore, split: str, n: int, seed: int) -> dict[str, np.ndarray]:
-    data = store.load(("obs", "expert_actions", "qpos", "qvel", "time_s"), split=split)
     """n states of a split, in random order."""
+    data = store.load(("obs", "expert_actions", "qpos", "qvel", "time_s"), split=split)
     pick = np.random.default_rng(seed).choice(len(data["obs"]), min(n, len(data["obs"])), replace=False)
     return {k: v[pick] for k, v in data.items()}
 
@@ -101,7 +100,6 @@ def main() -> None:
     config = store.env_config
     clip = load_clip(config.clip)
     train, valid = sample(store, "train", args.train, args.seed), sample(store, "valid", args.valid, args.seed)
-    lo, hi = hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1]
     chunk = 16
     sim = Simulation(config, chunk, clip=clip)
     print(f"{len(train['obs'])} training and {len(valid['obs'])} validation states of {args.store}")
@@ -110,22 +108,21 @@ def main() -> None:
     for name in args.variants:
         overrides = VARIANTS[name]
         per_label, vs_stored = float("nan"), float("nan")
+        search = None if overrides is None else SearchConfig(**{**RECIPE, **overrides})
         if overrides is None:
             labels = {"train": train["expert_actions"], "valid": valid["expert_actions"]}
         else:
-            expert = SearchExpert(clip, config, SearchConfig(**{**RECIPE, **overrides}))
+            expert = SearchExpert(clip, config, search)
             start = time.perf_counter()
             labels = {"train": relabel(expert, sim, train, chunk), "valid": relabel(expert, sim, valid, chunk)}
             per_label = (time.perf_counter() - start) / (len(train["obs"]) + len(valid["obs"]))
             vs_stored = np.sqrt(np.mean((labels["valid"] - valid["expert_actions"]) ** 2))
-        reference = (valid["obs"][:, REF_Q_COLUMNS] - 0.5 * (lo + hi)) / (0.5 * (hi - lo))
-        correction = labels["valid"] - reference
+        correction = labels["valid"] - targets_to_action(valid["obs"][:, REF_Q_COLUMNS])
         variance = np.mean((correction - correction.mean(0)) ** 2)
-
         r2, rmse = fit_r2_rmse(store, train, valid, labels, variance, len(train["obs"]), args.fit_seeds)
         survival, ret = float("nan"), float("nan")
-        if args.seconds > 0 and overrides is not None:
-            result = evaluate(expert_controller(SearchExpert(clip, config, SearchConfig(**{**RECIPE, **overrides}))),
+        if args.seconds > 0 and search is not None:  # a fresh expert: no state from the relabelling
+            result = evaluate(expert_controller(SearchExpert(clip, config, search)),
                               replace(config, random_start=False), episodes=args.episodes,
                               horizon_s=args.seconds, init_noise_rad=0.01, seed=args.seed)
             survival, ret = result.survival_s.mean, result.normalised_return.mean
