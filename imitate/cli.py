@@ -145,7 +145,7 @@ def _dagger_config(args):
                                             members=args.ensemble, residual=args.residual),
                         rounds=args.rounds, num_envs=args.num_envs, steps_per_env=args.steps, beta=args.beta,
                         mixing=args.mixing, segment_steps=args.segment_steps, keep_rounds=args.keep_rounds,
-                        retrain_from_scratch=args.retrain_from_scratch,
+                        retrain_from_scratch=args.retrain_from_scratch, collect_noise=args.collect_noise,
                         sft=SFTConfig(epochs=args.sft_epochs, patience=15, seed=args.seed),
                         retrain=SFTConfig(epochs=args.epochs, patience=8, seed=args.seed,
                                           epoch_samples=args.epoch_samples,
@@ -467,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--steps", type=int, default=150, help="control steps per env per round")
     p.add_argument("--keep-rounds", type=int, default=None, help="train on mocap + the last M rounds only")
+    p.add_argument("--collect-noise", type=float, default=0.0,
+                   help="std of Gaussian noise on every executed action while collecting (action units; DART): "
+                        "the expert also labels the states a perturbed learner drifts into")
     p.add_argument("--retrain-from-scratch", action="store_true",
                    help="each round fits a new policy on the kept data (round 0's SFT settings) instead of "
                         "warm-starting the last round's")

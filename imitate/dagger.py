@@ -92,6 +92,10 @@ class DAggerConfig:
     # noise on the starting hinge angles of each evaluation episode [rad], as `imitate evaluate`
     # (without it the episodes of a deterministic policy are all the same one)
     eval_init_noise_rad: float = 0.01
+    # std of Gaussian noise on every executed action while collecting (action units, clipped to
+    # [-1, 1]; DART, Laskey et al. 2017): the rollouts drift as a slightly worse policy's would, so
+    # the expert labels the states the next learner drifts into before it gets there
+    collect_noise: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -104,11 +108,14 @@ class DAggerConfig:
             raise ConfigError(f"mixing must be step or segment; found {self.mixing!r}")
         if min(self.rounds, self.num_envs, self.steps_per_env, self.segment_steps, self.eval_episodes) < 1:
             raise ConfigError("rounds, num_envs, steps_per_env, segment_steps and eval_episodes must be >= 1")
+        if not 0.0 <= self.collect_noise < float("inf"):
+            raise ConfigError(f"collect_noise must be a finite std >= 0; found {self.collect_noise}")
 
 
 def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: float, steps: int,
             rng: np.random.Generator, mixing: str = "step", segment_steps: int = 15,
-            progress: Callable[[int, int], None] | None = None) -> list[dict[str, np.ndarray]]:
+            progress: Callable[[int, int], None] | None = None,
+            action_noise: float = 0.0) -> list[dict[str, np.ndarray]]:
     """Run the beta-mixture of expert and learner in every env of sim for `steps` steps.
 
     sim: a Simulation (or anything with reset/start_times/step/obs/qpos/qvel/ref_time_s).
@@ -117,6 +124,8 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
     expert_actions (labels of every visited state), actions (executed), qpos, qvel, time_s,
     reward, terminated, truncated, expert_share (the fraction of executed expert actions).
     progress: called with (steps done, steps) after each step.
+    action_noise: std of Gaussian noise added to every executed action (clipped to [-1, 1]); the
+    labels stay the expert's actions at the states visited.
     """
     n = sim.num_envs
     sim.reset(np.arange(n), sim.start_times(rng, n))
@@ -129,6 +138,8 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
         obs, qpos, qvel, t = sim.obs.copy(), sim.qpos.copy(), sim.qvel.copy(), sim.ref_time_s.copy()
         labels = label(expert, sim)
         executed = np.where(use_expert[:, None], labels, learner(obs))
+        if action_noise > 0:
+            executed = np.clip(executed + rng.normal(0.0, action_noise, executed.shape), -1.0, 1.0)
         reward, terminated, truncated, _ = sim.step(executed)
         last = step == steps - 1
         truncated = truncated | (last & ~terminated)
@@ -269,7 +280,7 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
                         f"({labels / (time.perf_counter() - started):.1f} per s, simulation and learner included)")
 
             eps = collect(sim, policy.act, expert, beta, config.steps_per_env, rng,
-                          config.mixing, config.segment_steps, report)
+                          config.mixing, config.segment_steps, report, config.collect_noise)
             new_steps = sum(len(e["obs"]) for e in eps)
             share = float(np.average([e["expert_share"] for e in eps], weights=[len(e["obs"]) for e in eps]))
             episodes = [Episode(obs=e["obs"], expert_actions=e["expert_actions"], actions=e["actions"],

@@ -102,6 +102,12 @@ class SearchConfig:
             raise ConfigError(f"SearchConfig.planning_hz must be > 0 or None; found {self.planning_hz}")
 
 
+
+# The search behind DAgger's labels (`--search-label mppi --search-cold --search-knots 4`): a cold
+# search with the same noise draws at every decision, the offsets drawn at 4 knots, the label the
+# cost-weighted mean, so the label is a smooth function of the state and time that a learner can fit.
+DAGGER_LABELS = SearchConfig(warm_start=False, label="mppi", knots=4)
+
 class SearchExpert:
     """``expert.label(sim) -> (N, 28)`` for every humanoid of an imitate Simulation, or
     ``expert.label_states(states, times, keys)`` for raw integration-state rows."""

@@ -11,13 +11,14 @@ survival and return for each.
 """
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 
 from imitate.env import EnvConfig
 from imitate.evaluate import evaluate, expert_controller
 from imitate.motion import load_clip
-from imitate.search import SearchConfig, SearchExpert
+from imitate.search import DAGGER_LABELS, SearchExpert
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     config, clip = EnvConfig(clip=args.clip), load_clip(args.clip)
-    search = SearchConfig(warm_start=False, label="mppi", knots=4, temperature=args.temperature)
+    search = replace(DAGGER_LABELS, temperature=args.temperature)
     offsets = np.random.default_rng(args.seed).normal(0.0, args.bias, (args.episodes, 28))
     names = {"constant": "constant offset per episode", "white": "white noise per step"}
     for kind in args.kinds:

@@ -31,11 +31,10 @@ from imitate.env import Simulation, targets_to_action
 from imitate.evaluate import evaluate, expert_controller
 from imitate.motion import load_clip
 from imitate.policy import REF_Q_COLUMNS, PolicyConfig
-from imitate.search import SearchConfig, SearchExpert
+from imitate.search import DAGGER_LABELS, SearchExpert
 from imitate.sft import SFTConfig, fit, new_policy
 from imitate.store import DemoStore
 
-RECIPE = {"warm_start": False, "label": "mppi", "knots": 4}
 VARIANTS = {  # name -> SearchConfig overrides of the recipe (None: the store's labels)
     "stored": None,
     "temperature 0.1 (recipe)": {},
@@ -108,7 +107,7 @@ def main() -> None:
     for name in args.variants:
         overrides = VARIANTS[name]
         per_label, vs_stored = float("nan"), float("nan")
-        search = None if overrides is None else SearchConfig(**{**RECIPE, **overrides})
+        search = None if overrides is None else replace(DAGGER_LABELS, **overrides)
         if overrides is None:
             labels = {"train": train["expert_actions"], "valid": valid["expert_actions"]}
         else:

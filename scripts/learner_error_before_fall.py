@@ -17,7 +17,7 @@ from imitate import humanoid as hum
 from imitate.env import Simulation
 from imitate.motion import load_clip
 from imitate.policy import load_checkpoint
-from imitate.search import SearchConfig, SearchExpert
+from imitate.search import DAGGER_LABELS, SearchExpert
 
 WINDOWS_S = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.7), (0.7, 1.0), (1.0, 1.5), (1.5, 60.0))  # before the fall
 
@@ -33,8 +33,7 @@ def main() -> None:
     policy, config, _ = load_checkpoint(args.checkpoint)
     config = replace(config, random_start=False)
     clip = load_clip(config.clip)
-    expert = SearchExpert(clip, config, SearchConfig(warm_start=False, label="mppi", knots=4,
-                                                     temperature=args.temperature))
+    expert = SearchExpert(clip, config, replace(DAGGER_LABELS, temperature=args.temperature))
     n = args.episodes
     sim = Simulation(config, n, clip=clip)
     sim.reset(np.arange(n), np.zeros(n))

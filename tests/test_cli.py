@@ -74,6 +74,30 @@ def test_search_options_reach_the_search_expert(synthetic_clip_path):
             cfg.seed, cfg.temperature) == (12, 9, 0.05, "mppi", False, 3, 0.5, 7, 0.3)
 
 
+def test_dagger_options_reach_the_dagger_config():
+    from imitate.cli import _dagger_config, build_parser
+
+    args = build_parser().parse_args(["dagger", "--data", "x.h5", "--out", "run", "--collect-noise", "0.05",
+                                      "--steps", "40", "--num-envs", "3", "--residual"])
+    cfg = _dagger_config(args)
+    assert (cfg.collect_noise, cfg.steps_per_env, cfg.num_envs, cfg.policy.residual) == (0.05, 40, 3, True)
+    assert _dagger_config(build_parser().parse_args(["dagger", "--data", "x.h5", "--out", "r"])).collect_noise == 0
+
+
+def test_documented_dagger_search_options_are_the_named_recipe(synthetic_clip_path):
+    from imitate.cli import _make_expert, build_parser
+    from imitate.env import EnvConfig
+    from imitate.motion import load_clip
+    from imitate.search import DAGGER_LABELS, SearchConfig
+
+    args = build_parser().parse_args(["dagger", "--data", "x.h5", "--out", "run", "--expert", "search",
+                                      "--search-label", "mppi", "--search-cold", "--search-knots", "4"])
+    cfg = _make_expert(args.expert, load_clip(synthetic_clip_path), EnvConfig(clip=str(synthetic_clip_path)),
+                       args).config
+    assert cfg == DAGGER_LABELS
+    assert (cfg.warm_start, cfg.label, cfg.knots) == (False, "mppi", 4) and cfg != SearchConfig()
+
+
 def test_bad_search_option_is_one_clear_error(synthetic_clip_path, capsys):
     assert main(["evaluate", "--expert", "search", "--clip", str(synthetic_clip_path), "--search-knots", "99",
                  "--episodes", "1",

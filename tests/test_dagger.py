@@ -239,6 +239,41 @@ def test_config_refusals():
             DAggerConfig(**{field: 0})
 
 
+def test_collect_noise_refusals():
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="collect_noise"):
+            DAggerConfig(collect_noise=bad)
+
+
+def test_collect_noise_perturbs_the_executed_action_and_the_expert_labels_the_states_reached():
+    """DART: the executed action is the chosen one plus N(0, sigma^2) noise (clipped to [-1, 1]);
+    the dynamics run on it, and the label stays the expert's action at the state reached."""
+    n, steps, sigma = 8, 200, 0.1
+    chosen = np.array([0.2, -0.3])  # far enough inside [-1, 1] that the clip barely acts
+
+    def learner(obs):
+        return np.tile(chosen, (len(obs), 1))
+
+    episodes = collect(PointMass(n, horizon=23), learner, pm_expert, 0.0, steps, np.random.default_rng(5),
+                       action_noise=sigma)
+    noise = []
+    for ep in episodes:
+        p_next, v_next = pm_step(ep["qpos"][:-1], ep["qvel"][:-1], ep["actions"][:-1])
+        np.testing.assert_allclose(ep["qpos"][1:], p_next, atol=1e-12)
+        np.testing.assert_allclose(ep["qvel"][1:], v_next, atol=1e-12)
+        np.testing.assert_allclose(ep["expert_actions"], pm_expert(ep["qpos"], ep["qvel"], ep["time_s"]),
+                                   atol=1e-12)
+        noise.append(ep["actions"] - chosen)
+    noise = np.concatenate(noise)
+    assert noise.shape == (n * steps, 2) and np.abs(noise).max() <= 1.3  # clipped: |0.2 + e| <= 1, |-0.3 + e| <= 1
+    m = noise.size
+    assert abs(noise.mean()) < 4 * sigma / np.sqrt(m)
+    assert abs(noise.std() - sigma) < 4 * sigma / np.sqrt(2 * m)
+    # the noise is independent across steps and joints
+    assert abs(np.corrcoef(noise[:-1, 0], noise[1:, 0])[0, 1]) < 0.1
+    assert abs(np.corrcoef(noise[:, 0], noise[:, 1])[0, 1]) < 0.1
+
+
 def test_schedule_refuses_an_infinite_round_count():
     with pytest.raises(ConfigError):
         schedule("linear:1,0,inf")
