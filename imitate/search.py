@@ -103,10 +103,11 @@ class SearchConfig:
 
 
 
-# The search behind DAgger's labels (`--search-label mppi --search-cold --search-knots 4`): a cold
-# search with the same noise draws at every decision, the offsets drawn at 4 knots, the label the
-# cost-weighted mean, so the label is a smooth function of the state and time that a learner can fit.
-DAGGER_LABELS = SearchConfig(warm_start=False, label="mppi", knots=4)
+# The search behind DAgger's labels (`--search-label mppi --search-cold --search-knots 4
+# --search-temperature 0.3`): a cold search with the same noise draws at every decision, the
+# offsets drawn at 4 knots, the label the cost-weighted mean at temperature 0.3, so the label is a
+# smooth function of the state and time that a learner can fit (README: DAgger from the search).
+DAGGER_LABELS = SearchConfig(warm_start=False, label="mppi", knots=4, temperature=0.3)
 
 class SearchExpert:
     """``expert.label(sim) -> (N, 28)`` for every humanoid of an imitate Simulation, or

@@ -35,14 +35,14 @@ from imitate.search import DAGGER_LABELS, SearchExpert
 from imitate.sft import SFTConfig, fit, new_policy
 from imitate.store import DemoStore
 
-VARIANTS = {  # name -> SearchConfig overrides of the recipe (None: the store's labels)
+VARIANTS = {  # name -> SearchConfig overrides of search.DAGGER_LABELS (None: the store's labels)
     "stored": None,
-    "temperature 0.1 (recipe)": {},
-    "temperature 0.3": {"temperature": 0.3},
+    "temperature 0.1": {"temperature": 0.1},
+    "temperature 0.3": {"temperature": 0.3},  # the recipe
     "temperature 0.5": {"temperature": 0.5},
     "temperature 1": {"temperature": 1.0},
     "temperature 3": {"temperature": 3.0},
-    "offset weight 1": {"offset_weight": 1.0},
+    "offset weight 1": {"temperature": 0.1, "offset_weight": 1.0},
 }
 
 

@@ -91,11 +91,13 @@ def test_documented_dagger_search_options_are_the_named_recipe(synthetic_clip_pa
     from imitate.search import DAGGER_LABELS, SearchConfig
 
     args = build_parser().parse_args(["dagger", "--data", "x.h5", "--out", "run", "--expert", "search",
-                                      "--search-label", "mppi", "--search-cold", "--search-knots", "4"])
+                                      "--search-label", "mppi", "--search-cold", "--search-knots", "4",
+                                      "--search-temperature", "0.3"])
     cfg = _make_expert(args.expert, load_clip(synthetic_clip_path), EnvConfig(clip=str(synthetic_clip_path)),
                        args).config
     assert cfg == DAGGER_LABELS
-    assert (cfg.warm_start, cfg.label, cfg.knots) == (False, "mppi", 4) and cfg != SearchConfig()
+    assert (cfg.warm_start, cfg.label, cfg.knots, cfg.temperature) == (False, "mppi", 4, 0.3)
+    assert cfg != SearchConfig()
 
 
 def test_bad_search_option_is_one_clear_error(synthetic_clip_path, capsys):
