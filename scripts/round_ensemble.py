@@ -36,7 +36,8 @@ def main() -> None:
         obs = sim.obs
         return np.mean([policy.act(obs) for policy in policies], axis=0)
 
-    runs = [] if args.skip_single else [(path, policy_controller(pol)) for path, pol in zip(args.checkpoints, policies)]
+    runs = [] if args.skip_single else [(path, policy_controller(policy))
+                                        for path, policy in zip(args.checkpoints, policies, strict=True)]
     runs.append((f"mean of {len(policies)}", average))
     print(f"{'policy':<40} {'survival [s]':>14} {'whole':>6} {'return':>7} {'joint [deg]':>11}")
     for name, controller in runs:
