@@ -227,11 +227,16 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
     beta_of = beta_schedule or schedule(config.beta)
     say = on_progress or (lambda message: None)
     state_path = run_dir / "state.json"
+    config_now = json.loads(json.dumps(asdict(config)))  # as state.json holds it (lists, not tuples)
     state = json.loads(state_path.read_text()) if state_path.exists() else {
-        "store": str(Path(store_path).resolve()), "config": asdict(config), "rounds": []}
+        "store": str(Path(store_path).resolve()), "config": config_now, "rounds": []}
     if state["store"] != str(Path(store_path).resolve()):
         raise ConfigError(f"{run_dir}: this run uses the store {state['store']}, not {store_path}")
     results = [RoundResult(**r) for r in state["rounds"]]
+    if config_now != state["config"]:  # resumed with other settings: keep a record of what ran when
+        state.setdefault("config_history", [{"from_round": 0, "config": state["config"]}])
+        state["config_history"].append({"from_round": len(results), "config": config_now})
+        state["config"] = config_now
     eval_config = replace(env_config, random_start=False)
 
     def finish(k, beta, new_steps, policy, sft, share):
@@ -266,7 +271,9 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
         if k in rounds_in_store:  # collected before an interruption: do not collect it twice
             done = store.load(("actions", "expert_actions"), split=None, rounds=[k])
             new_steps = len(done["actions"])
-            share = float(np.mean(np.all(done["actions"] == done["expert_actions"], axis=1)))
+            # an executed expert action equals its label, unless collect_noise moved it: unknown then
+            share = (float(np.mean(np.all(done["actions"] == done["expert_actions"], axis=1)))
+                     if config.collect_noise == 0 else float("nan"))
         else:
             say(f"round {k}: collecting with beta {beta:.3f}")
             sim = sim or Simulation(replace(env_config, random_start=True), config.num_envs, clip=clip)

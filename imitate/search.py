@@ -102,12 +102,12 @@ class SearchConfig:
             raise ConfigError(f"SearchConfig.planning_hz must be > 0 or None; found {self.planning_hz}")
 
 
-
 # The search behind DAgger's labels (`--search-label mppi --search-cold --search-knots 4
 # --search-temperature 0.3`): a cold search with the same noise draws at every decision, the
 # offsets drawn at 4 knots, the label the cost-weighted mean at temperature 0.3, so the label is a
-# smooth function of the state and time that a learner can fit (README: DAgger from the search).
+# smooth function of the state and time that a learner can fit (README: "A humanoid that walks from DAgger alone").
 DAGGER_LABELS = SearchConfig(warm_start=False, label="mppi", knots=4, temperature=0.3)
+
 
 class SearchExpert:
     """``expert.label(sim) -> (N, 28)`` for every humanoid of an imitate Simulation, or

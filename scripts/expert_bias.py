@@ -7,7 +7,7 @@ beside the same expert with white noise of the same std drawn at every step, and
 survival and return for each.
 
     .venv/bin/python scripts/expert_bias.py [--bias 0.05] [--episodes 3] [--seconds 10] \\
-        [--temperature 0.1] [--kinds constant white]
+        [--temperature 0.3] [--kinds constant white]
 """
 
 import argparse
@@ -27,7 +27,8 @@ def main() -> None:
     p.add_argument("--bias", type=float, default=0.05, help="std of the per-episode offset [action units]")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--temperature", type=float, default=0.1, help="the search's MPPI temperature")
+    p.add_argument("--temperature", type=float, default=DAGGER_LABELS.temperature,
+                   help="the search's MPPI temperature (default: the DAgger recipe's)")
     p.add_argument("--kinds", nargs="+", default=["constant", "white"], choices=["constant", "white"])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()

@@ -1,9 +1,9 @@
 """How well can a learner fit a search expert's labels, and what does a smoother expert cost?
 
 Takes a sample of a store's states (train and validation splits apart), relabels them with
-variants of the 4-knot cold MPPI search (`--search-label mppi --search-cold --search-knots 4`,
-the DAgger recipe), fits a residual policy (`imitate sft --residual` defaults) on each variant's
-training labels and reports, on the validation states:
+variants of the DAgger recipe's search (`search.DAGGER_LABELS`: `--search-label mppi
+--search-cold --search-knots 4 --search-temperature 0.3`), fits a residual policy (`imitate sft
+--residual` defaults) on each variant's training labels and reports, on the validation states:
 - R2: the share of the correction's variance (label minus the observed reference's servo
   target, what the search adds) that the fitted policy explains;
 - RMSE: the policy's error in action units (what the expert then has to live with);

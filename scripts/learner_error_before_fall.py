@@ -5,7 +5,7 @@ every step, labels the visited state with the 4-knot cold MPPI search (the DAgge
 given temperature) without acting on it; prints, per episode, the RMSE between the learner's
 action and that label (action units), averaged over windows of time before the episode's fall.
 
-    .venv/bin/python scripts/learner_error_before_fall.py CKPT [--temperature 0.1] [--episodes 3]
+    .venv/bin/python scripts/learner_error_before_fall.py CKPT [--temperature 0.3] [--episodes 3]
 """
 
 import argparse
@@ -25,7 +25,8 @@ WINDOWS_S = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.7), (0.7, 1.0), (1.0, 1.5), (1.5, 6
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
-    p.add_argument("--temperature", type=float, default=0.1, help="the search's MPPI temperature")
+    p.add_argument("--temperature", type=float, default=DAGGER_LABELS.temperature,
+                   help="the search's MPPI temperature (default: the DAgger recipe's)")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=0)

@@ -12,8 +12,10 @@ imitate=${IMITATE:-imitate}
 search_opts=${SEARCH_OPTS:---search-label mppi --search-cold --search-knots 4 --search-temperature 0.3}
 for expert in pd search; do
   opts=""; [ "$expert" = search ] && opts=$search_opts
+  # an existing store is kept, so the script resumes after a kill as imitate dagger does
   # shellcheck disable=SC2086  # the options are words
-  $imitate dataset build "$clip" --out "$out/$expert/$clip.h5" --expert "$expert" $opts --offsets 4 --copies 4 --overwrite
+  [ -f "$out/$expert/$clip.h5" ] ||
+    $imitate dataset build "$clip" --out "$out/$expert/$clip.h5" --expert "$expert" $opts --offsets 4 --copies 4
   # shellcheck disable=SC2086
   $imitate dagger --data "$out/$expert/$clip.h5" --out "$out/$expert/dagger" --rounds "$rounds" --expert "$expert" \
     $opts --residual --steps 100 --eval-seconds 20 --eval-episodes 3

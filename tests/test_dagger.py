@@ -596,6 +596,22 @@ def test_resumed_round_reports_the_executed_expert_share(clean_run, tmp_path):
     assert results[2].expert_share == pytest.approx(share)
 
 
+def test_resume_with_other_settings_keeps_a_record_of_what_ran_when(clean_run, tmp_path):
+    run_dir, store = resumable_copy(clean_run, tmp_path, keep_last_checkpoint=True)
+    original = json.loads((run_dir / "state.json").read_text())
+    assert "config_history" not in original  # an uninterrupted run with one config has none
+    original = original["config"]
+    noisy = replace(CONFIG, collect_noise=0.02)
+    run_dagger(run_dir, store, noisy)  # resumes at round 2 (collected, trained, not yet recorded)
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["config"]["collect_noise"] == 0.02
+    assert state["config_history"] == [{"from_round": 0, "config": original},
+                                       {"from_round": 2, "config": state["config"]}]
+    assert np.isnan(state["rounds"][2]["expert_share"])  # noisy executed actions never equal their labels
+    run_dagger(run_dir, store, noisy)  # the same settings again: nothing new to record
+    assert len(json.loads((run_dir / "state.json").read_text())["config_history"]) == 2
+
+
 def test_resumed_round_with_a_checkpoint_is_not_retrained(clean_run, tmp_path):
     run_dir, store = resumable_copy(clean_run, tmp_path, keep_last_checkpoint=True)
     before = (run_dir / "round_002.pt").stat()
