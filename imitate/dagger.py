@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .env import Simulation
+from .env import Simulation, with_action_noise
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate, policy_controller
 from .expert import PDExpert, label
@@ -139,7 +139,7 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
         labels = label(expert, sim)
         executed = np.where(use_expert[:, None], labels, learner(obs))
         if action_noise > 0:
-            executed = np.clip(executed + rng.normal(0.0, action_noise, executed.shape), -1.0, 1.0)
+            executed = with_action_noise(executed, action_noise, rng)
         reward, terminated, truncated, _ = sim.step(executed)
         last = step == steps - 1
         truncated = truncated | (last & ~terminated)

@@ -115,6 +115,11 @@ def targets_to_action(hinge_targets: np.ndarray) -> np.ndarray:
     return (np.asarray(hinge_targets) - 0.5 * (lo + hi)) / (0.5 * (hi - lo))
 
 
+def with_action_noise(actions: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """actions (N, 28) plus N(0, std^2) noise on every entry, clipped to the action bounds [-1, 1]."""
+    return np.clip(actions + rng.normal(0.0, std, np.shape(actions)), -1.0, 1.0)
+
+
 class Simulation:
     """N humanoids tracking one clip, stepped together; numpy in, numpy out.
 

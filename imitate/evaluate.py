@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from . import humanoid as hum
-from .env import LOOPING_EPISODE_S, EnvConfig, Simulation
+from .env import LOOPING_EPISODE_S, EnvConfig, Simulation, with_action_noise
 from .motion import load_clip
 from .reward import RewardTerms, end_effector_offsets, joint_angle_errors
 
@@ -67,11 +67,7 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
         horizon_s = LOOPING_EPISODE_S if clip.loop else clip.duration_s
     config = replace(config, random_start=False, episode_s=horizon_s)
     sim = Simulation(config, episodes, nthread, clip=clip)
-    sim.reset(np.arange(episodes), np.zeros(episodes))
-    if init_noise_rad > 0:
-        qpos = sim.qpos.copy()
-        qpos[:, hum.HINGE_QPOS] += np.random.default_rng(seed).normal(0.0, init_noise_rad, (episodes, hum.NU))
-        sim.set_state(qpos, sim.qvel.copy(), np.zeros(episodes))
+    start_at_phase_zero(sim, init_noise_rad, seed)
     steps = max(1, round(horizon_s * config.control_hz))
     alive = np.ones(episodes, bool)
     ret = np.zeros(episodes)
@@ -86,7 +82,7 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
     for step in range(steps):
         action = controller(sim)
         if action_noise > 0:
-            action = np.clip(action + rng.normal(0.0, action_noise, action.shape), -1.0, 1.0)
+            action = with_action_noise(action, action_noise, rng)
         if push_force_n > 0 and step % every == every // 2:
             angle = rng.uniform(0, 2 * np.pi, episodes)
             sim.batch.xfrc_applied[:, root, :2] = push_force_n * np.stack([np.cos(angle), np.sin(angle)], axis=1)
@@ -116,6 +112,17 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
         end_effector_error_cm=Stat.of(100.0 * end_err / counted),
         reward_terms={n: Stat.of(v / counted) for n, v in terms.items()},
     )
+
+
+def start_at_phase_zero(sim: Simulation, init_noise_rad: float = 0.0, seed: int = 0) -> None:
+    """Reset every humanoid of sim onto the reference at clip time 0, its hinge angles noised
+    by N(0, init_noise_rad^2) [rad] (seeded) so that a deterministic controller's episodes differ."""
+    n = sim.num_envs
+    sim.reset(np.arange(n), np.zeros(n))
+    if init_noise_rad > 0:
+        qpos = sim.qpos.copy()
+        qpos[:, hum.HINGE_QPOS] += np.random.default_rng(seed).normal(0.0, init_noise_rad, (n, hum.NU))
+        sim.set_state(qpos, sim.qvel.copy(), np.zeros(n))
 
 
 def expert_controller(expert) -> Controller:

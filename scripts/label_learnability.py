@@ -108,7 +108,7 @@ def main() -> None:
         overrides = VARIANTS[name]
         per_label, vs_stored = float("nan"), float("nan")
         search = None if overrides is None else replace(DAGGER_LABELS, **overrides)
-        if overrides is None:
+        if search is None:
             labels = {"train": train["expert_actions"], "valid": valid["expert_actions"]}
         else:
             expert = SearchExpert(clip, config, search)

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from imitate import humanoid as hum
 from imitate.env import Simulation
+from imitate.evaluate import start_at_phase_zero
 from imitate.motion import load_clip
 from imitate.policy import load_checkpoint
 from imitate.search import DAGGER_LABELS, SearchExpert
@@ -37,10 +37,7 @@ def main() -> None:
     expert = SearchExpert(clip, config, replace(DAGGER_LABELS, temperature=args.temperature))
     n = args.episodes
     sim = Simulation(config, n, clip=clip)
-    sim.reset(np.arange(n), np.zeros(n))
-    qpos = sim.qpos.copy()
-    qpos[:, hum.HINGE_QPOS] += np.random.default_rng(args.seed).normal(0.0, 0.01, (n, hum.NU))
-    sim.set_state(qpos, sim.qvel.copy(), np.zeros(n))
+    start_at_phase_zero(sim, 0.01, args.seed)
     alive, fell_at, errors = np.ones(n, bool), np.full(n, -1), []
     for step in range(round(args.seconds * config.control_hz)):
         action = policy.act(sim.obs)
