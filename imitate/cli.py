@@ -30,6 +30,14 @@ def _make_expert(name: str, clip, config, args):
     raise ConfigError(f"--expert must be pd or search; found {name!r}")
 
 
+def _add_fall_option(p, default_help: str = "clip") -> None:
+    from .env import FALL_RULES
+
+    rules = "; ".join(f"{k}: {v}" for k, v in FALL_RULES.items())
+    p.add_argument("--fall-bodies", default=None, choices=list(FALL_RULES),
+                   help=f"which bodies' floor contact ends an episode (default: {default_help}): {rules}")
+
+
 def _add_expert_options(p, default: str | None = "pd") -> None:
     p.add_argument("--expert", default=default, choices=["pd", "search"],
                    help="the PD expert, or PD servos plus a short-horizon search (slow, balances)")
@@ -183,7 +191,8 @@ def _evaluate(args):
     from .policy import load_checkpoint
 
     if args.expert:
-        config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space)
+        config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space,
+                           fall_bodies=args.fall_bodies or "clip")
         expert = _make_expert(args.expert, load_clip(config.clip), config, args)
         controller = expert_controller(expert)
         name = f"{args.expert} expert ({config.action_space})"
@@ -193,6 +202,8 @@ def _evaluate(args):
         policy, trained_for, _ = load_checkpoint(args.checkpoint)
         config = trained_for if args.clip is None else replace(trained_for, clip=args.clip)
         load_checkpoint(args.checkpoint, config)  # refuses another clip or action space clearly
+        if args.fall_bodies:
+            config = replace(config, fall_bodies=args.fall_bodies)
         controller = policy_controller(policy)
         name = str(args.checkpoint)
     result = evaluate(controller, config, episodes=args.episodes, horizon_s=args.seconds,
@@ -249,6 +260,8 @@ def _learning_curve(run_dir: Path) -> None:
 
 
 def _cmd_trpo(args) -> int:
+    from dataclasses import replace
+
     from .console import LiveTable, console, trpo_table
     from .env import EnvConfig
     from .policy import load_checkpoint
@@ -258,8 +271,11 @@ def _cmd_trpo(args) -> int:
         _, trained_for, _ = load_checkpoint(args.init)
         env_config = trained_for if args.clip is None else EnvConfig(**{**json.loads(trained_for.to_json()),
                                                                       "clip": args.clip})
+        if args.fall_bodies:
+            env_config = replace(env_config, fall_bodies=args.fall_bodies)
     else:
-        env_config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space)
+        env_config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space,
+                               fall_bodies=args.fall_bodies or "clip")
     config = TRPOConfig(samples=args.samples, num_envs=args.num_envs, steps_per_env=args.steps, max_kl=args.max_kl,
                         init_log_std=args.init_log_std, critic_warmup_iters=args.critic_warmup, seed=args.seed,
                         checkpoint_every=args.checkpoint_every, sim_threads=args.sim_threads,
@@ -357,7 +373,7 @@ def _cmd_dataset_build(args) -> int:
     build = BuildConfig(offsets=args.offsets, joint_noise_rad=args.joint_noise,
                         velocity_noise_rad_s=args.velocity_noise, copies=args.copies, seed=args.seed,
                         valid_every=args.valid_every)
-    config = EnvConfig(clip=args.clip, action_space=args.action_space)
+    config = EnvConfig(clip=args.clip, action_space=args.action_space, fall_bodies=args.fall_bodies or "clip")
     out = args.out or f"datasets/{clip_name(resolve_clip(args.clip))}.h5"
     expert = _make_expert(args.expert, load_clip(args.clip), config, args)
     started = time.perf_counter()
@@ -429,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--valid-every", type=int, default=10, help="every N-th episode is validation (default 10)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    _add_fall_option(b)
     _add_expert_options(b)
     b.set_defaults(func=_cmd_dataset_build)
     st = dsub.add_parser("stats", help="rich tables of a store's metadata, rounds, fields and splits")
@@ -504,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action-noise", type=float, default=0.0, help="std of noise on executed actions")
     p.add_argument("--push-force", type=float, default=0.0, help="random horizontal pushes on the root [N]")
     p.add_argument("--push-every", type=float, default=2.0, help="seconds between pushes (each 0.2 s long)")
+    _add_fall_option(p, "the checkpoint's, or clip for --expert")
     _add_expert_options(p, default=None)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -511,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="checkpoint to start from (SFT/DAgger); none: from scratch")
     p.add_argument("--clip", default=None, help="clip (default: the checkpoint's, or walk)")
     p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"], help="from scratch")
+    _add_fall_option(p, "the checkpoint's, or clip")
     p.add_argument("--samples", type=int, default=200_000, help="env samples in all")
     p.add_argument("--out", required=True, help="run folder: policy.pt, log.csv, learning_curve.png (resumes)")
     p.add_argument("--num-envs", type=int, default=16)

@@ -56,7 +56,7 @@ class EnvConfig:
     lookahead_s: float = 1.0 / 30.0  # how far ahead the observed reference is [s]
     random_start: bool = True  # reference state initialisation at a random time in the clip
     episode_s: float | None = None  # time limit [s]; None: 20 s looping, else the clip's rest
-    fall_bodies: tuple[str, ...] = hum.NON_FOOT_BODIES  # their floor contact ends the episode
+    fall_bodies: str | tuple[str, ...] = "clip"  # their floor contact ends the episode (FALL_RULES)
     max_root_drop_m: float = 0.4  # ends the episode when the root is this far below the reference's
 
     def __post_init__(self):
@@ -70,8 +70,13 @@ class EnvConfig:
                 f"physics_hz must be a whole multiple of control_hz; found {self.physics_hz} / {self.control_hz}")
         if isinstance(self.reward, dict):
             object.__setattr__(self, "reward", RewardConfig(**self.reward))
-        object.__setattr__(self, "fall_bodies", tuple(self.fall_bodies))
-        hum.fall_sensor_names(self.fall_bodies)  # validates the names
+        if isinstance(self.fall_bodies, str):
+            if self.fall_bodies not in FALL_RULES:
+                raise ConfigError(f"fall_bodies must be one of {tuple(FALL_RULES)} or a tuple of body names; "
+                                  f"found {self.fall_bodies!r}")
+        else:
+            object.__setattr__(self, "fall_bodies", tuple(self.fall_bodies))
+            hum.fall_sensor_names(self.fall_bodies)  # validates the names
         if self.episode_s is not None and not self.episode_s > 0:
             raise ConfigError(f"episode_s must be > 0 or None; found {self.episode_s}")
         if not (self.lookahead_s >= 0 and self.max_root_drop_m > 0):
@@ -86,6 +91,16 @@ class EnvConfig:
     def control_dt(self) -> float:
         return 1.0 / self.control_hz
 
+    def fall_body_names(self, clip: MotionClip) -> tuple[str, ...]:
+        """The bodies whose floor contact ends an episode on clip: fall_bodies's rule resolved."""
+        if self.fall_bodies == "clip":
+            return clip_fall_bodies(clip)
+        if self.fall_bodies == "deepmimic":
+            return hum.DEEPMIMIC_FALL_BODIES
+        if self.fall_bodies == "all":
+            return hum.NON_FOOT_BODIES
+        return self.fall_bodies
+
     def policy_key(self) -> dict:
         """What a policy trained in this env depends on (its observations and actions);
         episode settings such as random_start, episode_s or reward weights are not part of it."""
@@ -98,6 +113,32 @@ class EnvConfig:
     @classmethod
     def from_json(cls, text: str) -> EnvConfig:
         return cls(**json.loads(text))
+
+
+# fall_bodies rules (EnvConfig): which bodies' contact with the floor is a fall.
+FALL_RULES = {
+    "clip": "all but the feet and the bodies the clip's own reference puts on the floor "
+            "(a cartwheel's hands); the same as 'all' for clips that touch the floor only with the feet",
+    "all": "all but the feet",
+    "deepmimic": "root, chest and neck only (DeepMimic's EnableFallContact)",
+}
+REFERENCE_FLOOR_MARGIN_M = 0.02  # a body the reference brings this close to the floor may touch it
+
+
+def clip_fall_bodies(clip: MotionClip) -> tuple[str, ...]:
+    """All but the feet, less the bodies whose geoms the clip's reference poses (sampled at
+    120 Hz over one pass) bring within REFERENCE_FLOOR_MARGIN_M of the floor: the clip asks
+    for those contacts, so they are not falls."""
+    key = (clip.frame_times.tobytes(), clip.frame_qpos.tobytes())
+    if key not in _CLIP_FALL_BODIES:
+        times = np.arange(0.0, clip.duration_s + 1e-9, 1.0 / 120.0)
+        heights = hum.lowest_point_heights(clip.qpos(times)).min(axis=0)
+        on_floor = {b for b, z in zip(hum.BODY_NAMES, heights, strict=True) if z < REFERENCE_FLOOR_MARGIN_M}
+        _CLIP_FALL_BODIES[key] = tuple(b for b in hum.NON_FOOT_BODIES if b not in on_floor)
+    return _CLIP_FALL_BODIES[key]
+
+
+_CLIP_FALL_BODIES: dict = {}
 
 
 def action_to_ctrl(action: np.ndarray, action_space: str) -> np.ndarray:
@@ -146,7 +187,8 @@ class Simulation:
         for field_name in ("xpos", "subtree_com"):
             self.ref.bind(field_name)
         self._body_ids = np.array([hum.body_id(b) for b in hum.BODY_NAMES])
-        fall_sensors = hum.fall_sensor_names(config.fall_bodies)
+        self.fall_bodies = config.fall_body_names(self.clip)
+        fall_sensors = hum.fall_sensor_names(self.fall_bodies)
         self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in fall_sensors], dtype=int)
         self.start_time_s = np.zeros(num_envs)
         self.steps = np.zeros(num_envs, dtype=np.int64)  # control steps since each reset

@@ -208,3 +208,21 @@ def body_positions(qpos: np.ndarray) -> np.ndarray:
         mujoco.mj_kinematics(model, data)
         out[i] = data.xpos[ids]
     return out
+
+
+def lowest_point_heights(qpos: np.ndarray) -> np.ndarray:
+    """Heights (T, len(BODY_NAMES)) [m] above the floor (z = 0) of each named body's lowest
+    colliding geom point in each pose of qpos (T, nq), by MuJoCo's kinematics and geom
+    distances (negative: the pose sinks the body into the floor)."""
+    qpos = np.atleast_2d(np.asarray(qpos, dtype=float))
+    model, data = _base_model(), _kinematics_data()
+    floor = model.geom("floor").id
+    geoms = [[g for g in range(model.ngeom) if model.geom_bodyid[g] == body_id(b)
+              and model.geom_contype[g] & model.geom_conaffinity[floor]] for b in BODY_NAMES]
+    out = np.empty((len(qpos), len(BODY_NAMES)))
+    for i, q in enumerate(qpos):
+        data.qpos[:] = q
+        mujoco.mj_kinematics(model, data)
+        for j, body_geoms in enumerate(geoms):
+            out[i, j] = min(mujoco.mj_geomDistance(model, data, g, floor, 10.0, None) for g in body_geoms)
+    return out

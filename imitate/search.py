@@ -122,7 +122,8 @@ class SearchExpert:
             raise ConfigError(f"SearchConfig.planning_hz must be a multiple of the control rate "
                               f"({env_config.control_hz} Hz); found {planning_hz}") from None
         self.model = hum.load_model("pd_target", planning_hz)  # planning drives the servos
-        self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in hum.fall_sensor_names(env_config.fall_bodies)])
+        fall_sensors = hum.fall_sensor_names(env_config.fall_body_names(clip))
+        self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in fall_sensors])
         self._body_ids = np.array([hum.body_id(b) for b in hum.BODY_NAMES])
         self._planner: Batch | None = None
         self.plans: dict = {}  # key -> (H, 28) offsets [rad]

@@ -570,3 +570,119 @@ def test_fresh_env_detects_floor_contact_on_its_first_step():
         _lay_flat(env)
         _, _, term, trunc, info = env.step(reference_action(env))
         assert term and info["fell"] and not trunc, f"used={used}"
+
+
+# ------------------------------------------------------------------------------- fall rules
+def _lowest_by_closed_form(model, data, body: str) -> float:
+    """The lowest point [m] of a body's colliding geoms from their shapes: sphere z - r,
+    capsule (local z axis) z - |R_zz| half-length - r, box z - sum_i |R_zi| size_i."""
+    lowest = np.inf
+    for g in range(model.ngeom):
+        if model.geom_bodyid[g] != model.body(body).id or not model.geom_contype[g]:
+            continue
+        z, rot, size = data.geom_xpos[g][2], data.geom_xmat[g].reshape(3, 3), model.geom_size[g]
+        kind = model.geom_type[g]
+        if kind == mujoco.mjtGeom.mjGEOM_SPHERE:
+            low = z - size[0]
+        elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
+            low = z - abs(rot[2, 2]) * size[1] - size[0]
+        elif kind == mujoco.mjtGeom.mjGEOM_BOX:
+            low = z - np.abs(rot[2]) @ size
+        else:
+            raise AssertionError(f"no closed form for geom type {kind}")
+        lowest = min(lowest, low)
+    return lowest
+
+
+def test_lowest_point_heights_match_closed_forms_of_the_shapes():
+    rng = np.random.default_rng(3)
+    model = hum.load_model()
+    data = mujoco.MjData(model)
+    qpos = np.zeros((6, hum.NQ))
+    qpos[:, 2] = rng.uniform(0.3, 1.2, 6)
+    qpos[:, 3:7] = rng.normal(size=(6, 4))
+    qpos[:, 3:7] /= np.linalg.norm(qpos[:, 3:7], axis=1, keepdims=True)
+    qpos[:, 7:] = rng.uniform(hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1], (6, hum.NU))
+    heights = hum.lowest_point_heights(qpos)
+    for i, q in enumerate(qpos):
+        data.qpos[:] = q
+        mujoco.mj_kinematics(model, data)
+        expected = [_lowest_by_closed_form(model, data, b) for b in hum.BODY_NAMES]
+        np.testing.assert_allclose(heights[i], expected, atol=1e-6)
+
+
+def _lowered_clip(tmp_path, drop_m: float):
+    """The synthetic clip with its root lowered by drop_m (DeepMimic's Y is up)."""
+    from conftest import synthetic_frames, write_clip
+
+    frames = synthetic_frames()
+    for frame in frames:
+        frame[2] -= drop_m
+    return imitate.load_clip(write_clip(tmp_path / f"lowered_{drop_m}.txt", frames))
+
+
+@pytest.mark.parametrize("drop_m", [0.0, 0.6])
+def test_clip_rule_spares_exactly_the_bodies_the_reference_puts_near_the_floor(tmp_path, drop_m):
+    from imitate.env import REFERENCE_FLOOR_MARGIN_M, clip_fall_bodies
+
+    clip = _lowered_clip(tmp_path, drop_m)
+    model = hum.load_model()
+    data = mujoco.MjData(model)
+    lowest = dict.fromkeys(hum.BODY_NAMES, np.inf)
+    for t in np.arange(0.0, clip.duration_s + 1e-9, 1.0 / 120.0):  # an explicit loop over the poses
+        data.qpos[:] = clip.qpos(np.array([t]))[0]
+        mujoco.mj_kinematics(model, data)
+        for b in hum.BODY_NAMES:
+            lowest[b] = min(lowest[b], _lowest_by_closed_form(model, data, b))
+    spared = {b for b in hum.NON_FOOT_BODIES if lowest[b] < REFERENCE_FLOOR_MARGIN_M}
+    assert bool(spared) == (drop_m > 0)  # standing: nothing spared; lowered 0.6 m: the hips at least
+    expected = tuple(b for b in hum.NON_FOOT_BODIES if b not in spared)
+    assert clip_fall_bodies(clip) == expected
+    sim = Simulation(EnvConfig(clip=str(clip.path)), 1, nthread=1, clip=clip)
+    assert sim.fall_bodies == expected
+    for rule, bodies in (("all", hum.NON_FOOT_BODIES), ("deepmimic", ("root", "chest", "neck")),
+                         (("right_wrist",), ("right_wrist",))):
+        assert Simulation(EnvConfig(clip=str(clip.path), fall_bodies=rule), 1, nthread=1).fall_bodies == bodies
+
+
+def test_clip_rule_on_classic_clips_spares_the_cartwheels_hands_only():
+    pytest.importorskip("pybullet_data")
+    from imitate.env import clip_fall_bodies
+
+    assert clip_fall_bodies(imitate.load_clip("walk")) == hum.NON_FOOT_BODIES  # only the feet touch
+    spared = set(hum.NON_FOOT_BODIES) - set(clip_fall_bodies(imitate.load_clip("cartwheel")))
+    assert spared == {"left_wrist", "right_wrist"}
+
+
+@pytest.mark.parametrize("rule", ["all", "deepmimic", ("neck", "right_wrist")])
+def test_a_fall_is_exactly_a_floor_contact_of_the_rules_bodies(rule):
+    """Laid flat and stepped, the episode ends by contact exactly when MuJoCo's own contact
+    list has a geom of one of the rule's bodies on the floor."""
+    env = imitate.make_env("walk", fall_bodies=rule, max_root_drop_m=100.0)
+    model = env.sim.model
+    data = mujoco.MjData(model)
+    floor = model.geom("floor").id
+    bodies = {model.body(b).id for b in env.sim.fall_bodies}
+    env.reset(options={"start_time_s": 0.0})
+    _lay_flat(env)
+    seen = set()
+    for _ in range(20):
+        _, _, term, _, info = env.step(reference_action(env))
+        env.sim.batch.get_data(0, data)
+        mujoco.mj_forward(model, data)
+        touching = any(floor in (c.geom1, c.geom2) and model.geom_bodyid[c.geom1 + c.geom2 - floor] in bodies
+                       for c in data.contact[: data.ncon])
+        assert bool(info["fell"]) == touching
+        seen.add(touching)
+        if term:
+            break
+    env.close()
+    assert True in seen  # laid flat, the rule's bodies do reach the floor
+
+
+@pytest.mark.parametrize("bad", ["feet", "", ("left_ankle",)])
+def test_bad_fall_rule_is_refused_clearly(bad):
+    from imitate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fall"):
+        EnvConfig(fall_bodies=bad)
