@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .evaluate import EvalResult, Stat
+from .evaluate import EvalResult, Stat, summarize_endings
 
 console = Console(log_path=False)
 
@@ -41,6 +41,7 @@ def evaluation_table(results: dict[str, EvalResult], title: str) -> Table:
         ("normalised return", [_pm(r.normalised_return) for r in rs]),
         (f"survival [s] of {rs[0].horizon_s:g}", [_pm(r.survival_s, ".2f") for r in rs]),
         ("survived the whole horizon", [f"{r.full_horizon} of {r.episodes}" for r in rs]),
+        ("how they ended", [summarize_endings(r.endings) for r in rs]),
         ("joint error [deg]", [_pm(r.joint_error_deg, ".2f") for r in rs]),
         ("end-effector error [cm]", [_pm(r.end_effector_error_cm, ".2f") for r in rs]),
     ]

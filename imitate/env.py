@@ -190,6 +190,10 @@ class Simulation:
         self.fall_bodies = config.fall_body_names(self.clip)
         fall_sensors = hum.fall_sensor_names(self.fall_bodies)
         self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in fall_sensors], dtype=int)
+        # why the last step ended in a fall: which fall bodies touch the floor, and whether
+        # the root dropped max_root_drop_m below the reference's
+        self.fall_contacts = np.zeros((num_envs, len(self.fall_bodies)), bool)
+        self.root_dropped = np.zeros(num_envs, bool)
         self.start_time_s = np.zeros(num_envs)
         self.steps = np.zeros(num_envs, dtype=np.int64)  # control steps since each reset
         self.limit_s = np.full(num_envs, np.inf)
@@ -278,10 +282,9 @@ class Simulation:
         nonfinite |= ~np.isfinite(self.batch.qpos).all(axis=1) | ~np.isfinite(self.batch.qvel).all(axis=1)
         self.steps += 1
         self.refresh()
-        sim_root_z = self.batch.qpos[:, 2]
-        fell = (self.batch.sensordata[:, self._fall_ids] > 0).any(axis=1)
-        fell |= sim_root_z < self._ref_root_z - self.config.max_root_drop_m
-        fell &= ~nonfinite
+        self.fall_contacts = (self.batch.sensordata[:, self._fall_ids] > 0) & ~nonfinite[:, None]
+        self.root_dropped = (self.batch.qpos[:, 2] < self._ref_root_z - self.config.max_root_drop_m) & ~nonfinite
+        fell = self.fall_contacts.any(axis=1) | self.root_dropped
         terminated = fell | nonfinite
         truncated = (self.elapsed_s >= self.limit_s - 1e-9) & ~terminated
         reward = np.where(nonfinite, 0.0, self.terms.total)

@@ -4,6 +4,8 @@ Definitions (per episode, then mean and std over episodes):
 - normalised return: the sum of per-step rewards divided by the horizon in control steps, so
   a fall early costs (1.0 = perfect imitation for the whole horizon);
 - survival [s]: time until the episode ended by a fall (the horizon if it never fell);
+- endings: how each episode ended: its time [s], clip phase and cause: "survived", or why it
+  fell (the fall bodies on the floor, the root dropped below the reference's, a non-finite state);
 - joint error [deg]: mean over the steps survived and over the 12 joints of the rotation angle
   between the simulated and reference local joint rotation;
 - end-effector error [cm]: mean over the steps survived and the 4 end effectors (feet, hands)
@@ -46,9 +48,11 @@ class EvalResult:
     joint_error_deg: Stat
     end_effector_error_cm: Stat
     reward_terms: dict  # term name -> Stat of its per-step mean over the steps survived
+    endings: tuple[dict, ...] = ()  # per episode: {"time_s", "phase", "cause"} (cause "survived" or why it fell)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-native (lists, not tuples), so it equals itself read back from JSON."""
+        return {**asdict(self), "endings": [dict(e) for e in self.endings]}
 
 
 def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, horizon_s: float | None = None,
@@ -75,6 +79,7 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
     joint_err = np.zeros(episodes)
     end_err = np.zeros(episodes)
     terms = {n: np.zeros(episodes) for n in RewardTerms.NAMES}
+    endings: list[dict] = [{}] * episodes
     rng = np.random.default_rng([seed, 1])
     push_steps = max(1, round(push_duration_s * config.control_hz))
     every = max(1, round(push_every_s * config.control_hz))
@@ -88,7 +93,13 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
             sim.batch.xfrc_applied[:, root, :2] = push_force_n * np.stack([np.cos(angle), np.sin(angle)], axis=1)
         elif push_force_n > 0 and step % every == every // 2 + push_steps:
             sim.batch.xfrc_applied[:, root] = 0.0
-        reward, terminated, _, _ = sim.step(action)
+        reward, terminated, _, info = sim.step(action)
+        for i in range(episodes):
+            if alive[i] and (terminated[i] or step == steps - 1):
+                cause = fall_cause(sim, i, bool(info["nonfinite"][i])) if terminated[i] else "survived"
+                # the time survived, as survival_s counts it (a fall step does not count)
+                endings[i] = {"time_s": (step + (not terminated[i])) / config.control_hz,
+                              "phase": float(info["phase"][i]), "cause": cause}
         now = alive.copy()  # a step that ends in a fall still counts its reward
         ret += np.where(now, reward, 0.0)
         _, sph, rev = joint_angle_errors(sim.sim_pose.qpos, sim.ref_pose.qpos)
@@ -111,7 +122,35 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
         joint_error_deg=Stat.of(np.degrees(joint_err / counted)),
         end_effector_error_cm=Stat.of(100.0 * end_err / counted),
         reward_terms={n: Stat.of(v / counted) for n, v in terms.items()},
+        endings=tuple(endings),
     )
+
+
+def fall_cause(sim: Simulation, i: int, nonfinite: bool = False) -> str:
+    """Why humanoid i of sim fell in its last step, in words."""
+    if nonfinite:
+        return "non-finite state"
+    causes = []
+    touching = [b for b, hit in zip(sim.fall_bodies, sim.fall_contacts[i], strict=True) if hit]
+    if touching:
+        causes.append(f"{', '.join(touching)} on the floor")
+    if sim.root_dropped[i]:
+        causes.append(f"root {sim.config.max_root_drop_m:g} m below the reference's")
+    return "; ".join(causes)
+
+
+def summarize_endings(endings: tuple[dict, ...]) -> str:
+    """The episodes' endings grouped by cause, most common first, e.g.
+    '3 survived; 2 neck on the floor (at 0.70 s, phase 0.88)'."""
+    groups: dict[str, list[dict]] = {}
+    for e in endings:
+        groups.setdefault(e["cause"], []).append(e)
+    parts = []
+    for cause, group in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        when = "" if cause == "survived" else (f" (at {np.mean([e['time_s'] for e in group]):.2f} s, "
+                                               f"phase {np.mean([e['phase'] for e in group]):.2f})")
+        parts.append(f"{len(group)} {cause}{when}")
+    return "; ".join(parts)
 
 
 def start_at_phase_zero(sim: Simulation, init_noise_rad: float = 0.0, seed: int = 0) -> None:
