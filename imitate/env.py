@@ -122,7 +122,10 @@ FALL_RULES = {
     "all": "all but the feet",
     "deepmimic": "root, chest and neck only (DeepMimic's EnableFallContact)",
 }
-REFERENCE_FLOOR_MARGIN_M = 0.02  # a body the reference brings this close to the floor may touch it
+# A body the reference brings this close to the floor may touch it: 3 cm spares what lying
+# clips put down (getup_facedown's root at 2.1 cm) and no shin of a standing clip (walk, jump,
+# dance_a keep theirs 4.5 cm or more above the floor; run's and dance_b's come within 2.6 cm).
+REFERENCE_FLOOR_MARGIN_M = 0.03
 
 
 def clip_fall_bodies(clip: MotionClip) -> tuple[str, ...]:
@@ -166,7 +169,10 @@ class Simulation:
 
     Attributes after each reset/step: ``obs`` (N, OBS_DIM) float32, ``terms`` (RewardTerms),
     ``sim_pose`` and ``ref_pose`` (reward.Pose), ``elapsed_s`` (N,) episode time,
-    ``ref_time_s`` (N,) time in the clip.
+    ``ref_time_s`` (N,) time in the clip; ``fall_bodies`` the bodies whose floor contact is a
+    fall on this clip, and why the last step ended each episode: ``fall_contacts``
+    (N, len(fall_bodies)) bool, ``root_dropped`` (N,) bool, ``nonfinite`` (N,) bool, in words
+    by ``fall_cause(i)`` (all False after a reset).
     """
 
     def __init__(self, config: EnvConfig, num_envs: int, nthread: int = 0, clip: MotionClip | None = None):
@@ -190,10 +196,11 @@ class Simulation:
         self.fall_bodies = config.fall_body_names(self.clip)
         fall_sensors = hum.fall_sensor_names(self.fall_bodies)
         self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in fall_sensors], dtype=int)
-        # why the last step ended in a fall: which fall bodies touch the floor, and whether
-        # the root dropped max_root_drop_m below the reference's
+        # what the last step ended in (fall_cause): (N, len(fall_bodies)) fall bodies on the
+        # floor, (N,) root max_root_drop_m below the reference's, (N,) a non-finite state
         self.fall_contacts = np.zeros((num_envs, len(self.fall_bodies)), bool)
         self.root_dropped = np.zeros(num_envs, bool)
+        self.nonfinite = np.zeros(num_envs, bool)
         self.start_time_s = np.zeros(num_envs)
         self.steps = np.zeros(num_envs, dtype=np.int64)  # control steps since each reset
         self.limit_s = np.full(num_envs, np.inf)
@@ -240,6 +247,7 @@ class Simulation:
         self.start_time_s[ids] = start
         self.steps[ids] = 0
         self.limit_s[ids] = self._episode_limit(start)
+        self._clear_falls(ids)
         self._observe_rows(ids)
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ref_time_s: np.ndarray) -> None:
@@ -252,7 +260,25 @@ class Simulation:
         self.start_time_s[:] = ref_time_s
         self.steps[:] = 0
         self.limit_s[:] = self._episode_limit(self.start_time_s)
+        self._clear_falls(slice(None))
         self.refresh()
+
+    def _clear_falls(self, ids) -> None:
+        self.fall_contacts[ids] = False
+        self.root_dropped[ids] = False
+        self.nonfinite[ids] = False
+
+    def fall_cause(self, i: int) -> str:
+        """Why humanoid i's last step ended its episode, in words ("" if it did not)."""
+        if self.nonfinite[i]:
+            return "non-finite state"
+        causes = []
+        touching = [b for b, hit in zip(self.fall_bodies, self.fall_contacts[i], strict=True) if hit]
+        if touching:
+            causes.append(f"{', '.join(touching)} on the floor")
+        if self.root_dropped[i]:
+            causes.append(f"root {self.config.max_root_drop_m:g} m below the reference's")
+        return "; ".join(causes)
 
     def step(self, action: np.ndarray):
         """Advance every humanoid one control step.
@@ -284,6 +310,7 @@ class Simulation:
         self.refresh()
         self.fall_contacts = (self.batch.sensordata[:, self._fall_ids] > 0) & ~nonfinite[:, None]
         self.root_dropped = (self.batch.qpos[:, 2] < self._ref_root_z - self.config.max_root_drop_m) & ~nonfinite
+        self.nonfinite = nonfinite.copy()  # not the array info returns: a reset clears this one
         fell = self.fall_contacts.any(axis=1) | self.root_dropped
         terminated = fell | nonfinite
         truncated = (self.elapsed_s >= self.limit_s - 1e-9) & ~terminated

@@ -93,13 +93,14 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
             sim.batch.xfrc_applied[:, root, :2] = push_force_n * np.stack([np.cos(angle), np.sin(angle)], axis=1)
         elif push_force_n > 0 and step % every == every // 2 + push_steps:
             sim.batch.xfrc_applied[:, root] = 0.0
-        reward, terminated, _, info = sim.step(action)
+        reward, terminated, _, _ = sim.step(action)
         for i in range(episodes):
             if alive[i] and (terminated[i] or step == steps - 1):
-                cause = fall_cause(sim, i, bool(info["nonfinite"][i])) if terminated[i] else "survived"
-                # the time survived, as survival_s counts it (a fall step does not count)
-                endings[i] = {"time_s": (step + (not terminated[i])) / config.control_hz,
-                              "phase": float(info["phase"][i]), "cause": cause}
+                # the time survived, as survival_s counts it (a fall step does not count), and
+                # the clip phase then
+                time_s = (step + (not terminated[i])) / config.control_hz
+                endings[i] = {"time_s": time_s, "phase": float(clip.phase(np.array([time_s]))[0]),
+                              "cause": sim.fall_cause(i) if terminated[i] else "survived"}
         now = alive.copy()  # a step that ends in a fall still counts its reward
         ret += np.where(now, reward, 0.0)
         _, sph, rev = joint_angle_errors(sim.sim_pose.qpos, sim.ref_pose.qpos)
@@ -126,19 +127,6 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
     )
 
 
-def fall_cause(sim: Simulation, i: int, nonfinite: bool = False) -> str:
-    """Why humanoid i of sim fell in its last step, in words."""
-    if nonfinite:
-        return "non-finite state"
-    causes = []
-    touching = [b for b, hit in zip(sim.fall_bodies, sim.fall_contacts[i], strict=True) if hit]
-    if touching:
-        causes.append(f"{', '.join(touching)} on the floor")
-    if sim.root_dropped[i]:
-        causes.append(f"root {sim.config.max_root_drop_m:g} m below the reference's")
-    return "; ".join(causes)
-
-
 def summarize_endings(endings: tuple[dict, ...]) -> str:
     """The episodes' endings grouped by cause, most common first, e.g.
     '3 survived; 2 neck on the floor (at 0.70 s, phase 0.88)'."""
@@ -147,8 +135,11 @@ def summarize_endings(endings: tuple[dict, ...]) -> str:
         groups.setdefault(e["cause"], []).append(e)
     parts = []
     for cause, group in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        # phases wrap on a looping clip (0.98 and 0.02 are close): their circular mean
+        angle = 2 * np.pi * np.array([e["phase"] for e in group])
+        phase = (np.arctan2(np.sin(angle).mean(), np.cos(angle).mean()) / (2 * np.pi)) % 1.0
         when = "" if cause == "survived" else (f" (at {np.mean([e['time_s'] for e in group]):.2f} s, "
-                                               f"phase {np.mean([e['phase'] for e in group]):.2f})")
+                                               f"phase {phase:.2f})")
         parts.append(f"{len(group)} {cause}{when}")
     return "; ".join(parts)
 

@@ -213,7 +213,7 @@ def body_positions(qpos: np.ndarray) -> np.ndarray:
 def lowest_point_heights(qpos: np.ndarray) -> np.ndarray:
     """Heights (T, len(BODY_NAMES)) [m] above the floor (z = 0) of each named body's lowest
     colliding geom point in each pose of qpos (T, nq), by MuJoCo's kinematics and geom
-    distances (negative: the pose sinks the body into the floor)."""
+    distances (negative: the pose sinks the body into the floor; capped at 10 m)."""
     qpos = np.atleast_2d(np.asarray(qpos, dtype=float))
     model, data = _base_model(), _kinematics_data()
     floor = model.geom("floor").id

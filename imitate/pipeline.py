@@ -113,6 +113,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     stage("store", store_path, store_path.exists())
     if store_path.exists():
         _check_store(store_path, env_config)
+        env_config = DemoStore(store_path).env_config  # every stage in the env the store was built for
     else:
         build_mocap_store(store_path, env_config, config.build)
 

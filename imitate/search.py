@@ -123,7 +123,7 @@ class SearchExpert:
                               f"({env_config.control_hz} Hz); found {planning_hz}") from None
         self.model = hum.load_model("pd_target", planning_hz)  # planning drives the servos
         fall_sensors = hum.fall_sensor_names(env_config.fall_body_names(clip))
-        self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in fall_sensors])
+        self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in fall_sensors], dtype=int)
         self._body_ids = np.array([hum.body_id(b) for b in hum.BODY_NAMES])
         self._planner: Batch | None = None
         self.plans: dict = {}  # key -> (H, 28) offsets [rad]

@@ -433,6 +433,11 @@ def start(run_dir, env_config: EnvConfig, config: TRPOConfig, init_checkpoint=No
     policy = None
     if init_checkpoint is not None:
         policy, _, _ = load_checkpoint(init_checkpoint, env_config)
+    saved = Path(run_dir) / "config.json"
+    if saved.exists():  # a resumed run keeps its own episode settings (fall rule, limits) for the same policy
+        started_in = EnvConfig(**json.loads(saved.read_text())["env"])
+        if started_in.policy_key() == env_config.policy_key():
+            env_config = started_in
     trainer = TRPO(env_config, config, run_dir, policy)
     if trainer.resume():
         if on_progress:

@@ -324,10 +324,12 @@ def test_non_finite_state_ends_the_episode_without_exception(field, index, value
     getattr(env.sim.batch, field)[0, index] = value
     obs, reward, term, trunc, info = env.step(reference_action(env))
     assert info["nonfinite"] and term and not trunc and not info["fell"]
+    assert env.sim.fall_cause(0) == "non-finite state"
     assert reward == 0.0
     assert np.all(np.isfinite(obs))
     # the env can go on after a reset
     env.reset(options={"start_time_s": 0.2})
+    assert env.sim.fall_cause(0) == ""  # a reset clears the last episode's ending
     _, reward, term, _, info = env.step(reference_action(env))
     assert not info["nonfinite"] and not term and reward > 0.5
 
