@@ -48,11 +48,16 @@ def yup_to_zup_quat(q: np.ndarray) -> np.ndarray:
     return np.stack([q[..., 0], q[..., 1], -q[..., 3], q[..., 2]], axis=-1)
 
 
-def continuous_euler_xyz(quats: np.ndarray) -> np.ndarray:
+def continuous_euler_xyz(quats: np.ndarray, ranges: np.ndarray | None = None) -> np.ndarray:
     """Intrinsic XYZ Euler angles (F, 3) [rad] of a sequence of unit quaternions (F, 4),
     continuous across frames: of the two equivalent triples (a, b, c) and
     (a + pi, pi - b, c + pi), each shifted by whole turns, take the one nearest the previous
-    frame, so that neither 2*pi jumps nor gimbal flips appear."""
+    frame, so that neither 2*pi jumps nor gimbal flips appear.
+
+    ranges: (3, 2) [rad] the hinges' [lo, hi]; given, the continuous sequence is taken on the
+    branch and whole-turn shift (per angle) that leaves the ranges least (summed over frames),
+    the first frame's choice on a tie: the servos' targets are clipped to the ranges, so a
+    sequence outside them is a reference the humanoid cannot reach."""
     raw = quat.to_euler_xyz(quats)
     out = np.empty_like(raw)
     out[0] = raw[0]
@@ -67,7 +72,25 @@ def continuous_euler_xyz(quats: np.ndarray) -> np.ndarray:
             if dist < best_dist:
                 best, best_dist = cand, dist
         out[k] = best
-    return out
+    if ranges is None:
+        return out
+    lo, hi = np.asarray(ranges, dtype=float).T
+    best, best_excess = out, np.inf
+    for branch in (out, out * [1.0, -1.0, 1.0] + [math.pi, math.pi, math.pi]):  # the other triple, frame by frame
+        shifted = branch.copy()
+        for j in range(3):  # the whole-turn shift of each angle that leaves its range least
+            shifts = two_pi * np.arange(-3, 4)
+            excess = [_range_excess(branch[:, j] + d, lo[j], hi[j]) for d in shifts]
+            shifted[:, j] += shifts[int(np.argmin(excess))]  # argmin: the first (no shift first) on a tie
+        total = _range_excess(shifted, lo, hi)
+        if total < best_excess - 1e-9:
+            best, best_excess = shifted, total
+    return best
+
+
+def _range_excess(angles: np.ndarray, lo, hi) -> float:
+    """How far angles lie outside [lo, hi], summed [rad]."""
+    return float(np.sum(np.maximum(lo - angles, 0.0) + np.maximum(angles - hi, 0.0)))
 
 
 @dataclass(frozen=True)
@@ -112,7 +135,7 @@ class MotionClip:
                 hinges[:, joint.hinges[0]] = frames[:, off]
             else:
                 local = yup_to_zup_quat(quat.normalize(frames[:, off:off + 4]))
-                hinges[:, list(joint.hinges)] = continuous_euler_xyz(local)
+                hinges[:, list(joint.hinges)] = continuous_euler_xyz(local, hum.HINGE_RANGE[list(joint.hinges)])
         self.frame_qpos = qpos
 
         # Velocity of each frame interval k -> k+1 (constant within it): (F-1, nv).

@@ -237,3 +237,45 @@ def test_unknown_clip_name_says_where_it_looked():
 
     with pytest.raises(ClipNotFoundError, match="no clip 'no_such_clip'"):
         load_clip("no_such_clip")
+
+
+def test_euler_branch_and_turns_are_chosen_inside_the_hinge_ranges():
+    """Of the equivalent XYZ triples (a, b, c), (a + pi, pi - b, c + pi) and their whole-turn
+    shifts, the continuous sequence inside the ranges is taken; the rotations are unchanged."""
+    from imitate.motion import continuous_euler_xyz
+
+    t = np.linspace(0.0, 1.0, 20)
+    principal = np.stack([0.3 + 0.2 * t, 0.2 - 0.3 * t, -0.4 + 0.5 * t], axis=1)
+    rotations = Rotation.from_euler("XYZ", principal)
+    quats = rotations.as_quat()[:, [3, 0, 1, 2]]  # (w, x, y, z)
+    mirror = principal * [1, -1, 1] + np.pi
+    for ranges, expected in (
+        (np.array([[-1.0, 1.0]] * 3), principal),
+        (np.array([[2.5, 4.5], [2.0, 3.5], [2.0, 3.5]]), mirror),
+        (np.array([[2.5, 4.5], [2.0, 3.5], [2.0, 3.5]]) - 2 * np.pi, mirror - 2 * np.pi),
+        (np.array([[-1.0, 1.0], [-1.0, 1.0], [2 * np.pi - 1, 2 * np.pi + 1]]), principal + [0, 0, 2 * np.pi]),
+    ):
+        angles = continuous_euler_xyz(quats, ranges)
+        np.testing.assert_allclose(angles, expected, atol=1e-9)
+        assert ((Rotation.from_euler("XYZ", angles).inv() * rotations).magnitude() < 1e-9).all()
+
+
+def test_dance_a_reference_leaves_the_hinge_ranges_less_than_the_unranged_euler_angles():
+    """The loader's choice (ranges given) beats the plain continuous sequence on a clip whose
+    shoulders go overhead, and keeps every classic clip's rotations (test above)."""
+    from imitate import quat
+    from imitate.motion import continuous_euler_xyz, yup_to_zup_quat
+
+    clip = classic("dance_a")
+    raw = np.array(json.loads(clip.path.read_text())["Frames"])
+    joint = next(j for j in hum.SPHERICAL_JOINTS if j.name == "right_shoulder")
+    off = DM_SKELETON[joint.name][2]
+
+    local = yup_to_zup_quat(quat.normalize(raw[:, off:off + 4]))
+    lo, hi = hum.HINGE_RANGE[list(joint.hinges)].T
+
+    def excess(a):
+        return np.sum(np.maximum(lo - a, 0) + np.maximum(a - hi, 0))
+
+    ours = clip.frame_qpos[:, hum.HINGE_QPOS][:, list(joint.hinges)]
+    assert excess(ours) < 0.5 * excess(continuous_euler_xyz(local))  # 37 against 533 rad-frames
