@@ -123,8 +123,8 @@ FALL_RULES = {
     "deepmimic": "root, chest and neck only (DeepMimic's EnableFallContact)",
 }
 # A body the reference brings this close to the floor may touch it: 3 cm spares what lying
-# clips put down (getup_facedown's root at 2.1 cm) and no shin of a standing clip (walk, jump,
-# dance_a keep theirs 4.5 cm or more above the floor; run's and dance_b's come within 2.6 cm).
+# clips put down (getup_facedown's root at 2.1 cm) and the shins that run and dance_b bring
+# within 0.1-2.6 cm (near the ankle), but not walk's, jump's or dance_a's (4.5 cm or more).
 REFERENCE_FLOOR_MARGIN_M = 0.03
 
 

@@ -79,9 +79,9 @@ def continuous_euler_xyz(quats: np.ndarray, ranges: np.ndarray | None = None) ->
     for branch in (out, out * [1.0, -1.0, 1.0] + [math.pi, math.pi, math.pi]):  # the other triple, frame by frame
         shifted = branch.copy()
         for j in range(3):  # the whole-turn shift of each angle that leaves its range least
-            shifts = two_pi * np.arange(-3, 4)
+            shifts = two_pi * np.array([0, 1, -1, 2, -2, 3, -3])
             excess = [_range_excess(branch[:, j] + d, lo[j], hi[j]) for d in shifts]
-            shifted[:, j] += shifts[int(np.argmin(excess))]  # argmin: the first (no shift first) on a tie
+            shifted[:, j] += shifts[int(np.argmin(excess))]  # argmin: the first on a tie, no shift first
         total = _range_excess(shifted, lo, hi)
         if total < best_excess - 1e-9:
             best, best_excess = shifted, total

@@ -434,10 +434,13 @@ def start(run_dir, env_config: EnvConfig, config: TRPOConfig, init_checkpoint=No
     if init_checkpoint is not None:
         policy, _, _ = load_checkpoint(init_checkpoint, env_config)
     saved = Path(run_dir) / "config.json"
-    if saved.exists():  # a resumed run keeps its own episode settings (fall rule, limits) for the same policy
+    if saved.exists() and (Path(run_dir) / STATE_FILE).exists():
+        # a resumed run keeps the episode settings (fall rule, limits) it started with
         started_in = EnvConfig(**json.loads(saved.read_text())["env"])
-        if started_in.policy_key() == env_config.policy_key():
+        if started_in.policy_key() == env_config.policy_key() and started_in != env_config:
             env_config = started_in
+            if on_progress:
+                on_progress(f"resuming with the run's own env settings (config.json): {started_in.to_json()}")
     trainer = TRPO(env_config, config, run_dir, policy)
     if trainer.resume():
         if on_progress:

@@ -37,7 +37,7 @@ def feasibility(name: str) -> dict:
         "feet_lowest_cm": 100 * feet.min(),
         "feet_sunk_frames": float(np.mean(feet < -0.01)),
         "outside_frames": float(np.mean(outside.max(axis=1) > 0.05)),
-        "worst_hinge": f"{hum.HINGE_NAMES[worst]} {outside[:, worst].max():.2f} rad",
+        "worst_hinge": f"{hum.HINGE_NAMES[worst]} {outside[:, worst].max():.2f} rad" if outside.any() else "-",
         "spared": [b for b in hum.NON_FOOT_BODIES if b not in clip_fall_bodies(clip)],
         "loop_velocity_jump": float(np.linalg.norm(end_v - start_v)) if clip.loop else None,
     }
@@ -48,13 +48,13 @@ def main() -> None:
     parser.add_argument("clips", nargs="*", help="clip names or paths (default: all)")
     args = parser.parse_args()
     names = args.clips or [str(info.path) for info in list_clips()]
-    print(f"{'clip':16s} {'feet lowest':>11s} {'sunk >1cm':>9s} {'outside':>7s}  {'worst hinge':24s} "
+    print(f"{'clip':16s} {'feet lowest':>11s} {'sunk >1cm':>9s} {'outside':>7s}  {'worst hinge':26s} "
           f"{'loop dv':>8s}  spared by the clip fall rule")
     for name in names:
         f = feasibility(name)
         dv = "-" if f["loop_velocity_jump"] is None else f"{f['loop_velocity_jump']:.2f} m/s"
         print(f"{f['clip']:16s} {f['feet_lowest_cm']:8.1f} cm {100 * f['feet_sunk_frames']:8.0f}% "
-              f"{100 * f['outside_frames']:6.0f}%  {f['worst_hinge']:24s} {dv:>8s}  {', '.join(f['spared']) or '-'}")
+              f"{100 * f['outside_frames']:6.0f}%  {f['worst_hinge']:26s} {dv:>8s}  {', '.join(f['spared']) or '-'}")
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ def test_euler_branch_and_turns_are_chosen_inside_the_hinge_ranges():
 
 def test_dance_a_reference_leaves_the_hinge_ranges_less_than_the_unranged_euler_angles():
     """The loader's choice (ranges given) beats the plain continuous sequence on a clip whose
-    shoulders go overhead, and keeps every classic clip's rotations (test above)."""
+    shoulders go overhead (test_hinge_angles_continuous_no_flips checks the rotations)."""
     from imitate import quat
     from imitate.motion import continuous_euler_xyz, yup_to_zup_quat
 

@@ -585,6 +585,22 @@ def test_resume_from_the_run_folder_alone(clip_config, tmp_path):
         assert torch.equal(second.policy.state_dict()[name], value), name
 
 
+def test_a_resumed_run_keeps_its_env_settings_and_says_so(clip_config, tmp_path):
+    """Resumed with other episode settings (a fall rule given anew), the run goes on in the env
+    it started in and says so; a fresh run in a folder without a checkpoint takes the new ones."""
+    started_in = replace(clip_config, fall_bodies="all", max_root_drop_m=0.3)
+    run_dir = tmp_path / "run"
+    start(run_dir, started_in, small_config()).run()
+    notes = []
+    resumed = start(run_dir, clip_config, small_config(samples=32), on_progress=notes.append)
+    assert resumed.env_config == started_in
+    assert any("own env settings" in n for n in notes)
+    fresh_dir = tmp_path / "fresh"
+    fresh_dir.mkdir()
+    (fresh_dir / "config.json").write_text((run_dir / "config.json").read_text())  # no checkpoint beside it
+    assert start(fresh_dir, clip_config, small_config()).env_config == clip_config
+
+
 class Interrupted(Exception):
     pass
 
