@@ -30,6 +30,14 @@ def _make_expert(name: str, clip, config, args):
     raise ConfigError(f"--expert must be pd or search; found {name!r}")
 
 
+def _new_env_config(clip: str, action_space: str, args):
+    """The EnvConfig of a new run on clip; --fall-bodies if given, else EnvConfig's default rule."""
+    from .env import EnvConfig
+
+    rule = {"fall_bodies": args.fall_bodies} if args.fall_bodies else {}
+    return EnvConfig(clip=clip, action_space=action_space, **rule)
+
+
 def _add_fall_option(p, default_help: str = "clip") -> None:
     from .env import FALL_RULES
 
@@ -185,14 +193,12 @@ def _evaluate(args):
     """(name, EvalResult, controller, env config) of the checkpoint or the expert."""
     from dataclasses import replace
 
-    from .env import EnvConfig
     from .evaluate import evaluate, expert_controller, policy_controller
     from .motion import load_clip
     from .policy import load_checkpoint
 
     if args.expert:
-        config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space,
-                           fall_bodies=args.fall_bodies or "clip")
+        config = _new_env_config(args.clip or "walk", args.action_space, args)
         expert = _make_expert(args.expert, load_clip(config.clip), config, args)
         controller = expert_controller(expert)
         name = f"{args.expert} expert ({config.action_space})"
@@ -274,8 +280,7 @@ def _cmd_trpo(args) -> int:
         if args.fall_bodies:
             env_config = replace(env_config, fall_bodies=args.fall_bodies)
     else:
-        env_config = EnvConfig(clip=args.clip or "walk", action_space=args.action_space,
-                               fall_bodies=args.fall_bodies or "clip")
+        env_config = _new_env_config(args.clip or "walk", args.action_space, args)
     config = TRPOConfig(samples=args.samples, num_envs=args.num_envs, steps_per_env=args.steps, max_kl=args.max_kl,
                         init_log_std=args.init_log_std, critic_warmup_iters=args.critic_warmup, seed=args.seed,
                         checkpoint_every=args.checkpoint_every, sim_threads=args.sim_threads,
@@ -366,14 +371,13 @@ def _cmd_pipeline(args) -> int:
 def _cmd_dataset_build(args) -> int:
     from .console import console, progress_bar, store_tables
     from .dataset import BuildConfig, build_mocap_store
-    from .env import EnvConfig
     from .motion import clip_name, load_clip, resolve_clip
     from .store_stats import summarize
 
     build = BuildConfig(offsets=args.offsets, joint_noise_rad=args.joint_noise,
                         velocity_noise_rad_s=args.velocity_noise, copies=args.copies, seed=args.seed,
                         valid_every=args.valid_every)
-    config = EnvConfig(clip=args.clip, action_space=args.action_space, fall_bodies=args.fall_bodies or "clip")
+    config = _new_env_config(args.clip, args.action_space, args)
     out = args.out or f"datasets/{clip_name(resolve_clip(args.clip))}.h5"
     expert = _make_expert(args.expert, load_clip(args.clip), config, args)
     started = time.perf_counter()

@@ -94,12 +94,11 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
         elif push_force_n > 0 and step % every == every // 2 + push_steps:
             sim.batch.xfrc_applied[:, root] = 0.0
         reward, terminated, _, _ = sim.step(action)
-        for i in range(episodes):
-            if alive[i] and (terminated[i] or step == steps - 1):
-                # the time survived, as survival_s counts it (a fall step does not count), and
-                # the clip phase then
-                time_s = (step + (not terminated[i])) / config.control_hz
-                endings[i] = {"time_s": time_s, "phase": float(clip.phase(np.array([time_s]))[0]),
+        ending = np.flatnonzero(alive & (terminated | (step == steps - 1)))
+        if len(ending):  # the time survived, as survival_s counts it (a fall step does not), and the phase then
+            times = (step + ~terminated[ending]) / config.control_hz
+            for i, t, phase in zip(ending, times, clip.phase(times), strict=True):
+                endings[i] = {"time_s": float(t), "phase": float(phase),
                               "cause": sim.fall_cause(i) if terminated[i] else "survived"}
         now = alive.copy()  # a step that ends in a fall still counts its reward
         ret += np.where(now, reward, 0.0)
