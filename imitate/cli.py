@@ -13,21 +13,32 @@ from .errors import ConfigError, ImitateError
 
 
 def _make_expert(name: str, clip, config, args):
-    """The PD expert or the search expert (with the search options in args) for an env config."""
-    from .expert import PDExpert
+    """The expert called name (imitate.experts.EXPERTS) for an env config, with the search
+    options in args; the tracking expert's first preparation for a clip shows a progress bar."""
+    from .experts import make_expert
 
-    if name == "pd":
-        return PDExpert(clip, config.action_space)
+    search = None
     if name == "search":
-        from .search import SearchConfig, SearchExpert
+        from .experts.search import SearchConfig
 
-        return SearchExpert(clip, config, SearchConfig(candidates=args.candidates, horizon=args.horizon,
-                                                       noise_rad=args.search_noise, label=args.search_label,
-                                                       warm_start=not args.search_cold, knots=args.search_knots,
-                                                       noise_decay=args.search_noise_decay, seed=args.seed,
-                                                       planning_hz=args.planning_hz,
-                                                       temperature=args.search_temperature))
-    raise ConfigError(f"--expert must be pd or search; found {name!r}")
+        search = SearchConfig(candidates=args.candidates, horizon=args.horizon, noise_rad=args.search_noise,
+                              label=args.search_label, warm_start=not args.search_cold, knots=args.search_knots,
+                              noise_decay=args.search_noise_decay, seed=args.seed, planning_hz=args.planning_hz,
+                              temperature=args.search_temperature)
+    if name not in ("best", "tracking"):
+        return make_expert(name, clip, config, search=search)
+    from .console import progress_bar
+
+    with progress_bar() as bar:
+        tasks = {}
+
+        def progress(done, total, what):
+            if what not in tasks:
+                tasks[what] = bar.add_task(f"{what} {clip.name} for the tracking expert (once; then cached)",
+                                           total=total)
+            bar.update(tasks[what], completed=done)
+
+        return make_expert(name, clip, config, progress=progress)
 
 
 def _new_env_config(clip: str, action_space: str, args):
@@ -47,8 +58,11 @@ def _add_fall_option(p, default_help: str = "clip") -> None:
 
 
 def _add_expert_options(p, default: str | None = "pd") -> None:
-    p.add_argument("--expert", default=default, choices=["pd", "search"],
-                   help="the PD expert, or PD servos plus a short-horizon search (slow, balances)")
+    p.add_argument("--expert", default=default, choices=["pd", "search", "tracking", "best"],
+                   help="pd: PD servos on the reference (cannot balance); search: PD servos plus a short-horizon "
+                        "search at every label (slow, balances on walk); tracking: linear feedback around a "
+                        "trajectory reconstructed offline once per clip (fast labels; cached in $IMITATE_CACHE or "
+                        "~/.cache/imitate); best: the recommended expert (today: tracking)")
     p.add_argument("--candidates", type=int, default=32, help="search: sequences sampled per decision (K)")
     p.add_argument("--horizon", type=int, default=15, help="search: control steps per rollout (H)")
     p.add_argument("--search-noise", type=float, default=0.1, help="search: std of the target offsets [rad]")
@@ -92,7 +106,7 @@ def _cmd_motions(args) -> int:
 def _track(clip: str, action_spaces: list[str], seconds: float | None):
     from .env import EnvConfig
     from .evaluate import evaluate, expert_controller
-    from .expert import PDExpert
+    from .experts.pd import PDExpert
     from .motion import load_clip
 
     motion = load_clip(clip)
@@ -204,7 +218,7 @@ def _evaluate(args):
         name = f"{args.expert} expert ({config.action_space})"
     else:
         if not args.checkpoint:
-            raise ConfigError("give a checkpoint to evaluate, or --expert pd")
+            raise ConfigError("give a checkpoint to evaluate, or --expert pd|search|tracking|best")
         policy, trained_for, _ = load_checkpoint(args.checkpoint)
         config = trained_for if args.clip is None else replace(trained_for, clip=args.clip)
         load_checkpoint(args.checkpoint, config)  # refuses another clip or action space clearly

@@ -31,7 +31,8 @@ import numpy as np
 from .env import Simulation, with_action_noise
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate, policy_controller
-from .expert import PDExpert, label
+from .experts import label, provenance_json
+from .experts.pd import PDExpert
 from .motion import load_clip
 from .policy import PolicyConfig, load_checkpoint, save_checkpoint
 from .sft import SFTConfig, SFTResult, sft_on_store
@@ -294,7 +295,8 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
                                 qpos=e["qpos"], qvel=e["qvel"], time_s=e["time_s"], phase=clip.phase(e["time_s"]),
                                 reward=e["reward"], terminated=e["terminated"], truncated=e["truncated"],
                                 source="dagger", clip=clip.name, checkpoint_id=results[-1].checkpoint,
-                                beta=beta, seed=config.seed * 1000 + k) for e in eps]
+                                beta=beta, seed=config.seed * 1000 + k, labelled_by=provenance_json(expert))
+                        for e in eps]
             store.append_round(episodes, round=k, env_config=env_config)
         existing = run_dir / f"round_{k:03d}.pt"
         if existing.exists():  # trained before an interruption: do not train it twice

@@ -21,7 +21,8 @@ import numpy as np
 from . import humanoid as hum
 from .env import EnvConfig, Simulation
 from .errors import ConfigError
-from .expert import PDExpert
+from .experts import expert_id, provenance_json
+from .experts.pd import PDExpert
 from .motion import load_clip
 from .store import DemoStore, Episode
 
@@ -102,13 +103,13 @@ def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig
         labels[sl] = label_passes(expert, states[sl], qpos_all[sl], qvel_all[sl], times[sl])
         if progress:
             progress(min(start + chunk, len(plan)), len(plan))
-    episodes = []
+    episodes, labelled_by = [], provenance_json(expert)
     for i, t in enumerate(times):
         episodes.append(Episode(
             obs=obs_all[i], expert_actions=labels[i], actions=labels[i], qpos=qpos_all[i], qvel=qvel_all[i],
             time_s=t, phase=clip.phase(t).astype(np.float32), reward=reward_all[i].astype(np.float32),
             terminated=np.zeros(steps, bool), truncated=np.arange(steps) == steps - 1,
-            source="mocap", clip=clip.name, checkpoint_id=f"expert:{type(expert).__name__}",
+            source="mocap", clip=clip.name, checkpoint_id=expert_id(expert), labelled_by=labelled_by,
             seed=build.seed * 1000 + i,
         ))
     store = DemoStore.create(out, env_config, valid_every=build.valid_every, overwrite=overwrite,

@@ -157,7 +157,7 @@ def start_at_phase_zero(sim: Simulation, init_noise_rad: float = 0.0, seed: int 
 def expert_controller(expert) -> Controller:
     """A Controller from an expert (a callable on simulator state and clip time, or an
     object with label(sim))."""
-    from .expert import label
+    from .experts import label
 
     return lambda sim: label(expert, sim)
 

@@ -23,7 +23,7 @@ from .dataset import BuildConfig, build_mocap_store
 from .env import EnvConfig
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate, expert_controller, policy_controller
-from .expert import PDExpert
+from .experts.pd import PDExpert
 from .motion import load_clip
 from .policy import load_checkpoint
 from .store import DemoStore

@@ -72,6 +72,7 @@ class Episode:
     checkpoint_id: str = ""
     beta: float = float("nan")
     seed: int = -1
+    labelled_by: str = ""  # the labelling expert's provenance (kind, settings, hashes) as JSON
 
     ARRAYS = ("obs", "expert_actions", "actions", "qpos", "qvel", "time_s", "phase", "reward",
               "terminated", "truncated")
@@ -271,6 +272,8 @@ class DemoStore:
             a = g.attrs
             a["source"], a["round"], a["clip"], a["checkpoint_id"] = ep.source, round, ep.clip, ep.checkpoint_id
             a["beta"], a["seed"], a["length"] = float(ep.beta), int(ep.seed), len(ep)
+            if ep.labelled_by:
+                a["labelled_by"] = ep.labelled_by
             a["return"] = float(data["reward"].astype(np.float64).sum())
             splits["valid" if eid % valid_every == valid_every - 1 else "train"].append(eid)
             ids.append(eid)

@@ -220,7 +220,7 @@ class ImitateSide:
 
 def expert_reference(args) -> dict:
     from imitate.evaluate import expert_controller
-    from imitate.expert import PDExpert
+    from imitate.experts.pd import PDExpert
     from imitate.motion import load_clip
 
     return evaluate_controller(expert_controller(PDExpert(load_clip(CLIP), ACTION_SPACE)), args)
@@ -244,7 +244,7 @@ class ImitationLibrarySide:
         from torch import nn
 
         import imitate
-        from imitate.expert import PDExpert
+        from imitate.experts.pd import PDExpert
         from imitate.motion import load_clip
         from imitate.store import DemoStore
 

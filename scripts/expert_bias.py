@@ -17,8 +17,8 @@ import numpy as np
 
 from imitate.env import EnvConfig
 from imitate.evaluate import evaluate, expert_controller
+from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.motion import load_clip
-from imitate.search import DAGGER_LABELS, SearchExpert
 
 
 def main() -> None:

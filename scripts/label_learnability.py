@@ -29,9 +29,9 @@ import torch
 
 from imitate.env import Simulation, targets_to_action
 from imitate.evaluate import evaluate, expert_controller
+from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.motion import load_clip
 from imitate.policy import REF_Q_COLUMNS, PolicyConfig
-from imitate.search import DAGGER_LABELS, SearchExpert
 from imitate.sft import SFTConfig, fit, new_policy
 from imitate.store import DemoStore
 

@@ -23,9 +23,10 @@ import numpy as np
 from imitate import humanoid as hum
 from imitate.env import EnvConfig, Simulation, targets_to_action
 from imitate.evaluate import evaluate, expert_controller
-from imitate.expert import PDExpert, label
+from imitate.experts import label
+from imitate.experts.pd import PDExpert
+from imitate.experts.search import SearchConfig, SearchExpert
 from imitate.motion import load_clip
-from imitate.search import SearchConfig, SearchExpert
 
 CONFIGS = {  # name -> SearchConfig overrides of the cold mppi search
     "search, warm start (default)": {"warm_start": True, "label": "best"},

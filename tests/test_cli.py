@@ -87,8 +87,8 @@ def test_dagger_options_reach_the_dagger_config():
 def test_documented_dagger_search_options_are_the_named_recipe(synthetic_clip_path):
     from imitate.cli import _make_expert, build_parser
     from imitate.env import EnvConfig
+    from imitate.experts.search import DAGGER_LABELS, SearchConfig
     from imitate.motion import load_clip
-    from imitate.search import DAGGER_LABELS, SearchConfig
 
     args = build_parser().parse_args(["dagger", "--data", "x.h5", "--out", "run", "--expert", "search",
                                       "--search-label", "mppi", "--search-cold", "--search-knots", "4",

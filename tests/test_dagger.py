@@ -27,7 +27,7 @@ from imitate.dataset import BuildConfig, build_mocap_store
 from imitate.env import EnvConfig, Simulation
 from imitate.errors import CheckpointError, ConfigError
 from imitate.evaluate import evaluate, policy_controller
-from imitate.expert import PDExpert
+from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
 from imitate.sft import SFTConfig, fit, sft_on_store

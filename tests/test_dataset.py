@@ -14,7 +14,7 @@ from imitate.cli import main
 from imitate.dataset import BuildConfig, build_mocap_store
 from imitate.env import EnvConfig, Simulation
 from imitate.errors import ConfigError, StoreError
-from imitate.expert import PDExpert
+from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
 
 # The humanoid's layout, written out: qpos = root pos (3), root quat (4), 28 hinges; qvel =

@@ -6,7 +6,7 @@ import pytest
 from imitate import make_env
 from imitate.env import EnvConfig
 from imitate.evaluate import evaluate, expert_controller
-from imitate.expert import PDExpert
+from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
 
 

@@ -5,8 +5,8 @@ import pytest
 
 from imitate.env import EnvConfig, Simulation
 from imitate.errors import ConfigError
+from imitate.experts.search import SearchConfig, SearchExpert
 from imitate.motion import load_clip
-from imitate.search import SearchConfig, SearchExpert
 
 SMALL = SearchConfig(candidates=6, horizon=3, noise_rad=0.1, cold_iterations=2, seed=3, nthread=1)
 
@@ -108,17 +108,34 @@ def test_cold_search_labels_are_a_function_of_the_state(setup, label):
             assert not np.array_equal(again, first)
 
 
-def test_torque_label_is_the_servo_torque(setup, synthetic_clip_path):
+def test_torque_label_applies_the_servo_force(setup, synthetic_clip_path):
+    """In torque space the label, with the torque model's passive damping, exerts on every hinge
+    the force the servo would exert for the pd_target label's target (MuJoCo's own force
+    fields, mj_forward): the damping -kd dq counted once, not twice."""
+    import mujoco
+
+    from imitate import humanoid as hum
+    from imitate.env import action_to_ctrl
+
     _, clip, sim = setup
     pd = SearchExpert(clip, EnvConfig(clip=str(synthetic_clip_path)), SMALL).label(sim)
     torque = SearchExpert(clip, EnvConfig(clip=str(synthetic_clip_path), action_space="torque"), SMALL).label(sim)
-    lo, hi = sim.model.actuator_ctrlrange.T
-    target = (lo + hi) / 2 + pd * (hi - lo) / 2
-    kp = sim.model.actuator_gainprm[:, 0]
-    kd = -sim.model.actuator_biasprm[:, 2]
-    limit = sim.model.actuator_forcerange[:, 1]
-    expected = np.clip((kp * (target - sim.qpos[:, 7:]) - kd * sim.qvel[:, 6:]) / limit, -1, 1)
-    np.testing.assert_allclose(torque, expected, atol=1e-9)
+    forces = {}
+    for space, action in (("pd_target", pd), ("torque", torque)):
+        model = hum.load_model(space)
+        data = mujoco.MjData(model)
+        rows = []
+        for i in range(sim.num_envs):
+            data.qpos[:], data.qvel[:] = sim.qpos[i], sim.qvel[i]
+            data.ctrl[:] = action_to_ctrl(action[i:i + 1], space)[0]
+            mujoco.mj_forward(model, data)
+            rows.append((data.qfrc_actuator + data.qfrc_passive)[hum.HINGE_QVEL].copy())
+        forces[space] = np.array(rows)
+    servo = forces["pd_target"]  # the servo's force, its damping included
+    # where neither the torque label nor the servo's force is at its limit
+    unclipped = (np.abs(torque) < 1 - 1e-9) & (np.abs(servo) < hum.TORQUE_LIMIT - 1e-6)
+    assert unclipped.mean() > 0.3
+    np.testing.assert_allclose(forces["torque"][unclipped], forces["pd_target"][unclipped], atol=1e-6)
 
 
 def test_config_refusals():
@@ -133,7 +150,7 @@ def test_config_refusals():
 
 # ----- knots and noise decay ------------------------------------------------------------------
 def test_knot_weights_interpolate_linearly_between_evenly_spread_knots():
-    from imitate.search import knot_weights
+    from imitate.experts.search import knot_weights
 
     np.testing.assert_array_equal(knot_weights(6, 6), np.eye(6))
     np.testing.assert_array_equal(knot_weights(4, 1), np.ones((4, 1)))

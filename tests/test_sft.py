@@ -16,7 +16,7 @@ from imitate.dataset import BuildConfig, build_mocap_store
 from imitate.env import EnvConfig
 from imitate.errors import ImitateError
 from imitate.evaluate import evaluate, expert_controller
-from imitate.expert import PDExpert
+from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint
 from imitate.sft import SFTConfig, fit, sft_on_store

@@ -16,19 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import humanoid as hum
-from .env import targets_to_action
-from .errors import ConfigError
-from .motion import MotionClip
-
-
-def label(expert, sim) -> np.ndarray:
-    """An expert's labels (N, 28) for the humanoids of a Simulation: ``expert.label(sim)`` for
-    experts that need the full simulator state (the search expert), else
-    ``expert(qpos, qvel, time_s)`` for plain callables."""
-    if hasattr(expert, "label"):
-        return expert.label(sim)
-    return expert(sim.qpos.copy(), sim.qvel.copy(), sim.ref_time_s.copy())
+from .. import humanoid as hum
+from ..env import targets_to_action
+from ..errors import ConfigError
+from ..motion import MotionClip
 
 
 class PDExpert:
@@ -48,6 +39,10 @@ class PDExpert:
 
     def label(self, sim) -> np.ndarray:
         return self(sim.qpos, sim.qvel, sim.ref_time_s)
+
+    def provenance(self) -> dict:
+        return {"kind": "pd", "action_space": self.action_space, "lookahead_s": self.lookahead_s,
+                "position_gain": self.position_gain, "velocity_feedforward": self.velocity_feedforward}
 
     def __call__(self, qpos: np.ndarray, qvel: np.ndarray, time_s: np.ndarray) -> np.ndarray:
         t = np.asarray(time_s, dtype=float) + self.lookahead_s

@@ -47,11 +47,11 @@ import mujoco
 import numpy as np
 from mujoco.batch import Batch
 
-from . import humanoid as hum
-from .env import EnvConfig, targets_to_action
-from .errors import ConfigError
-from .motion import MotionClip
-from .reward import Pose, end_effector_offsets, pose_error
+from .. import humanoid as hum
+from ..env import EnvConfig, targets_to_action
+from ..errors import ConfigError
+from ..motion import MotionClip
+from ..reward import Pose, end_effector_offsets, pose_error
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,11 @@ class SearchExpert:
             self.plans.pop(int(k), None)
         return self.label_states(np.array(sim.batch.state), sim.ref_time_s.copy(), keys)
 
+    def provenance(self) -> dict:
+        from dataclasses import asdict
+
+        return {"kind": "search", "action_space": self.env_config.action_space, **asdict(self.config)}
+
     def reset(self) -> None:
         self.plans.clear()
         self._decisions.clear()
@@ -179,22 +184,22 @@ class SearchExpert:
                     plans[rows] = np.einsum("nk,nkhj->nhj", weights, candidates)
             self.last_costs = costs
         qpos = states[:, 1:1 + hum.NQ]  # integration state: time, qpos, qvel, ...
-        qvel = states[:, 1 + hum.NQ:1 + hum.NQ + hum.NV]
         target = self.clip.qpos(times + self.env_config.control_dt)[:, hum.HINGE_QPOS] + first
         if warm:
             for i, k in enumerate(keys):  # the next decision's warm start: the plan shifted by one step
                 self.plans[k] = np.concatenate([plans[i, 1:], plans[i, -1:]])
                 self._decisions[k] = self._decisions.get(k, 0) + 1
         self.seconds_per_decision = (time.perf_counter() - start) / n
-        return self._to_action(target, qpos, qvel)
+        return self._to_action(target, qpos)
 
-    def _to_action(self, target: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+    def _to_action(self, target: np.ndarray, qpos: np.ndarray) -> np.ndarray:
         lo, hi = hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1]
         target = np.clip(target, lo, hi)
         if self.env_config.action_space == "pd_target":
             return np.clip(targets_to_action(target), -1.0, 1.0)
-        # the torque the servo would apply now for that target
-        torque = hum.KP * (target - qpos[:, hum.HINGE_QPOS]) - hum.KD * qvel[:, hum.HINGE_QVEL]
+        # the torque the servo would apply now for that target, less its damping -kd dq: the torque
+        # model applies that itself, as passive joint damping (humanoid.load_model)
+        torque = hum.KP * (target - qpos[:, hum.HINGE_QPOS])
         return np.clip(torque / hum.TORQUE_LIMIT, -1.0, 1.0)
 
     # ----- the search -------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from imitate import humanoid as hum
 from imitate.env import action_to_ctrl
 from imitate.errors import ConfigError
-from imitate.expert import PDExpert
+from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
 
 # DeepMimic's gains per hinge are kp = 10 kd for every joint (humanoid3d_ctrl.txt).

@@ -1,0 +1,280 @@
+"""The tracking expert: reconstruction, linearisation, LQR gains, cache and labels, each
+against an independent reference (MuJoCo's own functions, explicit finite differences of
+mj_step, scipy's Riccati solver, the env itself)."""
+
+import json
+
+import mujoco
+import numpy as np
+import pytest
+import scipy.linalg
+from conftest import synthetic_frames, write_clip
+
+from imitate import humanoid as hum
+from imitate.env import EnvConfig, Simulation, targets_to_action
+from imitate.errors import ConfigError
+from imitate.experts import Expert, expert_id, make_expert
+from imitate.experts.feedback import linearise, riccati_gains, state_deviation, tangent_difference
+from imitate.experts.pd import PDExpert
+from imitate.experts.reconstruct import ReconstructConfig, reconstruct, start_state
+from imitate.experts.tracking import ExpertCacheError, TrackingConfig, TrackingExpert
+from imitate.motion import load_clip
+
+SMALL = ReconstructConfig(samples=12, elites=3, window_steps=2, lookahead_steps=1, seed=1, nthread=1)
+SMALL_TRACKING = TrackingConfig(reconstruct=SMALL, horizon_s=0.2)  # 6 control steps
+
+
+@pytest.fixture
+def clip_and_config(synthetic_clip_path):
+    return load_clip(synthetic_clip_path), EnvConfig(clip=str(synthetic_clip_path))
+
+
+def _random_qpos(rng, n):
+    q = np.zeros((n, hum.NQ))
+    q[:, :3] = rng.normal(0, 0.5, (n, 3))
+    quats = rng.normal(size=(n, 4))
+    q[:, 3:7] = quats / np.linalg.norm(quats, axis=1, keepdims=True)
+    q[:, 7:] = rng.uniform(-1, 1, (n, hum.NU))
+    return q
+
+
+def test_tangent_difference_is_mujocos_differentiate_pos():
+    rng = np.random.default_rng(0)
+    model = hum.load_model()
+    a, b = _random_qpos(rng, 5), _random_qpos(rng, 5)
+    b[:, 3:7] = a[:, 3:7] + rng.normal(0, 0.3, (5, 4))  # rotations up to large angles
+    b[:, 3:7] /= np.linalg.norm(b[:, 3:7], axis=1, keepdims=True)
+    ours = tangent_difference(a, b)
+    for i in range(5):
+        expected = np.zeros(hum.NV)
+        mujoco.mj_differentiatePos(model, expected, 1.0, a[i], b[i])
+        np.testing.assert_allclose(ours[i], expected, atol=1e-12)
+
+
+def _step_state(model, data, x, u, substeps):
+    """(qpos, qvel) after holding u for substeps mj_step calls from integration state x."""
+    mujoco.mj_setState(model, data, x, mujoco.mjtState.mjSTATE_INTEGRATION)
+    data.ctrl[:] = u
+    for _ in range(substeps):
+        mujoco.mj_step(model, data)
+    return data.qpos.copy(), data.qvel.copy()
+
+
+def test_linearisation_matches_finite_differences_of_mj_step(clip_and_config):
+    """A and B of a control step against central differences of whole control steps of
+    mj_step, perturbing the state along the tangent space (mj_integratePos)."""
+    clip, config = clip_and_config
+    model = hum.load_model("pd_target", config.physics_hz)
+    x0 = start_state(clip, config)
+    u0 = np.clip(clip.qpos([config.control_dt])[0, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+    u0 = u0 - 0.05  # off the reference, so the servos work
+    a, b = linearise(model, x0[None].repeat(2, 0), u0[None], config.substeps)
+    data = mujoco.MjData(model)
+    base_q, base_v = _step_state(model, data, x0, u0, config.substeps)
+    qpos0, qvel0 = x0[1:1 + hum.NQ], x0[1 + hum.NQ:1 + hum.NQ + hum.NV]
+    eps = 1e-6
+    rng = np.random.default_rng(2)
+    for _ in range(3):  # random directions in state and control
+        dx, du = rng.normal(size=2 * hum.NV), rng.normal(size=hum.NU) * 0.1
+        ends = []
+        for sign in (1, -1):
+            q = qpos0.copy()
+            mujoco.mj_integratePos(model, q, sign * eps * dx[:hum.NV], 1.0)
+            x = x0.copy()
+            x[1:1 + hum.NQ], x[1 + hum.NQ:1 + hum.NQ + hum.NV] = q, qvel0 + sign * eps * dx[hum.NV:]
+            ends.append(_step_state(model, data, x, u0 + sign * eps * du, config.substeps))
+        fd = (state_deviation(base_q, base_v, *ends[0]) - state_deviation(base_q, base_v, *ends[1]))[0] / (2 * eps)
+        predicted = a[0] @ dx + b[0] @ du
+        np.testing.assert_allclose(predicted, fd, rtol=1e-3, atol=1e-3 * np.abs(fd).max())
+
+
+def test_riccati_gains_converge_to_scipys_infinite_horizon_gain():
+    rng = np.random.default_rng(3)
+    nx, nu, steps = 4, 2, 300
+    a = np.eye(nx) + 0.1 * rng.normal(size=(nx, nx))
+    b = rng.normal(size=(nx, nu))
+    q, r = np.diag(rng.uniform(0.5, 2, nx)), np.diag(rng.uniform(0.5, 2, nu))
+    gains = riccati_gains(np.repeat(a[None], steps, 0), np.repeat(b[None], steps, 0), q, r)
+    p = scipy.linalg.solve_discrete_are(a, b, q, r)
+    expected = np.linalg.solve(r + b.T @ p @ b, b.T @ p @ a)
+    np.testing.assert_allclose(gains[0], expected, rtol=1e-8, atol=1e-10)
+    # the last step sees only the terminal cost Q: K = (R + B'QB)^-1 B'QA
+    np.testing.assert_allclose(gains[-1], np.linalg.solve(r + b.T @ q @ b, b.T @ q @ a), rtol=1e-10)
+
+
+def test_reconstruction_is_performed_by_the_env_itself(clip_and_config):
+    """The env, given the trajectory's targets as actions from phase 0, passes through its
+    states; the search is deterministic under its seed."""
+    clip, config = clip_and_config
+    trajectory = reconstruct(clip, config, 6, SMALL)
+    assert trajectory.complete and trajectory.reached_steps == 6 and trajectory.states.shape == (7, 262)
+    again = reconstruct(clip, config, 6, SMALL)
+    np.testing.assert_array_equal(trajectory.ctrl, again.ctrl)
+    sim = Simulation(config, 1, nthread=1, clip=clip)
+    sim.reset(np.array([0]), np.array([0.0]))
+    np.testing.assert_array_equal(np.array(sim.batch.state[0]), trajectory.states[0])
+    for k, u in enumerate(trajectory.ctrl):
+        sim.step(targets_to_action(u)[None])
+        np.testing.assert_allclose(sim.qpos[0], trajectory.states[k + 1, 1:1 + hum.NQ], atol=1e-8)
+    assert np.all(trajectory.cost >= 0)
+
+
+def test_a_clip_the_search_cannot_get_through_ends_the_trajectory_there(tmp_path):
+    """A reference that stands, then flies up at 18 m/s, ends in the root-drop rule for every
+    candidate: the search gives up after max_rewinds with a partial trajectory, not a hang."""
+    frames = synthetic_frames()
+    for k, f in enumerate(frames):
+        f[2] = 0.85 + 0.6 * max(k - 2, 0)  # Y-up: the root's height
+    path = write_clip(tmp_path / "fly.txt", frames, loop="none")
+    clip, config = load_clip(path), EnvConfig(clip=str(path))
+    trajectory = reconstruct(clip, config, 6, ReconstructConfig(samples=6, elites=2, window_steps=1,
+                                                                 lookahead_steps=0, max_rewinds=2, nthread=1))
+    assert not trajectory.complete and trajectory.reached_steps < 6 and trajectory.rewinds == 2
+    expert = TrackingExpert(clip, config, SMALL_TRACKING, trajectory.states, trajectory.ctrl,
+                            *linearise(hum.load_model(), trajectory.states, trajectory.ctrl, config.substeps)[:2],
+                            info={})
+    assert expert.reached_s == trajectory.reached_steps / 30
+
+
+@pytest.fixture
+def prepared(clip_and_config, tmp_path):
+    clip, config = clip_and_config
+    return TrackingExpert.prepare(clip, config, SMALL_TRACKING, cache=tmp_path / "cache")
+
+
+def test_label_on_the_trajectory_is_its_target_and_off_it_linear_feedback(prepared, clip_and_config):
+    clip, config = clip_and_config
+    expert = prepared
+    k = np.arange(len(expert.ctrl))
+    qpos, qvel = expert.states[k, 1:1 + hum.NQ], expert.states[k, 1 + hum.NQ:1 + hum.NQ + hum.NV]
+    on = expert(qpos, qvel, k / config.control_hz)
+    np.testing.assert_allclose(on, np.clip(targets_to_action(expert.ctrl), -1, 1), atol=1e-12)
+    # off the trajectory: u* - K dx, dx by MuJoCo's own mj_differentiatePos, then the action map
+    rng = np.random.default_rng(4)
+    moved_q, moved_v = qpos.copy(), qvel + rng.normal(0, 0.01, qvel.shape)
+    moved_q[:, 7:] += rng.normal(0, 0.01, (len(k), hum.NU))
+    model = hum.load_model()
+    for i in k:
+        dq = np.zeros(hum.NV)
+        mujoco.mj_differentiatePos(model, dq, 1.0, qpos[i], moved_q[i])
+        target = expert.ctrl[i] - expert.gains[i] @ np.concatenate([dq, moved_v[i] - qvel[i]])
+        expected = np.clip(targets_to_action(np.clip(target, hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])), -1, 1)
+        np.testing.assert_allclose(expert(moved_q[i:i + 1], moved_v[i:i + 1], [i / 30])[0], expected, atol=1e-12)
+
+
+def test_batched_labels_equal_one_by_one_and_past_the_trajectory_the_pd_expert(prepared, clip_and_config):
+    clip, config = clip_and_config
+    rng = np.random.default_rng(5)
+    n = 12
+    times = rng.integers(0, 12, n) / 30.0  # half of them past the 6 steps prepared
+    qpos = np.array([clip.qpos([t])[0] for t in times]) + np.r_[np.zeros(7), rng.normal(0, 0.02, 28)]
+    qvel = np.array([clip.qvel([t])[0] for t in times])
+    batched = prepared(qpos, qvel, times)
+    single = np.concatenate([prepared(qpos[i:i + 1], qvel[i:i + 1], times[i:i + 1]) for i in range(n)])
+    np.testing.assert_array_equal(batched, single)
+    past = times >= 6 / 30 - 1e-9
+    assert past.any() and (~past).any()
+    np.testing.assert_allclose(batched[past], PDExpert(clip)(qpos[past], qvel[past], times[past]))
+    assert not np.allclose(batched[~past], PDExpert(clip)(qpos[~past], qvel[~past], times[~past]))
+
+
+def test_the_cache_is_reused_and_refuses_a_changed_clip_or_model(prepared, clip_and_config, tmp_path, monkeypatch):
+    clip, config = clip_and_config
+    from imitate.experts import tracking
+
+    def fail(*args, **kwargs):
+        raise AssertionError("reconstructed again")
+
+    monkeypatch.setattr(tracking, "reconstruct", fail)
+    again = TrackingExpert.prepare(clip, config, SMALL_TRACKING, cache=tmp_path / "cache")
+    np.testing.assert_array_equal(again.gains, prepared.gains)
+    # other LQR weights reuse the cached linearisation
+    TrackingExpert.prepare(clip, config, TrackingConfig(reconstruct=SMALL, horizon_s=0.2, control_weight=10),
+                           cache=tmp_path / "cache")
+    # an edited clip, or another physics rate (another model), does not reuse it
+    edited = write_clip(tmp_path / "edited.txt", synthetic_frames(seed=1))
+    with pytest.raises(AssertionError, match="reconstructed again"):
+        TrackingExpert.prepare(load_clip(edited), EnvConfig(clip=str(edited)), SMALL_TRACKING,
+                               cache=tmp_path / "cache")
+    with pytest.raises(AssertionError, match="reconstructed again"):
+        TrackingExpert.prepare(clip, EnvConfig(clip=config.clip, physics_hz=300.0), SMALL_TRACKING,
+                               cache=tmp_path / "cache")
+
+
+def test_a_damaged_or_foreign_cache_file_gets_one_clear_error(prepared, clip_and_config, tmp_path):
+    clip, config = clip_and_config
+    (path,) = (tmp_path / "cache").glob("tracking-*.npz")
+    with np.load(path) as f:
+        arrays = dict(f)
+    meta = json.loads(str(arrays["meta"]))
+    meta["key"]["clip"] = "0" * 16
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)  # np.savez keeps the name: a file whose content is for another clip
+    with pytest.raises(ExpertCacheError, match="another clip"):
+        TrackingExpert.prepare(clip, config, SMALL_TRACKING, cache=tmp_path / "cache")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ExpertCacheError, match="unreadable"):
+        TrackingExpert.prepare(clip, config, SMALL_TRACKING, cache=tmp_path / "cache")
+
+
+def test_non_finite_states_are_refused(prepared, clip_and_config):
+    clip, _ = clip_and_config
+    qpos, qvel = clip.qpos([0.0, 0.1]), clip.qvel([0.0, 0.1])
+    qvel[1, 4] = np.nan
+    with pytest.raises(ConfigError, match="row 1"):
+        prepared(qpos, qvel, [0.0, 0.1])
+
+
+def test_best_is_the_tracking_expert_behind_the_expert_protocol(clip_and_config, tmp_path, monkeypatch):
+    clip, config = clip_and_config
+    monkeypatch.setenv("IMITATE_CACHE", str(tmp_path / "cache"))
+    seen = []
+    expert = make_expert("best", clip, config, tracking=SMALL_TRACKING, progress=lambda d, t, what: seen.append(what))
+    assert isinstance(expert, TrackingExpert) and isinstance(expert, Expert)
+    assert {"reconstructing", "linearising"} <= set(seen)
+    assert expert_id(expert).startswith("expert:tracking:")
+    assert expert.provenance()["config"]["reconstruct"]["samples"] == SMALL.samples
+    with pytest.raises(ConfigError, match="expected one of"):
+        make_expert("oracle", clip, config)
+
+
+def test_torque_labels_exert_the_servo_force(prepared, clip_and_config, synthetic_clip_path):
+    """Torque-space labels, with the model's passive damping, exert the pd_target label's
+    servo force (MuJoCo's force fields, mj_forward) wherever neither is at its limit."""
+    from imitate.env import action_to_ctrl
+
+    clip, config = clip_and_config
+    torque_expert = TrackingExpert(clip, EnvConfig(clip=str(synthetic_clip_path), action_space="torque"),
+                                   SMALL_TRACKING, prepared.states, prepared.ctrl, prepared.a, prepared.b, {})
+    k = np.arange(len(prepared.ctrl))
+    qpos = prepared.states[k, 1:1 + hum.NQ]
+    qvel = prepared.states[k, 1 + hum.NQ:1 + hum.NQ + hum.NV]
+    checked = 0
+    for space, expert in (("pd_target", prepared), ("torque", torque_expert)):
+        model, data = hum.load_model(space), None
+        data = mujoco.MjData(model)
+        action = expert(qpos, qvel, k / 30)
+        forces = []
+        for i in k:
+            data.qpos[:], data.qvel[:] = qpos[i], qvel[i]
+            data.ctrl[:] = action_to_ctrl(action[i:i + 1], space)[0]
+            mujoco.mj_forward(model, data)
+            forces.append((data.qfrc_actuator + data.qfrc_passive)[hum.HINGE_QVEL].copy())
+        if space == "pd_target":
+            servo = np.array(forces)
+        else:
+            free = (np.abs(action) < 1 - 1e-9) & (np.abs(servo) < hum.TORQUE_LIMIT - 1e-6)
+            checked = free.sum()
+            np.testing.assert_allclose(np.array(forces)[free], servo[free], atol=1e-6)
+    assert checked > 50
+
+
+def test_config_refusals():
+    with pytest.raises(ConfigError):
+        ReconstructConfig(samples=2, elites=5)
+    with pytest.raises(ConfigError):
+        ReconstructConfig(offset_carry=1.5)
+    with pytest.raises(ConfigError):
+        TrackingConfig(control_weight=0)
+    with pytest.raises(ConfigError):
+        TrackingConfig(horizon_s=-1)
