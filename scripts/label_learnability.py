@@ -1,11 +1,12 @@
-"""How well can a learner fit a search expert's labels, and what does a smoother expert cost?
+"""How well can a learner fit an expert's labels, and what does a smoother expert cost?
 
 Takes a sample of a store's states (train and validation splits apart), relabels them with
 variants of the DAgger recipe's search (`search.DAGGER_LABELS`: `--search-label mppi
 --search-cold --search-knots 4 --search-temperature 0.3`), fits a residual policy (`imitate sft
 --residual` defaults) on each variant's training labels and reports, on the validation states:
 - R2: the share of the correction's variance (label minus the observed reference's servo
-  target, what the search adds) that the fitted policy explains;
+  target, what the search adds) that the fitted policy explains; ridge R2: the same for a ridge
+  regression of the correction on the standardised observation (closed form, a linear learner);
 - RMSE: the policy's error in action units (what the expert then has to live with);
 - the correction's own RMS (how much the expert moves away from the reference);
 - vs stored: the RMS difference from the store's labels (0 for the recipe the store was built
@@ -13,7 +14,8 @@ variants of the DAgger recipe's search (`search.DAGGER_LABELS`: `--search-label 
 then (`--seconds` > 0) the expert alone from phase 0: survival and normalised return. With
 `--train-fractions`, R2 also from fits on those fractions of the training states (how R2 grows
 with labels).
-"stored" uses the store's own labels for the same states (no relabelling).
+"stored" uses the store's own labels for the same states (no relabelling); "pd" and
+"tracking" relabel with the PD expert and the tracking expert (`--expert best`).
 
     .venv/bin/python scripts/label_learnability.py STORE.h5 [--train 600] [--valid 200] \\
         [--variants stored "temperature 1"] [--seconds 10] [--episodes 2] \\
@@ -29,7 +31,9 @@ import torch
 
 from imitate.env import Simulation, targets_to_action
 from imitate.evaluate import evaluate, expert_controller
+from imitate.experts.pd import PDExpert
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
+from imitate.experts.tracking import TrackingExpert
 from imitate.motion import load_clip
 from imitate.policy import REF_Q_COLUMNS, PolicyConfig
 from imitate.sft import SFTConfig, fit, new_policy
@@ -43,7 +47,21 @@ VARIANTS = {  # name -> SearchConfig overrides of search.DAGGER_LABELS (None: th
     "temperature 1": {"temperature": 1.0},
     "temperature 3": {"temperature": 3.0},
     "offset weight 1": {"temperature": 0.1, "offset_weight": 1.0},
+    "pd": "pd",
+    "tracking": "tracking",
 }
+
+
+def ridge_r2(train_obs, train_y, valid_obs, valid_y, lam: float = 1e-2) -> float:
+    """R2 on the validation rows of a ridge regression y ~ standardised obs (bias unpenalised)."""
+    mean, std = train_obs.mean(0), train_obs.std(0) + 1e-6
+    x = np.c_[(train_obs - mean) / std, np.ones(len(train_obs))]
+    xv = np.c_[(valid_obs - mean) / std, np.ones(len(valid_obs))]
+    penalty = lam * len(x) * np.eye(x.shape[1])
+    penalty[-1, -1] = 0.0
+    w = np.linalg.solve(x.T @ x + penalty, x.T @ train_y)
+    residual = valid_y - xv @ w
+    return float(1.0 - np.mean(residual**2) / np.mean((valid_y - valid_y.mean(0)) ** 2))
 
 
 def sample(store: DemoStore, split: str, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -102,14 +120,21 @@ def main() -> None:
     chunk = 16
     sim = Simulation(config, chunk, clip=clip)
     print(f"{len(train['obs'])} training and {len(valid['obs'])} validation states of {args.store}")
-    print(f"{'variant':26s} {'s/label':>7s} {'corr. RMS':>9s} {'vs stored':>9s} {'R2':>6s} {'RMSE':>7s} "
+    print(f"{'variant':26s} {'s/label':>7s} {'corr. RMS':>9s} {'vs stored':>9s} {'R2':>6s} {'ridge R2':>8s} "
+          f"{'RMSE':>7s} "
           f"{'survival [s]':>13s} {'return':>7s}", flush=True)
     for name in args.variants:
         overrides = VARIANTS[name]
         per_label, vs_stored = float("nan"), float("nan")
-        search = None if overrides is None else replace(DAGGER_LABELS, **overrides)
-        if search is None:
+        search = None if overrides is None or isinstance(overrides, str) else replace(DAGGER_LABELS, **overrides)
+        if overrides is None:
             labels = {"train": train["expert_actions"], "valid": valid["expert_actions"]}
+        elif isinstance(overrides, str):  # a state -> label expert: all states in one call
+            expert = PDExpert(clip, config.action_space) if overrides == "pd" else TrackingExpert.prepare(clip, config)
+            start = time.perf_counter()
+            labels = {k: expert(d["qpos"], d["qvel"], d["time_s"]) for k, d in (("train", train), ("valid", valid))}
+            per_label = (time.perf_counter() - start) / (len(train["obs"]) + len(valid["obs"]))
+            vs_stored = np.sqrt(np.mean((labels["valid"] - valid["expert_actions"]) ** 2))
         else:
             expert = SearchExpert(clip, config, search)
             start = time.perf_counter()
@@ -119,6 +144,8 @@ def main() -> None:
         correction = labels["valid"] - targets_to_action(valid["obs"][:, REF_Q_COLUMNS])
         variance = np.mean((correction - correction.mean(0)) ** 2)
         r2, rmse = fit_r2_rmse(store, train, valid, labels, variance, len(train["obs"]), args.fit_seeds)
+        train_correction = labels["train"] - targets_to_action(train["obs"][:, REF_Q_COLUMNS])
+        ridge = ridge_r2(train["obs"], train_correction, valid["obs"], correction)
         survival, ret = float("nan"), float("nan")
         if args.seconds > 0 and search is not None:  # a fresh expert: no state from the relabelling
             result = evaluate(expert_controller(SearchExpert(clip, config, search)),
@@ -126,7 +153,7 @@ def main() -> None:
                               horizon_s=args.seconds, init_noise_rad=0.01, seed=args.seed)
             survival, ret = result.survival_s.mean, result.normalised_return.mean
         print(f"{name:26s} {per_label:7.3f} {np.sqrt(np.mean(correction ** 2)):9.4f} {vs_stored:9.4f} "
-              f"{r2:6.3f} {rmse:7.4f} {survival:13.2f} {ret:7.3f}", flush=True)
+              f"{r2:6.3f} {ridge:8.3f} {rmse:7.4f} {survival:13.2f} {ret:7.3f}", flush=True)
         for fraction in args.train_fractions:
             count = max(1, round(fraction * len(train["obs"])))
             r2, rmse = fit_r2_rmse(store, train, valid, labels, variance, count, args.fit_seeds)
