@@ -278,3 +278,29 @@ def test_config_refusals():
         TrackingConfig(control_weight=0)
     with pytest.raises(ConfigError):
         TrackingConfig(horizon_s=-1)
+
+
+def test_replanning_without_noise_is_the_tracking_expert_and_batches_like_one_by_one(prepared, clip_and_config):
+    from imitate.experts.replan import ReplanConfig, ReplanningExpert
+
+    clip, _ = clip_and_config
+    k = np.array([0, 2, 4, 5, 8])  # 8: past the 6 steps prepared
+    qpos = prepared.states[np.minimum(k, 6), 1:1 + hum.NQ].copy()
+    qpos[:, 7:] += 0.02
+    qvel = prepared.states[np.minimum(k, 6), 1 + hum.NQ:1 + hum.NQ + hum.NV]
+    times = k / 30.0
+    still = ReplanningExpert(prepared, ReplanConfig(candidates=3, horizon=2, noise_rad=0.0, nthread=1))
+    np.testing.assert_allclose(still(qpos, qvel, times), prepared(qpos, qvel, times), atol=1e-12)
+    noisy = ReplanningExpert(prepared, ReplanConfig(candidates=4, horizon=2, noise_rad=0.2, nthread=1))
+    batched = noisy(qpos, qvel, times)
+    single = np.concatenate([noisy(qpos[i:i + 1], qvel[i:i + 1], times[i:i + 1]) for i in range(len(k))])
+    np.testing.assert_allclose(batched, single, atol=1e-12)
+    np.testing.assert_array_equal(batched[-1], PDExpert(clip)(qpos[-1:], qvel[-1:], times[-1:])[0])
+    assert not np.allclose(batched[:-1], prepared(qpos, qvel, times)[:-1])
+    # the correction is a weighted mean of the candidates' offsets: inside their range
+    feedback = np.clip(targets_to_action(prepared.targets(qpos[:-1], qvel[:-1], k[:-1])), -1, 1)
+    widest = np.abs(noisy.offsets).max() / (0.5 * np.ptp(hum.HINGE_RANGE, axis=1))  # in action units
+    assert np.all(np.abs(batched[:-1] - feedback) <= widest + 1e-9)
+    assert noisy.provenance()["kind"] == "tracking+replan"
+    with pytest.raises(ConfigError):
+        ReplanConfig(candidates=1)

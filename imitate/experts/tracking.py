@@ -46,14 +46,16 @@ class TrackingConfig:
     # the horizon prepared [s]; None: the episode's (20 s for looping clips, else the clip's length)
     horizon_s: float | None = None
     # LQR stage cost: squared tangent deviations x these weights, and R x squared target changes
-    # [rad^2].  The root's position, rotation and velocities weigh 10x a hinge's (balance: on
-    # walk, 20 s from phase 0, 10 episodes, a horizontal weight of 0.1x walked 1 of 5 whole, 10x
-    # 9 of 10); R = 1 against 1000: 9 of 10 whole against 1 of 5; at R = 0.3 the gains chatter
+    # [rad^2].  The root's height, rotation and velocities weigh 10x a hinge's (balance); its
+    # horizontal position not at all: drifting along is no fall, and the learner does not observe
+    # where the trajectory's root is (walk, 20 s, 10 episodes: 10 of 10 whole at 0, 6 of 10 at
+    # 0.1).  R 10 (walk 5 of 5 whole, run 4 of 5) against 1 (9 of 10, 2 of 5) and 1000 (0 of 5,
+    # 0 of 5); crawl prefers R 100 (2 of 5): docs/tracking_expert.md
     position_weight: float = 1.0
     velocity_weight: float = 0.1
     root_weight: float = 10.0
-    root_horizontal_weight: float = 10.0  # x position_weight, for the root's x and y
-    control_weight: float = 1.0
+    root_horizontal_weight: float = 0.0  # x position_weight, for the root's x and y
+    control_weight: float = 10.0
     fd_eps: float = 1e-6  # finite-difference step of the linearisation
 
     def __post_init__(self):
@@ -202,12 +204,19 @@ class TrackingExpert:
         inside = (step >= 0) & (step < len(self.ctrl))
         out = self._fallback(qpos, qvel, time_s)
         if inside.any():
-            k = step[inside]
-            dx = state_deviation(self._qpos[k], self._qvel[k], qpos[inside], qvel[inside])
-            target = self.ctrl[k] - np.einsum("nuj,nj->nu", self.gains[k], dx)
-            target = np.clip(target, hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
-            if self.env_config.action_space == "pd_target":
-                out[inside] = np.clip(targets_to_action(target), -1.0, 1.0)
-            else:  # the servo's torque for that target; the torque model adds its damping itself
-                out[inside] = np.clip(hum.KP * (target - qpos[inside][:, hum.HINGE_QPOS]) / hum.TORQUE_LIMIT, -1, 1)
+            out[inside] = self.to_action(self.targets(qpos[inside], qvel[inside], step[inside]), qpos[inside])
         return out
+
+    def targets(self, qpos: np.ndarray, qvel: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """Servo targets (n, 28) [rad] of the feedback law u*_k - K_k (x - x*_k) at control steps
+        step (n,) (each < len(ctrl)), clipped to the hinge ranges."""
+        dx = state_deviation(self._qpos[step], self._qvel[step], qpos, qvel)
+        target = self.ctrl[step] - np.einsum("nuj,nj->nu", self.gains[step], dx)
+        return np.clip(target, hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+
+    def to_action(self, target: np.ndarray, qpos: np.ndarray) -> np.ndarray:
+        """Actions (n, 28) in the env's space for servo targets (n, 28) at positions qpos (n, nq)."""
+        if self.env_config.action_space == "pd_target":
+            return np.clip(targets_to_action(target), -1.0, 1.0)
+        # the servo's torque for that target; the torque model adds its damping itself
+        return np.clip(hum.KP * (target - qpos[:, hum.HINGE_QPOS]) / hum.TORQUE_LIMIT, -1.0, 1.0)
