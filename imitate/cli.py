@@ -215,7 +215,10 @@ def _evaluate(args):
         config = _new_env_config(args.clip or "walk", args.action_space, args)
         expert = _make_expert(args.expert, load_clip(config.clip), config, args)
         controller = expert_controller(expert)
-        name = f"{args.expert} expert ({config.action_space})"
+        from .experts import RECOMMENDED
+
+        kind = f"best: {RECOMMENDED}" if args.expert == "best" else args.expert
+        name = f"{kind} expert ({config.action_space})"
     else:
         if not args.checkpoint:
             raise ConfigError("give a checkpoint to evaluate, or --expert pd|search|tracking|best")
