@@ -11,6 +11,7 @@ from rich.table import Table
 from .evaluate import EvalResult, Stat, summarize_endings
 
 console = Console(log_path=False)
+progress_console = Console(stderr=True)  # progress is not output: it stays out of pipes and --json
 
 
 def clips_table(rows: list[dict]) -> Table:
@@ -99,11 +100,11 @@ def store_tables(summary: dict) -> list[Table]:
 
 
 def progress_bar():
-    """A rich progress bar for long work (building, training)."""
+    """A rich progress bar for long work (building, training, preparing an expert), on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console)
+                    console=progress_console)
 
 
 class LiveTable:

@@ -137,3 +137,19 @@ def test_missing_matplotlib_hint_names_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     cli._learning_curve(tmp_path)
     assert "pip install 'imitate[plot]'" in capsys.readouterr().out
+
+
+def test_evaluate_the_best_expert_prepares_it_once_then_reads_the_cache(tmp_path, capsys, monkeypatch):
+    """`imitate evaluate --expert best` on a user's short clip: prepared into $IMITATE_CACHE on
+    first use, read from there the second time (the same figures)."""
+    from conftest import synthetic_frames, write_clip
+
+    clip = write_clip(tmp_path / "hop.txt", synthetic_frames(num_frames=5), loop="none")  # 4 control steps
+    monkeypatch.setenv("IMITATE_CACHE", str(tmp_path / "cache"))
+    runs = []
+    for _ in range(2):
+        assert main(["evaluate", "--expert", "best", "--clip", str(clip), "--episodes", "2", "--json"]) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    assert len(list((tmp_path / "cache").glob("tracking-hop-*.npz"))) == 1
+    assert runs[0] == runs[1]
+    assert runs[0]["horizon_s"] == pytest.approx(4 / 30)
