@@ -36,7 +36,15 @@ CONDITIONS = {"clean": {}, "noise 0.05": {"action_noise": 0.05}, "push 150 N": {
 def coverage(clip_name: str, episodes: int, conditions: list[str]) -> dict:
     clip, config = load_clip(clip_name), EnvConfig(clip=clip_name)
     started = time.perf_counter()
-    expert = TrackingExpert.prepare(clip, config, TrackingConfig())
+    shown = [0.0]
+
+    def progress(done, total, what):  # a line every 30 s: a log shows how far the preparation is
+        if time.perf_counter() - shown[0] > 30 or done == total:
+            shown[0] = time.perf_counter()
+            console.print(f"  {clip_name}: {what} {done}/{total} control steps, "
+                          f"{time.perf_counter() - started:.0f} s", highlight=False)
+
+    expert = TrackingExpert.prepare(clip, config, TrackingConfig(), progress=progress)
     out = {"clip": clip_name, "loop": clip.loop, "prepare_s": time.perf_counter() - started, "info": expert.info,
            "reached_s": expert.reached_s}
     for name in conditions:
