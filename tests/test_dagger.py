@@ -708,3 +708,15 @@ def test_retrain_from_scratch_fits_a_new_policy_each_round(module_dir, tmp_path)
     warm, _, _ = load_checkpoint(tmp_path / "run" / results[0].checkpoint)
     warm, _ = sft_on_store(DemoStore(store_path), replace(config.retrain, seed=config.retrain.seed + 1), policy=warm)
     assert not torch.equal(warm.state_dict()["body.0.weight"], got.state_dict()["body.0.weight"])
+
+
+def test_dagger_rounds_record_their_labellers_provenance(clean_run):
+    """Every DAgger episode carries the expert's kind and settings (read with h5py)."""
+    import h5py
+
+    _, store_path, _ = clean_run
+    with h5py.File(store_path, "r") as f:
+        dagger = [g for g in f["episodes"].values() if g.attrs["source"] == "dagger"]
+        recorded = {g.attrs["labelled_by"] for g in dagger}
+    assert dagger and len(recorded) == 1
+    assert json.loads(recorded.pop())["kind"] == "pd"

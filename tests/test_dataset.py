@@ -252,3 +252,18 @@ def test_cli_build_default_out_is_named_after_the_clip(tmp_path, synthetic_clip_
     monkeypatch.chdir(tmp_path)
     assert main(["dataset", "build", str(synthetic_clip_path), "--offsets", "1", "--copies", "0"]) == 0
     assert (tmp_path / "datasets" / "synthetic.h5").is_file()
+
+
+def test_every_episode_records_its_labellers_provenance(tmp_path, synthetic_clip_path, clip):
+    """The expert's kind and settings are in every episode the build writes (read with h5py)."""
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    expert = PDExpert(clip, position_gain=0.5)
+    path = tmp_path / "p.h5"
+    build_mocap_store(path, config, BuildConfig(offsets=2, copies=1), expert=expert)
+    with h5py.File(path, "r") as f:
+        episodes = list(f["episodes"].values())
+        recorded = [json.loads(g.attrs["labelled_by"]) for g in episodes]
+        ids = {g.attrs["checkpoint_id"] for g in episodes}
+    assert len(recorded) == 4 and all(r == recorded[0] for r in recorded)
+    assert recorded[0]["kind"] == "pd" and recorded[0]["position_gain"] == 0.5
+    assert len(ids) == 1 and ids.pop().startswith("expert:pd:")
