@@ -59,8 +59,9 @@ class ReconstructConfig:
     root_velocity_weight: float = 1.0
     # x the squared offsets [rad^2]: keeps the targets near the reference, smoother (walk, 5 s:
     # offsets' RMS 0.084 -> 0.052 rad, step-to-step change 0.031 -> 0.019 at 1, tracking as
-    # good; but at 1 the run gave up after 12 of 20 s, where at 0 it got through)
-    offset_weight: float = 0.2
+    # good); but the run's search gave up at 12 of 20 s at 1, and stalled at 9 s at 0.2, where
+    # at 0 it got through: off by default
+    offset_weight: float = 0.0
     max_rewinds: int = 40  # rewinds before the search gives up (the trajectory then ends there)
     seed: int = 0
     nthread: int = 0  # rollout threads; 0: all cores
