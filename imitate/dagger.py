@@ -290,12 +290,13 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
             eps = collect(sim, policy.act, expert, beta, config.steps_per_env, rng,
                           config.mixing, config.segment_steps, report, config.collect_noise)
             new_steps = sum(len(e["obs"]) for e in eps)
+            labelled_by = provenance_json(expert)
             share = float(np.average([e["expert_share"] for e in eps], weights=[len(e["obs"]) for e in eps]))
             episodes = [Episode(obs=e["obs"], expert_actions=e["expert_actions"], actions=e["actions"],
                                 qpos=e["qpos"], qvel=e["qvel"], time_s=e["time_s"], phase=clip.phase(e["time_s"]),
                                 reward=e["reward"], terminated=e["terminated"], truncated=e["truncated"],
                                 source="dagger", clip=clip.name, checkpoint_id=results[-1].checkpoint,
-                                beta=beta, seed=config.seed * 1000 + k, labelled_by=provenance_json(expert))
+                                beta=beta, seed=config.seed * 1000 + k, labelled_by=labelled_by)
                         for e in eps]
             store.append_round(episodes, round=k, env_config=env_config)
         existing = run_dir / f"round_{k:03d}.pt"

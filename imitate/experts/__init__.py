@@ -38,24 +38,22 @@ def label(expert, sim) -> np.ndarray:
     return expert(sim.qpos.copy(), sim.qvel.copy(), sim.ref_time_s.copy())
 
 
-def expert_id(expert) -> str:
-    """A short name of an expert and its settings for a store round's checkpoint_id."""
-    import hashlib
-    import json
-
-    if isinstance(expert, Expert):
-        p = expert.provenance()
-        digest = hashlib.sha256(json.dumps(p, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        return f"expert:{p.get('kind', type(expert).__name__)}:{digest}"
-    return f"expert:{type(expert).__name__}"
-
-
 def provenance_json(expert) -> str:
     """The expert's provenance as JSON (its class name for a plain callable)."""
     import json
 
     p = expert.provenance() if isinstance(expert, Expert) else {"kind": type(expert).__name__}
     return json.dumps(p, sort_keys=True, default=str)
+
+
+def expert_id(expert) -> str:
+    """A short name of an expert and its settings for a store round's checkpoint_id:
+    expert:KIND:HASH, the hash of its provenance."""
+    import hashlib
+    import json
+
+    text = provenance_json(expert)
+    return f"expert:{json.loads(text)['kind']}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def make_expert(name: str, clip, env_config, *, search=None, tracking=None, progress=None):
