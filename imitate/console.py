@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 
 from rich.console import Console
@@ -10,7 +11,8 @@ from rich.table import Table
 
 from .evaluate import EvalResult, Stat, summarize_endings
 
-console = Console(log_path=False)
+# Piped or logged output has no terminal width to fit; rich would cut it at 80 columns
+console = Console(log_path=False, width=None if sys.stdout.isatty() else 160)
 progress_console = Console(stderr=True)  # progress is not output: it stays out of pipes and --json
 
 

@@ -153,3 +153,10 @@ def test_evaluate_the_best_expert_prepares_it_once_then_reads_the_cache(tmp_path
     assert len(list((tmp_path / "cache").glob("tracking-hop-*.npz"))) == 1
     assert runs[0] == runs[1]
     assert runs[0]["horizon_s"] == pytest.approx(4 / 30)
+
+
+def test_piped_tables_are_not_cut_at_80_columns():
+    pytest.importorskip("pybullet_data")
+    out = subprocess.run([sys.executable, "-m", "imitate.cli", "motions"], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": ""}, check=True).stdout
+    assert "getup_facedown" in out and "distance / cycle [m]" in out and "…" not in out
