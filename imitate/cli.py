@@ -38,7 +38,15 @@ def _make_expert(name: str, clip, config, args):
                                            total=total)
             bar.update(tasks[what], completed=done)
 
-        return make_expert(name, clip, config, progress=progress)
+        expert = make_expert(name, clip, config, progress=progress)
+    horizon_s = expert.info["horizon_steps"] * config.control_dt
+    if expert.reached_s < horizon_s - 1e-9:
+        from .console import progress_console
+
+        progress_console.print(f"[yellow]the tracking expert performs '{clip.name}' for {expert.reached_s:.2f} of "
+                               f"{horizon_s:.2f} s (its reconstruction gave up there); past that its labels are the "
+                               "PD expert's[/]")
+    return expert
 
 
 def _new_env_config(clip: str, action_space: str, args):

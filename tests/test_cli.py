@@ -160,3 +160,24 @@ def test_piped_tables_are_not_cut_at_80_columns():
     out = subprocess.run([sys.executable, "-m", "imitate.cli", "motions"], capture_output=True, text=True,
                          env={**os.environ, "COLUMNS": ""}, check=True).stdout
     assert "getup_facedown" in out and "distance / cycle [m]" in out and "…" not in out
+
+
+def test_a_clip_the_tracking_expert_cannot_perform_is_said_in_one_line(tmp_path, capsys, monkeypatch):
+    """A reference that stands, then flies up at 18 m/s: the evaluation runs (the PD expert's
+    labels past the reconstructed part) and stderr says how far the trajectory reaches."""
+    from conftest import synthetic_frames, write_clip
+
+    frames = synthetic_frames(num_frames=7)
+    for k, f in enumerate(frames):
+        f[2] = 0.85 + 0.6 * max(k - 2, 0)
+    clip = write_clip(tmp_path / "fly.txt", frames, loop="none")
+    monkeypatch.setenv("IMITATE_CACHE", str(tmp_path / "cache"))
+    from imitate.experts import tracking
+    from imitate.experts.reconstruct import ReconstructConfig
+
+    small = tracking.TrackingConfig(reconstruct=ReconstructConfig(samples=20, elites=4, max_rewinds=2))
+    monkeypatch.setattr(tracking, "TrackingConfig", lambda: small)  # the command's defaults, smaller
+    assert main(["evaluate", "--expert", "best", "--clip", str(clip), "--episodes", "1", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["episodes"] == 1
+    assert "performs 'fly' for" in err and "PD expert" in err and "Traceback" not in err

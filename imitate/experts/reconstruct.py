@@ -62,7 +62,9 @@ class ReconstructConfig:
     # good); but the run's search gave up at 12 of 20 s at 1, and stalled at 9 s at 0.2, where
     # at 0 it got through: off by default
     offset_weight: float = 0.0
-    max_rewinds: int = 40  # rewinds before the search gives up (the trajectory then ends there)
+    # rewinds before the search gives up, the trajectory ending there (walk and run needed none,
+    # the cartwheel 10 on 5 s); bounds the time spent on a clip it cannot perform
+    max_rewinds: int = 40
     seed: int = 0
     nthread: int = 0  # rollout threads; 0: all cores
 
