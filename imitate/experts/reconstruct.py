@@ -142,7 +142,7 @@ def reconstruct(clip: MotionClip, env_config: EnvConfig, horizon_steps: int,
         parent = np.arange(n) % len(elites)
         new_off = cfg.offset_carry * elite_off[parent] + rng.normal(0.0, cfg.noise_rad * 1.5 ** boost[w], (n, hum.NU))
         new_off[:len(elites)] = cfg.offset_carry * elite_off  # each elite's noiseless continuation
-        batch = batches.get(n) or batches.setdefault(n, _batch(model, n, cfg.nthread))
+        batch = batches.get(n) or batches.setdefault(n, planning_batch(model, n, cfg.nthread))
         batch.state[:] = elites[parent]
         times = dt * (k0 + 1 + np.arange(steps + cfg.lookahead_steps))  # each step's end
         ref_q, ref_v = clip.qpos(times), clip.qvel(times)
@@ -206,7 +206,8 @@ def replay(model: mujoco.MjModel, state0: np.ndarray, ctrl: np.ndarray, substeps
     return np.array(states)
 
 
-def _batch(model: mujoco.MjModel, n: int, nthread: int) -> Batch:
+def planning_batch(model: mujoco.MjModel, n: int, nthread: int) -> Batch:
+    """A batch of n simulators of model whose body positions and sensors are filled each step."""
     batch = Batch(model, n, nthread)
     for name in ("xpos", "sensordata"):
         batch.bind(name)

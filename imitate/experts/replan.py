@@ -22,7 +22,7 @@ from mujoco.batch import Batch
 
 from .. import humanoid as hum
 from ..errors import ConfigError
-from .reconstruct import step_cost
+from .reconstruct import planning_batch, step_cost
 from .tracking import TrackingExpert
 
 
@@ -113,10 +113,7 @@ class ReplanningExpert:
         return weights @ self.offsets
 
     def _batch(self, nsim: int) -> Batch:
-        if nsim not in self._batches:
-            batch = Batch(self.model, nsim, self.config.nthread)
-            for name in ("xpos", "sensordata"):
-                batch.bind(name)
-            self._batches = {nsim: batch}  # one size at a time: batches hold native memory
+        if nsim not in self._batches:  # one size at a time: batches hold native memory
+            self._batches = {nsim: planning_batch(self.model, nsim, self.config.nthread)}
         return self._batches[nsim]
 
