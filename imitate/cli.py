@@ -438,7 +438,23 @@ def _cmd_dataset_validate(args) -> int:
     from .store_stats import validate
 
     counts = validate(DemoStore(args.path))
-    print(f"{args.path}: valid ({counts['episodes']} episodes, {counts['steps']} steps)")
+    sums = "checksums verified" if counts["checksums"] else \
+        f"no checksums: written before they were added; `imitate dataset upgrade {args.path}` adds them"
+    print(f"{args.path}: valid ({counts['episodes']} episodes, {counts['steps']} steps, {sums})")
+    return 0
+
+
+def _cmd_dataset_upgrade(args) -> int:
+    from .store import DemoStore
+    from .store_stats import validate
+
+    store = DemoStore(args.path)
+    validate(store)  # never seal damaged content under fresh checksums
+    if store.upgrade():
+        counts = validate(DemoStore(args.path))
+        print(f"{args.path}: upgraded to schema version 2 ({counts['episodes']} episodes, checksums added)")
+    else:
+        print(f"{args.path}: already carries checksums (schema version 2); nothing to do")
     return 0
 
 
@@ -484,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = dsub.add_parser("validate", help="check schema, shapes, finiteness and statistics; non-zero exit on a problem")
     v.add_argument("path")
     v.set_defaults(func=_cmd_dataset_validate)
+    u = dsub.add_parser("upgrade", help="add checksums to a store written by an older imitate (validated first)")
+    u.add_argument("path")
+    u.set_defaults(func=_cmd_dataset_upgrade)
 
     p = sub.add_parser("sft", help="behaviour cloning of the expert's labels in a store")
     p.add_argument("--data", required=True, help="the store")

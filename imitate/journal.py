@@ -15,6 +15,7 @@ never overwritten: the record is synced before the write it protects).
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import struct
@@ -83,6 +84,13 @@ class JournaledFile(io.RawIOBase):
         _fsync_dir(self.path)
         self._saved: set[int] = set()
         self._pos = 0
+        # After a write fails (disk full, file-size limit, I/O error) nothing more touches the
+        # file: HDF5 would otherwise retry its flushes into the error, and can crash doing so.
+        # The rest of the transaction lives in memory (pages), HDF5 finishes cleanly, and the
+        # caller, seeing ``error``, rolls the file back from the journal.
+        self.error: OSError | None = None
+        self._held: dict[int, bytearray] = {}
+        self._held_end = 0
 
     def readable(self) -> bool:
         return True
@@ -99,7 +107,7 @@ class JournaledFile(io.RawIOBase):
         elif whence == io.SEEK_CUR:
             self._pos += offset
         else:
-            self._pos = os.fstat(self._fd).st_size + offset
+            self._pos = max(os.fstat(self._fd).st_size, self._held_end) + offset
         return self._pos
 
     def tell(self) -> int:
@@ -107,19 +115,45 @@ class JournaledFile(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         data = os.pread(self._fd, len(buffer), self._pos)
+        if self._held:
+            data = bytearray(data.ljust(min(len(buffer), max(0, self._held_end - self._pos)), b"\0"))
+            for p in range(self._pos // PAGE, (self._pos + len(data) + PAGE - 1) // PAGE):
+                if p in self._held:
+                    lo, hi = max(p * PAGE, self._pos), min((p + 1) * PAGE, self._pos + len(data))
+                    data[lo - self._pos:hi - self._pos] = self._held[p][lo - p * PAGE:hi - p * PAGE]
         buffer[:len(data)] = data
         self._pos += len(data)
         return len(data)
 
     def write(self, buffer) -> int:
         data = bytes(buffer)
-        self._protect(self._pos, self._pos + len(data))
-        written = os.pwrite(self._fd, data, self._pos)
-        self._pos += written
-        return written
+        written = 0
+        if self.error is None:
+            try:
+                self._protect(self._pos, self._pos + len(data))
+                written = os.pwrite(self._fd, data, self._pos)
+                if written < len(data):
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
+            except OSError as exc:  # disk full, file-size limit, I/O error
+                self.error = exc
+        if written < len(data):
+            self._hold(self._pos + written, data[written:])
+        self._pos += len(data)
+        return len(data)
+
+    def _hold(self, start: int, data: bytes) -> None:
+        """Keep data (written at start) in memory pages instead of the file."""
+        for p in range(start // PAGE, (start + len(data) + PAGE - 1) // PAGE):
+            if p not in self._held:
+                self._held[p] = bytearray(os.pread(self._fd, PAGE, p * PAGE).ljust(PAGE, b"\0"))
+            lo, hi = max(p * PAGE, start), min((p + 1) * PAGE, start + len(data))
+            self._held[p][lo - p * PAGE:hi - p * PAGE] = data[lo - start:hi - start]
+        self._held_end = max(self._held_end, start + len(data))
 
     def truncate(self, size: int | None = None) -> int:
         size = self._pos if size is None else size
+        if self.error is not None:  # the file is rolled back anyway
+            return size
         self._protect(size, self._size0)
         os.ftruncate(self._fd, size)
         return size
@@ -146,6 +180,8 @@ class JournaledFile(io.RawIOBase):
 
     def commit(self) -> None:
         """Make every write durable and delete the journal: the update is now permanent."""
+        if self.error is not None:
+            raise self.error  # a write failed: only a rollback is possible
         os.fsync(self._fd)
         os.close(self._fd)
         os.close(self._jfd)

@@ -1,16 +1,16 @@
 """The HDF5 demonstration store: episodes from mocap and DAgger rounds, appended safely.
 
-Schema (version 1; datasets/README.md documents it for users):
+Schema (version 2; datasets/README.md documents it for users):
 - root attributes: ``format`` = "imitate.demo_store", ``schema_version``, ``imitate_version``,
   ``created_utc``, ``env_config`` (EnvConfig JSON), ``model_hash``, ``obs_names`` and
   ``act_names`` (JSON lists, one name per dimension), ``valid_every``, ``next_episode_id``,
-  ``rounds`` (JSON list of the rounds appended).
+  ``rounds`` (JSON list of the rounds appended), ``digest`` (below).
 - ``episodes/NNNNNNN``: one group per episode with datasets ``obs`` (T, obs_dim) f4,
   ``expert_actions`` (T, act_dim) f4 (the labels), ``actions`` (T, act_dim) f4 (executed),
   ``qpos`` (T, nq) f8, ``qvel`` (T, nv) f8, ``time_s`` (T,) f8 (clip time), ``phase`` (T,) f4,
   ``reward`` (T,) f4, ``terminated`` and ``truncated`` (T,) bool; attributes ``source``
   ("mocap", "dagger", "rollout"), ``round``, ``clip``, ``checkpoint_id``, ``beta``, ``seed``,
-  ``length``, ``return``.
+  ``length``, ``return``, ``labelled_by``.
 - ``index``: one row per episode (id, round, length, return, beta, seed, source, clip,
   checkpoint_id, valid), the same facts as the groups' attributes in one compact table, so
   that selecting episodes costs one read rather than one per attribute.
@@ -18,20 +18,31 @@ Schema (version 1; datasets/README.md documents it for users):
 - ``stats/<field>/{count, mean, m2, min, max, at_limit}`` for obs, expert_actions, actions:
   merged from each append's own sums (Chan et al.), never by re-reading the file.
 
+Integrity (version 2): every chunked dataset carries HDF5's fletcher32 checksum (an episode's
+array is one chunk, so one read still loads it whole), the file's own metadata is checksummed
+by HDF5's latest format, and ``digest`` (SHA-256) covers what neither does: the root
+attributes, the statistics, the index and the masks.  Every read verifies them, and damaged
+data is refused with StoreError naming the file and what failed.  Version-1 stores (no
+checksums) still open; ``DemoStore.upgrade`` rewrites them as version 2.
+
 Safety: a file is created complete under a temporary name and renamed into place; an append
 (one round, any number of episodes) runs as one transaction under a rollback journal
-(imitate.journal) while holding an exclusive lock (``PATH.lock``); readers hold a shared lock
-while they read, and any reader or writer that finds a journal left by a killed writer rolls
-it back first.  So after a crash at any instant the file holds exactly the completed rounds.
+(imitate.journal) while holding an exclusive ``flock`` on the store file itself; readers hold
+a shared one while they read (so no lock file is needed, and read-only media work), and any
+reader or writer that finds a journal left by a killed writer rolls it back first.  So after a
+crash, a full disk or a file-size limit at any instant the file holds exactly the completed
+rounds.  Two writers take turns: the second waits for the first's append to finish.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +57,8 @@ from .journal import JournaledFile, journal_path, recover
 from .observation import OBS_NAMES
 
 FORMAT = "imitate.demo_store"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: written before checksums (upgrade adds them)
 SOURCES = ("mocap", "dagger", "rollout")
 STAT_FIELDS = ("obs", "expert_actions", "actions")
 ACT_NAMES = hum.HINGE_NAMES
@@ -93,21 +105,65 @@ def _model_hash(config: EnvConfig) -> str:
     return hum.model_hash(hum.load_model(config.action_space, config.physics_hz))
 
 
+# what h5py and numpy raise on damaged bytes (HDF5's checksum failures are OSErrors)
+_DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, UnicodeDecodeError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
 @contextmanager
 def _locked(path: Path, exclusive: bool):
-    """Hold PATH.lock shared (readers) or exclusive (the writer); roll back a dead writer's journal."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold a flock on the store file itself, shared (readers) or exclusive (the writer); roll
+    back a dead writer's journal first.  flock, not fcntl's record locks: those would be dropped
+    when HDF5 closes its own descriptor of the same file."""
+    if path.is_dir():
+        raise StoreError(f"{path}: expected an HDF5 store file, found a directory")
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no such store (build one with `imitate dataset build`)") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open the store ({_first_line(exc)})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         if journal_path(path).exists():  # a writer died mid-append: restore the last commit
+            if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+                raise StoreError(f"{path}: a writer was stopped mid-append and left {journal_path(path).name}; "
+                                 "this medium is read-only, so the store must be recovered by a writer first "
+                                 "(open it once where it is writable, e.g. `imitate dataset validate`)")
             if not exclusive:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             recover(path)
             if not exclusive:
                 fcntl.flock(fd, fcntl.LOCK_SH)
+        if exclusive:  # lock files of imitate before 0.9 are not needed any more
+            with suppress(OSError):
+                Path(f"{path}.lock").unlink(missing_ok=True)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _digest(f: h5py.File) -> str:
+    """SHA-256 of what fletcher32 and HDF5's metadata checksums leave uncovered: the root
+    attributes (but this one), the statistics, the index and the masks."""
+    h = hashlib.sha256()
+    for key in sorted(k for k in f.attrs if k != "digest"):
+        value = f.attrs[key]
+        value = value.item() if isinstance(value, np.generic) else value
+        h.update(f"{key}={json.dumps(value)}\n".encode())
+    names = ["index", "mask/train", "mask/valid"] + [f"stats/{n}/{k}" for n in STAT_FIELDS for k in sorted(f[f"stats/{n}"])]
+    for name in names:
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(f[name][()]).tobytes())
+    return h.hexdigest()
 
 
 def _validate_episode(ep: Episode, index: int) -> dict[str, np.ndarray]:
@@ -169,6 +225,12 @@ class DemoStore:
         with self._read() as f:
             self.env_config = EnvConfig.from_json(f.attrs["env_config"])
             self.model_hash = str(f.attrs["model_hash"])
+            self.schema_version = int(f.attrs["schema_version"])
+
+    @property
+    def checksummed(self) -> bool:
+        """Whether the store carries checksums (schema 2); see DemoStore.upgrade."""
+        return self.schema_version >= 2
 
     # ----- creating ------------------------------------------------------------------------
     @classmethod
@@ -181,9 +243,10 @@ class DemoStore:
             raise StoreError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
         if valid_every < 2:
             raise StoreError(f"valid_every must be >= 2; found {valid_every}")
+        if path.is_dir():
+            raise StoreError(f"{path}: expected a store file to write, found a directory")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with h5py.File(tmp, "w", libver="latest") as f:
+        with _written_in_place_of(path) as tmp, h5py.File(tmp, "w", libver="latest") as f:
             a = f.attrs
             a["format"], a["schema_version"], a["imitate_version"] = FORMAT, SCHEMA_VERSION, __version__
             a["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -193,9 +256,10 @@ class DemoStore:
             for key, value in (extra_attrs or {}).items():
                 a[key] = value
             f.create_group("episodes")
-            f.create_dataset("index", shape=(0,), maxshape=(None,), dtype=INDEX_DTYPE, chunks=(1024,))
+            f.create_dataset("index", shape=(0,), maxshape=(None,), dtype=INDEX_DTYPE, chunks=(1024,), fletcher32=True)
             for split in ("train", "valid"):
-                f.create_dataset(f"mask/{split}", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
+                f.create_dataset(f"mask/{split}", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,),
+                                 fletcher32=True)
             for name in STAT_FIELDS:
                 g = f.create_group(f"stats/{name}")
                 width = _WIDTHS[name]
@@ -204,33 +268,44 @@ class DemoStore:
                     g[key] = np.zeros(width)
                 if name != "obs":
                     g["at_limit"] = np.zeros(width, np.int64)
-        os.replace(tmp, path)
+            f.attrs["digest"] = _digest(f)
         return cls(path)
 
     # ----- opening -------------------------------------------------------------------------
     @contextmanager
     def _read(self):
+        """The open file (read-only) under a shared lock, its identity and digest verified;
+        whatever h5py raises on damaged bytes inside becomes one StoreError line."""
         with _locked(self.path, exclusive=False):
             try:
                 f = h5py.File(self.path, "r", locking=False)
-            except OSError as exc:
-                raise StoreError(f"{self.path}: not an HDF5 file imitate can read ({exc})") from None
-            with f:
-                self._check_identity(f)
-                yield f
+            except _DAMAGE as exc:
+                raise StoreError(f"{self.path}: not an HDF5 file imitate can read ({_first_line(exc)})") from None
+            try:
+                with f:
+                    self._check_identity(f)
+                    yield f
+            except StoreError:
+                raise
+            except _DAMAGE as exc:
+                raise StoreError(f"{self.path}: damaged store: {_first_line(exc)}") from None
 
     def _check_identity(self, f: h5py.File) -> None:
+        """Refuse a foreign file, another schema, missing members or a digest that does not match."""
         fmt = f.attrs.get("format")
         if fmt != FORMAT:
             raise StoreError(f"{self.path}: expected an imitate demonstration store (format {FORMAT!r}), "
                              f"found format {fmt!r}")
         version = int(f.attrs.get("schema_version", -1))
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise StoreError(f"{self.path}: expected schema version {SCHEMA_VERSION}, found {version}")
         missing = [name for name in ("episodes", "index", "mask/train", "mask/valid", "stats") if name not in f]
         if missing:
-            raise StoreError(f"{self.path}: expected the members of a version-{SCHEMA_VERSION} store; "
+            raise StoreError(f"{self.path}: expected the members of a version-{version} store; "
                              f"{missing} missing")
+        if version >= 2 and f.attrs.get("digest") != _digest(f):
+            raise StoreError(f"{self.path}: damaged store: its root attributes, statistics, index or masks do not "
+                             "match their digest")
 
     # ----- appending -----------------------------------------------------------------------
     def append_round(self, episodes: list[Episode], *, round: int, env_config: EnvConfig) -> list[int]:
@@ -248,14 +323,26 @@ class DemoStore:
             raise StoreError(f"{self.path}: expected at least one episode to append, found none")
         arrays = [_validate_episode(ep, i) for i, ep in enumerate(episodes)]
         with _locked(self.path, exclusive=True):
-            jf = JournaledFile(self.path)
+            jf = None
             try:
-                with h5py.File(jf, "r+") as f:
+                jf = JournaledFile(self.path)
+                # libver: new groups get HDF5's checksummed object headers too
+                with h5py.File(jf, "r+", libver="latest") as f:
                     self._check_identity(f)
                     ids = self._write_round(f, episodes, arrays, round)
-            except BaseException:
-                jf.close()
+                if jf.error is not None:  # a write failed (the journal kept the rest in memory)
+                    raise jf.error
+            except BaseException as exc:
+                if jf is not None:
+                    jf.close()
                 recover(self.path)
+                cause = jf.error if jf is not None and jf.error is not None else exc
+                if _disk_full(cause):
+                    raise StoreError(f"{self.path}: no space left to append round {round} ({os.strerror(cause.errno)}); "
+                                     "rolled back: the store holds its earlier rounds, unchanged") from None
+                if isinstance(exc, _DAMAGE) and not isinstance(exc, StoreError):
+                    raise StoreError(f"{self.path}: appending round {round} failed ({_first_line(cause)}); "
+                                     "rolled back: the store holds its earlier rounds, unchanged") from None
                 raise
             jf.commit()
         return ids
@@ -267,8 +354,9 @@ class DemoStore:
         for k, (ep, data) in enumerate(zip(episodes, arrays, strict=True)):
             eid = first + k
             g = f.create_group(f"episodes/{eid:07d}")
-            for name, arr in data.items():
-                g.create_dataset(name, data=arr)  # contiguous: one read loads it whole
+            checked = self.checksummed
+            for name, arr in data.items():  # one chunk each: one read loads it whole
+                g.create_dataset(name, data=arr, chunks=arr.shape if checked else None, fletcher32=checked)
             a = g.attrs
             a["source"], a["round"], a["clip"], a["checkpoint_id"] = ep.source, round, ep.clip, ep.checkpoint_id
             a["beta"], a["seed"], a["length"] = float(ep.beta), int(ep.seed), len(ep)
@@ -292,6 +380,8 @@ class DemoStore:
         f.attrs["next_episode_id"] = first + len(episodes)
         rounds = json.loads(f.attrs["rounds"])
         f.attrs["rounds"] = json.dumps(sorted(set(rounds) | {round}))
+        if self.checksummed:
+            f.attrs["digest"] = _digest(f)
         return ids
 
     # ----- reading -------------------------------------------------------------------------
@@ -330,8 +420,17 @@ class DemoStore:
                 for e, n in zip(chosen, lengths, strict=True):
                     # h5py's low-level read straight into the slice: the high-level selection
                     # machinery costs more than the copy for episode-sized reads
-                    h5py.h5d.open(f.id, f"episodes/{e:07d}/{name}".encode()).read(h5py.h5s.ALL, h5py.h5s.ALL,
-                                                                                  buf[pos:pos + n])
+                    try:
+                        ds = h5py.h5d.open(f.id, f"episodes/{e:07d}/{name}".encode())
+                        if ds.shape != buf[pos:pos + n].shape:
+                            raise StoreError(f"{self.path}: damaged store: episode {e}, dataset {name}: expected "
+                                             f"shape {buf[pos:pos + n].shape}, found {ds.shape}")
+                        ds.read(h5py.h5s.ALL, h5py.h5s.ALL, buf[pos:pos + n])
+                    except StoreError:
+                        raise
+                    except _DAMAGE as exc:
+                        raise StoreError(f"{self.path}: damaged store: episode {e}, dataset {name}: "
+                                         f"{_first_line(exc)}") from None
                     pos += n
                 out[name] = buf
         return out
@@ -372,6 +471,48 @@ class DemoStore:
     def attrs(self) -> dict:
         with self._read() as f:
             return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+
+    def upgrade(self) -> bool:
+        """Rewrite a version-1 store as version 2 (with checksums), complete under a temporary
+        name and then renamed into place; False if it has them already."""
+        if self.checksummed:
+            return False
+        with _locked(self.path, exclusive=True), h5py.File(self.path, "r", locking=False) as src, \
+                _written_in_place_of(self.path) as tmp, h5py.File(tmp, "w", libver="latest") as dst:
+            try:
+                for key, value in src.attrs.items():
+                    dst.attrs[key] = value
+                dst.attrs["schema_version"] = SCHEMA_VERSION
+                for name in ("index", "mask/train", "mask/valid"):
+                    data = src[name][()]
+                    dst.create_dataset(name, data=data, maxshape=(None,), chunks=src[name].chunks, fletcher32=True)
+                src.copy(src["stats"], dst, "stats")
+                dst.create_group("episodes")
+                for eid, group in src["episodes"].items():
+                    g = dst.create_group(f"episodes/{eid}")
+                    for key, value in group.attrs.items():
+                        g.attrs[key] = value
+                    for name, ds in group.items():
+                        data = ds[()]
+                        g.create_dataset(name, data=data, chunks=data.shape, fletcher32=True)
+                dst.attrs["digest"] = _digest(dst)
+            except _DAMAGE as exc:
+                raise StoreError(f"{self.path}: cannot upgrade a damaged store ({_first_line(exc)})") from None
+        self.schema_version = SCHEMA_VERSION
+        return True
+
+
+@contextmanager
+def _written_in_place_of(path: Path):
+    """A temporary name beside path to write a whole file under; renamed onto path when the
+    block succeeds, deleted when it fails (nothing is left behind either way)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
 
 
 def iterate_batches(data: dict[str, np.ndarray], batch_size: int, *, shuffle: bool = True, seed: int = 0,

@@ -9,7 +9,7 @@ import numpy as np
 from . import humanoid as hum
 from .errors import StoreError
 from .observation import OBS_DIM, OBS_GROUPS, OBS_NAMES
-from .store import _DTYPES, _WIDTHS, AT_LIMIT, FORMAT, SCHEMA_VERSION, STAT_FIELDS, DemoStore, Episode
+from .store import _DTYPES, _WIDTHS, AT_LIMIT, FORMAT, READABLE_VERSIONS, STAT_FIELDS, DemoStore, Episode
 
 
 def _span(values) -> dict:
@@ -71,7 +71,7 @@ def validate(store: DemoStore) -> dict:
                     "valid_every", "next_episode_id", "rounds"):
             if key not in f.attrs:
                 fail("root attributes", f"expected attribute {key!r}, found none")
-        if f.attrs["format"] != FORMAT or int(f.attrs["schema_version"]) != SCHEMA_VERSION:
+        if f.attrs["format"] != FORMAT or int(f.attrs["schema_version"]) not in READABLE_VERSIONS:
             fail("root attributes", "format or schema version changed")
         if json.loads(f.attrs["obs_names"]) != list(OBS_NAMES):
             fail("root attributes", "obs_names differ from this imitate's observation layout")
@@ -83,11 +83,20 @@ def validate(store: DemoStore) -> dict:
             fail("mask", f"train ({len(train)}) and valid ({len(valid)}) must partition the {len(ids)} episodes")
         sums = {name: [] for name in STAT_FIELDS}
         rounds = set()
+        index = f["index"][()]
+        if [int(i) for i in index["id"]] != ids:
+            fail("index", f"expected one row per episode 0..{len(ids) - 1}, found {len(index)} rows")
+        checksummed = int(f.attrs["schema_version"]) >= 2
         for eid in ids:
             g = f[f"episodes/{eid:07d}"]
             where = f"episode {eid}"
             length = int(g.attrs.get("length", -1))
             rounds.add(int(g.attrs.get("round", -1)))
+            row = index[eid]
+            for key in ("round", "length", "source", "clip", "checkpoint_id"):
+                stored = row[key].decode() if isinstance(row[key], bytes) else row[key].item()
+                if stored != (g.attrs.get(key).item() if hasattr(g.attrs.get(key), "item") else g.attrs.get(key)):
+                    fail(where, f"attribute {key} {g.attrs.get(key)!r} differs from the index's {stored!r}")
             for name in Episode.ARRAYS:
                 if name not in g:
                     fail(where, f"expected dataset {name!r}, found none")
@@ -95,6 +104,8 @@ def validate(store: DemoStore) -> dict:
                 shape = (length, _WIDTHS[name]) if name in _WIDTHS else (length,)
                 if ds.shape != shape or ds.dtype != np.dtype(_DTYPES[name]):
                     fail(f"{where}/{name}", f"expected {shape} {np.dtype(_DTYPES[name])}, found {ds.shape} {ds.dtype}")
+                if checksummed and not ds.fletcher32:
+                    fail(f"{where}/{name}", "expected a fletcher32 checksum in a version-2 store, found none")
                 data = ds[()]
                 if data.dtype.kind == "f" and not np.isfinite(data).all():
                     row = int(np.argwhere(~np.isfinite(data))[0][0])
@@ -127,6 +138,6 @@ def validate(store: DemoStore) -> dict:
                     worst = int(np.argmax(np.abs(g[key][()] - expected)))
                     fail(f"stats/{name}/{key}", f"stored {g[key][()][worst]} differs from the data's {expected[worst]} "
                                                 f"at dimension {worst}")
-    return {"episodes": len(ids), "steps": int(sum(len(p) for p in sums["obs"]))}
+    return {"episodes": len(ids), "steps": int(sum(len(p) for p in sums["obs"])), "checksums": checksummed}
 
 

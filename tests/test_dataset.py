@@ -240,7 +240,7 @@ def test_cli_build_writes_a_store_that_validates(tmp_path, synthetic_clip_path, 
     assert built["joint_noise_rad"] == [0.05, 0.1] and built["velocity_noise_rad_s"] == [0.5, 1.0]
     assert "32 states labelled in" in " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert main(["dataset", "validate", str(out)]) == 0
-    assert "valid (4 episodes, 32 steps)" in capsys.readouterr().out
+    assert "valid (4 episodes, 32 steps, checksums verified)" in capsys.readouterr().out
     before = out.read_bytes()
     assert main(["dataset", "build", str(synthetic_clip_path), "--out", str(out), "--offsets", "1"]) == 2
     err = capsys.readouterr().err

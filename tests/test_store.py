@@ -126,7 +126,7 @@ def test_foreign_and_mismatched_files_are_refused(tmp_path, store):
         DemoStore(text)
     with h5py.File(store.path, "r+") as f:
         f.attrs["schema_version"] = 99
-    with pytest.raises(StoreError, match="expected schema version 1, found 99"):
+    with pytest.raises(StoreError, match="expected schema version 2, found 99"):
         DemoStore(store.path)
     with pytest.raises(StoreError, match="already exists"):
         DemoStore.create(store.path, CONFIG)
