@@ -159,7 +159,8 @@ def _digest(f: h5py.File) -> str:
         value = f.attrs[key]
         value = value.item() if isinstance(value, np.generic) else value
         h.update(f"{key}={json.dumps(value)}\n".encode())
-    names = ["index", "mask/train", "mask/valid"] + [f"stats/{n}/{k}" for n in STAT_FIELDS for k in sorted(f[f"stats/{n}"])]
+    names = ["index", "mask/train", "mask/valid"]
+    names += [f"stats/{n}/{k}" for n in STAT_FIELDS for k in sorted(f[f"stats/{n}"])]
     for name in names:
         h.update(name.encode())
         h.update(np.ascontiguousarray(f[name][()]).tobytes())
@@ -338,8 +339,9 @@ class DemoStore:
                 recover(self.path)
                 cause = jf.error if jf is not None and jf.error is not None else exc
                 if _disk_full(cause):
-                    raise StoreError(f"{self.path}: no space left to append round {round} ({os.strerror(cause.errno)}); "
-                                     "rolled back: the store holds its earlier rounds, unchanged") from None
+                    raise StoreError(f"{self.path}: no space left to append round {round} "
+                                     f"({os.strerror(cause.errno)}); rolled back: the store holds its earlier rounds, "
+                                     "unchanged") from None
                 if isinstance(exc, _DAMAGE) and not isinstance(exc, StoreError):
                     raise StoreError(f"{self.path}: appending round {round} failed ({_first_line(cause)}); "
                                      "rolled back: the store holds its earlier rounds, unchanged") from None
