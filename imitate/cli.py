@@ -612,6 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImitateError as exc:
         print(f"imitate: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # one line, not a traceback (store appends are all-or-nothing)
+        print("imitate: interrupted; every store keeps exactly its completed rounds", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

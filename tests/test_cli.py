@@ -181,3 +181,15 @@ def test_a_clip_the_tracking_expert_cannot_perform_is_said_in_one_line(tmp_path,
     out, err = capsys.readouterr()
     assert json.loads(out)["episodes"] == 1
     assert "performs 'fly' for" in err and "PD expert" in err and "Traceback" not in err
+
+
+def test_ctrl_c_is_one_line_not_a_traceback(monkeypatch, capsys):
+    import imitate.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_motions", interrupted)
+    assert cli.main(["motions"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err
