@@ -218,7 +218,15 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
     """Run (or resume) DAgger into run_dir on the store; return every round's result.
 
     The env configuration is the store's.  beta_schedule overrides config.beta (any callable).
+    A second run on the same store while this one runs is refused (StoreError).
     """
+    with DemoStore(store_path).held_for_run():
+        return _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, expert, on_round,
+                           on_progress)
+
+
+def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, expert, on_round,
+                on_progress) -> list[RoundResult]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     store = DemoStore(store_path)

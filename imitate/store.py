@@ -41,6 +41,7 @@ import fcntl
 import hashlib
 import json
 import os
+import struct
 import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ SOURCES = ("mocap", "dagger", "rollout")
 STAT_FIELDS = ("obs", "expert_actions", "actions")
 ACT_NAMES = hum.HINGE_NAMES
 AT_LIMIT = 0.999  # |action| at or above this counts as sitting at its limit
+_RUN_LOCK_BYTE = 2**62  # the byte DemoStore.held_for_run locks (never data)
 
 
 @dataclass(frozen=True)
@@ -474,6 +476,30 @@ class DemoStore:
         with self._read() as f:
             return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
 
+    @contextmanager
+    def held_for_run(self, what: str = "a DAgger run"):
+        """Hold the store for one run that appends round after round (a DAgger run): a second
+        run on the same store, in any process, is refused with StoreError while this one holds
+        it, instead of interleaving its rounds with this one's.  An open-file-description lock on
+        one byte far past the data: independent of the readers' and writers' flock, and, unlike
+        POSIX record locks, not dropped when HDF5 closes its own descriptor of the file."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot open the store for writing ({_first_line(exc)})") from None
+        try:
+            request = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, _RUN_LOCK_BYTE, 1, 0)
+            try:
+                fcntl.fcntl(fd, fcntl.F_OFD_SETLK, request)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    raise StoreError(f"{self.path}: another run is appending to this store; wait for it to end, "
+                                     f"or give {what} a copy of its own") from None
+                raise
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
     def upgrade(self) -> bool:
         """Rewrite a version-1 store as version 2 (with checksums), complete under a temporary
         name and then renamed into place; False if it has them already."""
@@ -504,10 +530,24 @@ class DemoStore:
         return True
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @contextmanager
 def _written_in_place_of(path: Path):
     """A temporary name beside path to write a whole file under; renamed onto path when the
     block succeeds, deleted when it fails (nothing is left behind either way)."""
+    for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a writer killed mid-create
+        pid = stale.name.rsplit(".tmp", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp

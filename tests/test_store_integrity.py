@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import h5py
 import numpy as np
@@ -174,6 +175,13 @@ def test_no_leftovers_after_use_and_after_a_failed_create(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["walk.h5"]
     with pytest.raises(StoreError, match="found a directory"):
         DemoStore(tmp_path)
+    pid = os.fork()  # a writer killed mid-create leaves its temporary; the next create removes it
+    if pid == 0:  # pragma: no cover - child
+        os._exit(0)
+    os.waitpid(pid, 0)
+    (tmp_path / f".other.h5.tmp{pid}").write_bytes(b"half a store")
+    DemoStore.create(tmp_path / "other.h5", CONFIG)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.h5", "walk.h5"]
 
 
 def _run_read_only(code: str, directory) -> subprocess.CompletedProcess:
@@ -308,3 +316,33 @@ def test_two_writers_take_turns(tmp_path):
         expected = make_episode(e["checkpoint_id"] and int(e["checkpoint_id"][4:]), 200)
         got = store.load(("obs",), split=None, rounds=[e["round"]])["obs"]
         assert any(np.array_equal(expected.obs, got[i * 200:(i + 1) * 200]) for i in range(2))
+
+
+def test_a_second_dagger_run_on_a_store_is_refused(tmp_path):
+    from imitate.dagger import run_dagger
+
+    path = tmp_path / "walk.h5"
+    DemoStore.create(path, CONFIG)
+    with DemoStore(path).held_for_run():
+        with pytest.raises(StoreError, match="another run is appending to this store"):
+            run_dagger(tmp_path / "run", path)
+        DemoStore(path).load(("obs",))  # readers are not held up
+    with DemoStore(path).held_for_run():  # released with the first
+        pass
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()  # and across processes
+    if pid == 0:  # pragma: no cover - child: hold it for a while
+        try:
+            with DemoStore(path).held_for_run():
+                os.write(ready_w, b"x")
+                time.sleep(3)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"x"
+    with pytest.raises(StoreError, match="another run"):
+        with DemoStore(path).held_for_run():
+            pass
+    os.waitpid(pid, 0)
+    with DemoStore(path).held_for_run():
+        pass
