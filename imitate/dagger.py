@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -204,8 +205,7 @@ def _save_state(run_dir: Path, state: dict) -> None:
     os.replace(tmp, run_dir / "state.json")
 
 
-def _round_result(k, beta, new_steps, store, sft: SFTResult, ev: EvalResult, ckpt: Path, share) -> RoundResult:
-    total = sum(e["length"] for e in store.episode_index())
+def _round_result(k, beta, new_steps, total, sft: SFTResult, ev: EvalResult, ckpt: Path, share) -> RoundResult:
     return RoundResult(round=k, beta=beta, new_steps=new_steps, total_steps=total, expert_share=share,
                        train_loss=sft.train_loss, valid_loss=sft.valid_loss, sft_seconds=sft.seconds,
                        evaluation=ev.to_dict(), checkpoint=ckpt.name)
@@ -237,8 +237,29 @@ def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, exp
     say = on_progress or (lambda message: None)
     state_path = run_dir / "state.json"
     config_now = json.loads(json.dumps(asdict(config)))  # as state.json holds it (lists, not tuples)
+    # A run owns the store rounds it collected (state["store_rounds"]: its round k -> the store's
+    # round number) and trains on those and the mocap rounds only: another run's rounds in the
+    # same store are never taken as its own.  Its episodes' checkpoint_id starts with its run_id.
     state = json.loads(state_path.read_text()) if state_path.exists() else {
-        "store": str(Path(store_path).resolve()), "config": config_now, "rounds": []}
+        "store": str(Path(store_path).resolve()), "config": config_now, "rounds": [],
+        "run_id": uuid.uuid4().hex[:8], "store_rounds": {}}
+    legacy = "run_id" not in state  # a run begun before runs owned their rounds: store round k is its round k
+
+    def data_rounds() -> list[int] | None:
+        """The store rounds this run trains on: the mocap rounds and its own (legacy: all)."""
+        if legacy:
+            return None
+        mocap = {e["round"] for e in store.episode_index() if e["source"] == "mocap"}
+        return sorted(mocap | set(state["store_rounds"].values()))
+
+    def steps_in(rounds) -> int:
+        return sum(e["length"] for e in store.episode_index() if rounds is None or e["round"] in rounds)
+
+    def owned(r: int) -> bool:
+        """Whether store round r holds this run's episodes (collected before an interruption)."""
+        rows = [e for e in store.episode_index() if e["round"] == r]
+        return bool(rows) and (legacy or all(e["checkpoint_id"].startswith(f"{state['run_id']}:") for e in rows))
+
     if state["store"] != str(Path(store_path).resolve()):
         raise ConfigError(f"{run_dir}: this run uses the store {state['store']}, not {store_path}")
     results = [RoundResult(**r) for r in state["rounds"]]
@@ -255,7 +276,7 @@ def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, exp
         say(f"round {k}: evaluating")
         ev = evaluate(policy_controller(policy), eval_config, episodes=config.eval_episodes,
                       horizon_s=config.eval_horizon_s, init_noise_rad=config.eval_init_noise_rad)
-        result = _round_result(k, beta, new_steps, store, sft, ev, ckpt, share)
+        result = _round_result(k, beta, new_steps, steps_in(data_rounds()), sft, ev, ckpt, share)
         results.append(result)
         state["rounds"] = [asdict(r) for r in results]
         _save_state(run_dir, state)
@@ -268,8 +289,8 @@ def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, exp
             policy, _, _ = load_checkpoint(init_checkpoint, env_config)
             sft = SFTResult(0, 0, float("nan"), float("nan"), float("nan"), 0, 0, 0.0)
         else:
-            say("round 0: SFT on the store")
-            policy, sft = sft_on_store(store, config.sft, policy_config=config.policy)
+            say("round 0: SFT on the store's mocap rounds" if not legacy else "round 0: SFT on the store")
+            policy, sft = sft_on_store(store, config.sft, policy_config=config.policy, rounds=data_rounds())
         finish(0, 1.0, 0, policy, sft, 1.0)
     policy, _, _ = load_checkpoint(run_dir / results[-1].checkpoint, env_config)
 
@@ -277,14 +298,21 @@ def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, exp
     for k in range(len(results), config.rounds + 1):
         beta = float(beta_of(k))
         rounds_in_store = json.loads(store.attrs()["rounds"])
-        if k in rounds_in_store:  # collected before an interruption: do not collect it twice
-            done = store.load(("actions", "expert_actions"), split=None, rounds=[k])
+        pending = state.get("pending") or {}
+        r = k if legacy else state["store_rounds"].get(str(k), pending.get("store_round") if pending.get("round") == k
+                                                        else None)
+        if r is not None and r in rounds_in_store and owned(r):  # collected before an interruption
+            done = store.load(("actions", "expert_actions"), split=None, rounds=[r])
             new_steps = len(done["actions"])
             # an executed expert action equals its label, unless collect_noise moved it: unknown then
             share = (float(np.mean(np.all(done["actions"] == done["expert_actions"], axis=1)))
                      if config.collect_noise == 0 else float("nan"))
         else:
             say(f"round {k}: collecting with beta {beta:.3f}")
+            if not legacy:  # a store round of its own, recorded before appending so a resume finds it
+                r = max(rounds_in_store, default=-1) + 1
+                state["pending"] = {"round": k, "store_round": r}
+                _save_state(run_dir, state)
             sim = sim or Simulation(replace(env_config, random_start=True), config.num_envs, clip=clip)
             rng = np.random.default_rng([config.seed, k])
             started = time.perf_counter()
@@ -303,21 +331,27 @@ def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, exp
             episodes = [Episode(obs=e["obs"], expert_actions=e["expert_actions"], actions=e["actions"],
                                 qpos=e["qpos"], qvel=e["qvel"], time_s=e["time_s"], phase=clip.phase(e["time_s"]),
                                 reward=e["reward"], terminated=e["terminated"], truncated=e["truncated"],
-                                source="dagger", clip=clip.name, checkpoint_id=results[-1].checkpoint,
+                                source="dagger", clip=clip.name,
+                                checkpoint_id=results[-1].checkpoint if legacy else
+                                f"{state['run_id']}:{results[-1].checkpoint}",
                                 beta=beta, seed=config.seed * 1000 + k, labelled_by=labelled_by)
                         for e in eps]
-            store.append_round(episodes, round=k, env_config=env_config)
+            store.append_round(episodes, round=r, env_config=env_config)
+        if not legacy:
+            state["store_rounds"][str(k)] = r
+            state.pop("pending", None)
+            _save_state(run_dir, state)
         existing = run_dir / f"round_{k:03d}.pt"
         if existing.exists():  # trained before an interruption: do not train it twice
             policy, _, meta = load_checkpoint(existing, env_config)
             sft = SFTResult(**{**meta["sft"], "history": []})
         else:
-            say(f"round {k}: retraining on {sum(e['length'] for e in store.episode_index())} steps")
+            say(f"round {k}: retraining on {steps_in(data_rounds())} steps")
             if config.retrain_from_scratch:
                 retrain = replace(config.sft, last_rounds=config.keep_rounds, seed=config.sft.seed + k)
-                policy, sft = sft_on_store(store, retrain, policy_config=policy.config)
+                policy, sft = sft_on_store(store, retrain, policy_config=policy.config, rounds=data_rounds())
             else:
                 retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
-                policy, sft = sft_on_store(store, retrain, policy=policy)
+                policy, sft = sft_on_store(store, retrain, policy=policy, rounds=data_rounds())
         finish(k, beta, new_steps, policy, sft, share)
     return results

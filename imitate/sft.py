@@ -171,12 +171,14 @@ def steps_before_fall(terminated: np.ndarray, truncated: np.ndarray) -> np.ndarr
     return np.where(fell, end_at - index, never)
 
 
-def _load(store: DemoStore, split: str, config: SFTConfig) -> dict[str, np.ndarray]:
-    """Observations and labels of a split, less the states just before a fall if so configured."""
+def _load(store: DemoStore, split: str, config: SFTConfig, rounds: list[int] | None = None) -> dict[str, np.ndarray]:
+    """Observations and labels of a split (of the given rounds, None: all), less the states just
+    before a fall if so configured."""
     fields = ("obs", "expert_actions")
     if config.drop_before_fall_s <= 0:
-        return store.load(fields, split=split, last_rounds=config.last_rounds)
-    data = store.load(fields + ("terminated", "truncated"), split=split, last_rounds=config.last_rounds)
+        return store.load(fields, split=split, rounds=rounds, last_rounds=config.last_rounds)
+    data = store.load(fields + ("terminated", "truncated"), split=split, rounds=rounds,
+                      last_rounds=config.last_rounds)
     # a state k steps before the fall is k control steps (k * dt seconds) from it
     keep = steps_before_fall(data["terminated"], data["truncated"]) * store.env_config.control_dt \
         >= config.drop_before_fall_s - 1e-9  # a tolerance: k * dt lands on the bound for round figures
@@ -184,9 +186,11 @@ def _load(store: DemoStore, split: str, config: SFTConfig) -> dict[str, np.ndarr
 
 
 def sft_on_store(store: DemoStore, config: SFTConfig = SFTConfig(), policy: GaussianPolicy | None = None,
-                 policy_config: PolicyConfig = PolicyConfig(), progress=None) -> tuple[GaussianPolicy, SFTResult]:
-    """Fit a policy (a new one, or warm-started from policy) on the store's train split."""
-    train, valid = _load(store, "train", config), _load(store, "valid", config)
+                 policy_config: PolicyConfig = PolicyConfig(), progress=None,
+                 rounds: list[int] | None = None) -> tuple[GaussianPolicy, SFTResult]:
+    """Fit a policy (a new one, or warm-started from policy) on the store's train split (of the
+    given rounds; None: all)."""
+    train, valid = _load(store, "train", config, rounds), _load(store, "valid", config, rounds)
     if policy is None:
         torch.manual_seed(config.seed)  # the initial weights too: same store, config, seed -> same policy
         policy = new_policy(store, policy_config)

@@ -443,8 +443,9 @@ class DemoStore:
         """Ids and lengths of the episodes that pass the filters."""
         index = self.episode_index()
         keep_rounds = None
-        if last_rounds is not None:
-            others = sorted({e["round"] for e in index if e["source"] != "mocap"})
+        if last_rounds is not None:  # the last of the rounds the other filters let through
+            others = sorted({e["round"] for e in index if e["source"] != "mocap"
+                             and (rounds is None or e["round"] in rounds)})
             keep_rounds = set(others[-last_rounds:]) if last_rounds > 0 else set()
         chosen = []
         for e in index:

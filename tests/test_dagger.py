@@ -447,7 +447,7 @@ def test_run_dagger_end_to_end(clean_run, module_dir):
         assert {e["attrs"]["source"] for e in mine} == {"dagger"}
         assert {e["attrs"]["beta"] for e in mine} == {beta_of(k)}
         assert {e["attrs"]["seed"] for e in mine} == {CONFIG.seed * 1000 + k}
-        assert {e["attrs"]["checkpoint_id"] for e in mine} == {f"round_{k - 1:03d}.pt"}
+        assert {e["attrs"]["checkpoint_id"] for e in mine} == {f"{state['run_id']}:round_{k - 1:03d}.pt"}
         assert sum(len(e["obs"]) for e in mine) == CONFIG.num_envs * CONFIG.steps_per_env
         for e in mine:
             assert e["attrs"]["length"] == len(e["obs"])
@@ -720,3 +720,26 @@ def test_dagger_rounds_record_their_labellers_provenance(clean_run):
         recorded = {g.attrs["labelled_by"] for g in dagger}
     assert dagger and len(recorded) == 1
     assert json.loads(recorded.pop())["kind"] == "pd"
+
+
+def test_a_new_run_on_a_store_with_another_runs_rounds_collects_its_own(clean_run, tmp_path):
+    """The clean run's store holds its rounds 1 and 2; a second run on a copy must not take
+    them as its own: it trains round 0 on the mocap round only, collects store rounds 3 and 4,
+    and trains on those (and the mocap round), never on the first run's."""
+    _, first_store, _ = clean_run
+    store = Path(shutil.copy(first_store, tmp_path / "shared.h5"))
+    before = {e["id"] for e in read_store(store)}
+    messages = []
+    results = run_dagger(tmp_path / "second", store, CONFIG, on_progress=messages.append)
+    episodes = read_store(store)
+    mocap_steps = sum(len(e["obs"]) for e in episodes if e["attrs"]["source"] == "mocap")
+    state = json.loads((tmp_path / "second" / "state.json").read_text())
+    assert state["store_rounds"] == {"1": 3, "2": 4} and store_rounds(store) == [0, 1, 2, 3, 4]
+    assert sum(m.startswith("round 1: collecting") for m in messages) == 1
+    new = [e for e in episodes if e["id"] not in before]
+    assert {e["attrs"]["round"] for e in new} == {3, 4}
+    assert {e["attrs"]["checkpoint_id"].split(":")[0] for e in new} == {state["run_id"]}
+    assert results[0].total_steps == mocap_steps
+    per_round = CONFIG.num_envs * CONFIG.steps_per_env
+    assert [r.total_steps for r in results] == [mocap_steps, mocap_steps + per_round, mocap_steps + 2 * per_round]
+    assert f"round 1: retraining on {mocap_steps + per_round} steps" in messages
