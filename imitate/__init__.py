@@ -17,10 +17,18 @@ if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
     if _ctypes_util.find_library("OSMesa"):
         _os.environ["MUJOCO_GL"] = "osmesa"
 
+# gymnasium.make("imitate/Track-v0", clip="walk") once imitate is imported (or spelled
+# "imitate:imitate/Track-v0", which imports it); make_vec uses the native vector env.
+import gymnasium as _gym  # noqa: E402
+
 from .env import EnvConfig, ImitationEnv, ImitationVecEnv, make_env, make_vec_env  # noqa: E402
 from .errors import ClipNotFoundError, ConfigError, ImitateError, MotionFormatError  # noqa: E402
 from .motion import MotionClip, list_clips, load_clip  # noqa: E402
 from .reward import RewardConfig  # noqa: E402
+
+if "imitate/Track-v0" not in _gym.registry:
+    _gym.register(id="imitate/Track-v0", entry_point="imitate.env:make_env",
+                  vector_entry_point="imitate.env:make_vec_env")
 
 __all__ = [
     "EnvConfig", "ImitationEnv", "ImitationVecEnv", "make_env", "make_vec_env",

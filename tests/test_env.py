@@ -15,7 +15,7 @@ import pytest
 
 import imitate
 from imitate import humanoid as hum
-from imitate.env import EnvConfig, Simulation, action_to_ctrl, targets_to_action
+from imitate.env import EnvConfig, ImitationEnv, ImitationVecEnv, Simulation, action_to_ctrl, targets_to_action
 from imitate.observation import OBS_NAMES, observe
 
 # The 15 classic DeepMimic clips (shared/deepmimic/README.md).
@@ -688,3 +688,29 @@ def test_bad_fall_rule_is_refused_clearly(bad):
 
     with pytest.raises(ConfigError, match="fall"):
         EnvConfig(fall_bodies=bad)
+
+
+def test_registered_with_gymnasium(synthetic_clip_path):
+    """gymnasium.make and make_vec build our envs by id, and gymnasium's own checker passes."""
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    env = gymnasium.make("imitate:imitate/Track-v0", clip=str(synthetic_clip_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its advice on unbounded Boxes: observations are unbounded
+        check_env(env.unwrapped, skip_render_check=True)  # rendering needs OpenGL: tests/test_render.py
+    assert env.spec.id == "imitate/Track-v0" and isinstance(env.unwrapped, ImitationEnv)
+    # the same seed gives the same episode through the registered id
+    a, _ = env.reset(seed=3)
+    b, _ = gymnasium.make("imitate/Track-v0", clip=str(synthetic_clip_path)).reset(seed=3)
+    np.testing.assert_array_equal(a, b)
+    native = gymnasium.make_vec("imitate/Track-v0", num_envs=3, vectorization_mode="vector_entry_point",
+                                clip=str(synthetic_clip_path))
+    assert isinstance(native, ImitationVecEnv) and native.num_envs == 3
+    sync = gymnasium.make_vec("imitate/Track-v0", num_envs=2, vectorization_mode="sync", clip=str(synthetic_clip_path))
+    for vec in (native, sync):
+        obs, _ = vec.reset(seed=0)
+        obs, reward, term, trunc, _ = vec.step(np.zeros((vec.num_envs, 28), np.float32))
+        assert obs.shape == (vec.num_envs, 179) and reward.shape == (vec.num_envs,)
+        assert np.all(reward > 0)
+    env.close()
