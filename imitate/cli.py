@@ -444,6 +444,17 @@ def _cmd_dataset_validate(args) -> int:
     return 0
 
 
+def _cmd_dataset_export(args) -> int:
+    from .export import export_minari
+    from .store import DemoStore
+
+    dataset = export_minari(DemoStore(args.path), args.name, actions=args.actions, sources=args.sources,
+                            author=args.author)
+    print(f"{args.path}: exported as the Minari dataset {args.name} ({dataset.total_episodes} episodes, "
+          f"{dataset.total_steps} steps, actions: {args.actions}); minari.load_dataset({args.name!r}) reads it")
+    return 0
+
+
 def _cmd_dataset_upgrade(args) -> int:
     from .store import DemoStore
     from .store_stats import validate
@@ -500,6 +511,19 @@ def build_parser() -> argparse.ArgumentParser:
     v = dsub.add_parser("validate", help="check schema, shapes, finiteness and statistics; non-zero exit on a problem")
     v.add_argument("path")
     v.set_defaults(func=_cmd_dataset_validate)
+    x = dsub.add_parser("export", help="write a store as a Minari dataset (pip install 'imitate[minari]')",
+                        description="Write the store's episodes as a local Minari dataset (under Minari's data "
+                        "path, $MINARI_DATASETS_PATH or ~/.minari/datasets). Example: imitate dataset export "
+                        "datasets/walk.h5 --name imitate/walk-mocap-v0")
+    x.add_argument("path")
+    x.add_argument("--format", default="minari", choices=["minari"], help="the format (default: minari)")
+    x.add_argument("--name", required=True, help="the Minari dataset id, NAMESPACE/NAME-vN")
+    x.add_argument("--actions", default="labels", choices=["labels", "executed"],
+                   help="the episodes' actions: the expert's labels (default) or the executed ones")
+    x.add_argument("--sources", nargs="+", choices=["mocap", "dagger", "rollout"], default=None,
+                   help="export only these episode sources (default: all)")
+    x.add_argument("--author", default=None, help="the dataset's author (default: the user name)")
+    x.set_defaults(func=_cmd_dataset_export)
     u = dsub.add_parser("upgrade", help="add checksums to a store written by an older imitate (validated first)")
     u.add_argument("path")
     u.set_defaults(func=_cmd_dataset_upgrade)

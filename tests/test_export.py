@@ -1,0 +1,90 @@
+"""Export to Minari, read back with Minari's own reader."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from imitate.env import EnvConfig, Simulation
+from imitate.experts.pd import PDExpert
+from imitate.motion import load_clip
+from imitate.store import DemoStore, Episode
+
+minari = pytest.importorskip("minari")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def rollout(config: EnvConfig, steps: int, seed: int):
+    """steps + 1 control steps of PD servos with noise from clip time 0.1: every field a store
+    episode holds, and the observation after the last step."""
+    clip = load_clip(config.clip)
+    sim = Simulation(config, 1, nthread=1, clip=clip)
+    sim.reset(np.array([0]), np.array([0.1]))
+    expert, rng = PDExpert(clip, config.action_space), np.random.default_rng(seed)
+    rows = {k: [] for k in ("obs", "expert_actions", "actions", "qpos", "qvel", "time_s", "reward", "terminated",
+                            "truncated")}
+    for _ in range(steps + 1):
+        label = expert.label(sim)
+        action = np.clip(label + rng.normal(0, 0.1, label.shape), -1, 1)
+        for key, value in (("obs", sim.obs[0]), ("expert_actions", label[0]), ("actions", action[0]),
+                           ("qpos", sim.qpos[0]), ("qvel", sim.qvel[0]), ("time_s", sim.ref_time_s[0])):
+            rows[key].append(np.array(value, copy=True))
+        reward, term, trunc, _ = sim.step(action)
+        rows["reward"].append(reward[0])
+        rows["terminated"].append(term[0])
+        rows["truncated"].append(trunc[0])
+    after = sim.obs[0].copy()
+    cut = {k: np.array(v[:steps]) for k, v in rows.items()}
+    cut["truncated"][-1] = True  # the episode as stored ends here
+    episode = Episode(**cut, phase=clip.phase(cut["time_s"]).astype(np.float32), source="rollout",
+                      clip=clip.name, seed=seed)
+    return episode, np.array(rows["obs"][steps]), after
+
+
+@pytest.fixture
+def exported(tmp_path, synthetic_clip_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    store = DemoStore.create(tmp_path / "s.h5", config)
+    made = [rollout(config, 12 + k, seed=k) for k in range(3)]
+    store.append_round([m[0] for m in made], round=1, env_config=config)
+    return store, made
+
+
+def test_minari_reads_back_every_episode(exported):
+    from imitate.export import export_minari
+
+    store, made = exported
+    export_minari(store, "imitate/synthetic-rollout-v0")
+    dataset = minari.load_dataset("imitate/synthetic-rollout-v0")  # Minari's own reader
+    assert dataset.total_episodes == 3 and dataset.total_steps == sum(len(m[0]) for m in made)
+    assert dataset.observation_space.shape == (179,) and dataset.action_space.shape == (28,)
+    for data, (episode, next_obs, _) in zip(dataset.iterate_episodes(), made, strict=True):
+        assert data.observations.shape == (len(episode) + 1, 179) and data.actions.shape == (len(episode), 28)
+        np.testing.assert_array_equal(data.observations[:-1], episode.obs)
+        # the observation after the last stored step, simulated again: the rollout's own
+        np.testing.assert_allclose(data.observations[-1], next_obs, atol=1e-4)
+        np.testing.assert_array_equal(data.actions, episode.expert_actions.astype(np.float32))
+        np.testing.assert_allclose(data.rewards, episode.reward, rtol=1e-6)
+        np.testing.assert_array_equal(data.terminations, episode.terminated)
+        np.testing.assert_array_equal(data.truncations, episode.truncated)
+    env = dataset.recover_environment()
+    assert env.unwrapped.config == store.env_config
+    env.close()
+
+
+def test_minari_export_from_the_command_line(exported):
+    store, made = exported
+    command = [sys.executable, "-m", "imitate.cli", "dataset", "export", str(store.path), "--name",
+               "imitate/synthetic-executed-v0", "--actions", "executed"]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "exported as the Minari dataset imitate/synthetic-executed-v0 (3 episodes" in done.stdout
+    episodes = list(minari.load_dataset("imitate/synthetic-executed-v0").iterate_episodes())
+    for data, (episode, _, _) in zip(episodes, made, strict=True):
+        np.testing.assert_array_equal(data.actions, episode.actions.astype(np.float32))
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
