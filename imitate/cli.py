@@ -445,13 +445,22 @@ def _cmd_dataset_validate(args) -> int:
 
 
 def _cmd_dataset_export(args) -> int:
-    from .export import export_minari
+    from .errors import ConfigError
+    from .export import export_minari, export_robomimic
     from .store import DemoStore
 
-    dataset = export_minari(DemoStore(args.path), args.name, actions=args.actions, sources=args.sources,
-                            author=args.author)
-    print(f"{args.path}: exported as the Minari dataset {args.name} ({dataset.total_episodes} episodes, "
-          f"{dataset.total_steps} steps, actions: {args.actions}); minari.load_dataset({args.name!r}) reads it")
+    target = args.name if args.format == "minari" else args.out
+    if not target:
+        raise ConfigError(f"dataset export --format {args.format}: expected "
+                          f"{'--name NAMESPACE/NAME-vN' if args.format == 'minari' else '--out PATH.hdf5'}, found none")
+    store = DemoStore(args.path)  # before any work: a bad store is one line
+    if args.format == "minari":
+        dataset = export_minari(store, args.name, actions=args.actions, sources=args.sources, author=args.author)
+        print(f"{args.path}: exported as the Minari dataset {args.name} ({dataset.total_episodes} episodes, "
+              f"{dataset.total_steps} steps, actions: {args.actions}); minari.load_dataset({args.name!r}) reads it")
+    else:
+        demos = export_robomimic(store, args.out, actions=args.actions, sources=args.sources)
+        print(f"{args.path}: exported in robomimic's layout to {args.out} ({demos} demos, actions: {args.actions})")
     return 0
 
 
@@ -511,13 +520,16 @@ def build_parser() -> argparse.ArgumentParser:
     v = dsub.add_parser("validate", help="check schema, shapes, finiteness and statistics; non-zero exit on a problem")
     v.add_argument("path")
     v.set_defaults(func=_cmd_dataset_validate)
-    x = dsub.add_parser("export", help="write a store as a Minari dataset (pip install 'imitate[minari]')",
+    x = dsub.add_parser("export", help="write a store as a Minari dataset or in robomimic's HDF5 layout",
                         description="Write the store's episodes as a local Minari dataset (under Minari's data "
-                        "path, $MINARI_DATASETS_PATH or ~/.minari/datasets). Example: imitate dataset export "
-                        "datasets/walk.h5 --name imitate/walk-mocap-v0")
+                        "path, $MINARI_DATASETS_PATH or ~/.minari/datasets; pip install 'imitate[minari]') or as "
+                        "a robomimic-layout HDF5 file. Examples: imitate dataset export datasets/walk.h5 --name "
+                        "imitate/walk-mocap-v0; imitate dataset export datasets/walk.h5 --format robomimic --out "
+                        "walk_robomimic.hdf5")
     x.add_argument("path")
-    x.add_argument("--format", default="minari", choices=["minari"], help="the format (default: minari)")
-    x.add_argument("--name", required=True, help="the Minari dataset id, NAMESPACE/NAME-vN")
+    x.add_argument("--format", default="minari", choices=["minari", "robomimic"], help="the format (default: minari)")
+    x.add_argument("--name", help="minari: the dataset id, NAMESPACE/NAME-vN")
+    x.add_argument("--out", help="robomimic: the HDF5 file to write")
     x.add_argument("--actions", default="labels", choices=["labels", "executed"],
                    help="the episodes' actions: the expert's labels (default) or the executed ones")
     x.add_argument("--sources", nargs="+", choices=["mocap", "dagger", "rollout"], default=None,

@@ -249,7 +249,7 @@ class DemoStore:
         if path.is_dir():
             raise StoreError(f"{path}: expected a store file to write, found a directory")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _written_in_place_of(path) as tmp, h5py.File(tmp, "w", libver="latest") as f:
+        with written_then_renamed(path) as tmp, h5py.File(tmp, "w", libver="latest") as f:
             a = f.attrs
             a["format"], a["schema_version"], a["imitate_version"] = FORMAT, SCHEMA_VERSION, __version__
             a["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -507,7 +507,7 @@ class DemoStore:
         if self.checksummed:
             return False
         with _locked(self.path, exclusive=True), h5py.File(self.path, "r", locking=False) as src, \
-                _written_in_place_of(self.path) as tmp, h5py.File(tmp, "w", libver="latest") as dst:
+                written_then_renamed(self.path) as tmp, h5py.File(tmp, "w", libver="latest") as dst:
             try:
                 for key, value in src.attrs.items():
                     dst.attrs[key] = value
@@ -542,7 +542,7 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def _written_in_place_of(path: Path):
+def written_then_renamed(path: Path):
     """A temporary name beside path to write a whole file under; renamed onto path when the
     block succeeds, deleted when it fails (nothing is left behind either way)."""
     for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a writer killed mid-create

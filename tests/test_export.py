@@ -1,5 +1,6 @@
 """Export to Minari, read back with Minari's own reader."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from imitate.env import EnvConfig, Simulation
+from imitate.errors import StoreError
 from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
 from imitate.store import DemoStore, Episode
@@ -88,3 +90,67 @@ def test_minari_export_from_the_command_line(exported):
         np.testing.assert_array_equal(data.actions, episode.actions.astype(np.float32))
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_robomimic_layout(exported, tmp_path):
+    """The file robomimic's scripts and SequenceDataset read: checked with h5py against the
+    layout (robomimic's docs), and with robomimic itself where it is installed."""
+    import h5py
+
+    from imitate.export import export_robomimic
+    from imitate.observation import OBS_GROUPS
+
+    store, made = exported
+    out = tmp_path / "robomimic.hdf5"
+    assert export_robomimic(store, out) == 3
+    splits = {e["id"]: e["split"] for e in store.episode_index()}
+    with h5py.File(out, "r") as f:
+        assert f["data"].attrs["total"] == sum(len(m[0]) for m in made)
+        assert json.loads(f["data"].attrs["env_args"])["env_name"] == "imitate/Track-v0"
+        masks = {k: sorted(n.decode() for n in f[f"mask/{k}"][()]) for k in ("train", "valid")}
+        assert masks == {k: [f"demo_{i}" for i in range(3) if splits[i] == k] for k in ("train", "valid")}
+        for i, (episode, next_obs, _) in enumerate(made):
+            demo = f[f"data/demo_{i}"]
+            assert demo.attrs["num_samples"] == len(episode)
+            order = sorted(OBS_GROUPS.items(), key=lambda kv: kv[1].start)
+            obs = np.concatenate([demo[f"obs/{name.replace(' ', '_')}"][()] for name, _ in order], axis=1)
+            nxt = np.concatenate([demo[f"next_obs/{name.replace(' ', '_')}"][()] for name, _ in order], axis=1)
+            np.testing.assert_array_equal(obs, episode.obs)
+            np.testing.assert_array_equal(nxt[:-1], episode.obs[1:])
+            np.testing.assert_allclose(nxt[-1], next_obs, atol=1e-4)
+            np.testing.assert_array_equal(demo["actions"][()], episode.expert_actions.astype(np.float32))
+            np.testing.assert_array_equal(demo["dones"][()], episode.terminated | episode.truncated)
+            np.testing.assert_array_equal(demo["states"][()], np.c_[episode.qpos, episode.qvel])
+    with pytest.raises(StoreError, match="already exists"):
+        export_robomimic(store, out)
+
+
+def test_robomimic_reads_the_export(exported, tmp_path):
+    pytest.importorskip("robomimic")
+    import robomimic.utils.obs_utils as obs_utils
+    from robomimic.utils.dataset import SequenceDataset
+
+    from imitate.export import export_robomimic
+
+    store, made = exported
+    out = tmp_path / "robomimic.hdf5"
+    export_robomimic(store, out)
+    keys = ("phase", "root", "joint_angles", "joint_rates", "body_positions", "reference_ahead")
+    obs_utils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": list(keys)}})
+    dataset = SequenceDataset(hdf5_path=str(out), obs_keys=keys, dataset_keys=("actions", "rewards", "dones"),
+                              load_next_obs=True, frame_stack=1, seq_length=1, pad_frame_stack=True,
+                              pad_seq_length=True, get_pad_mask=False, goal_mode=None, hdf5_cache_mode="low_dim",
+                              hdf5_use_swmr=True, hdf5_normalize_obs=False, filter_by_attribute=None)
+    assert len(dataset) == sum(len(m[0]) for m in made)
+    np.testing.assert_array_equal(dataset[0]["actions"][0], made[0][0].expert_actions[0].astype(np.float32))
+
+
+def test_robomimic_export_from_the_command_line(exported, tmp_path):
+    store, _ = exported
+    env = dict(os.environ, PYTHONPATH=REPO)
+    base = [sys.executable, "-m", "imitate.cli", "dataset", "export", str(store.path), "--format", "robomimic"]
+    missing = subprocess.run(base, capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode == 2 and "expected --out PATH.hdf5" in missing.stderr
+    done = subprocess.run(base + ["--out", str(tmp_path / "r.hdf5")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0 and "3 demos" in done.stdout, done.stderr
