@@ -261,33 +261,17 @@ def _cmd_evaluate(args) -> int:
 
 
 def _learning_curve(run_dir: Path) -> None:
-    """run_dir/learning_curve.png from log.csv (needs matplotlib: pip install 'imitate[plot]')."""
+    """run_dir/learning_curve.png from TRPO's log.csv."""
     import csv
 
-    from .console import console
+    from .plots import learning_curve_png
 
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        console.print("no learning_curve.png: matplotlib is not installed (pip install 'imitate\\[plot]')")
-        return
     rows = list(csv.DictReader((run_dir / "log.csv").open()))
-    if not rows:
-        return
-    samples = [int(r["samples"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(samples, [float(r["mean_step_reward"]) for r in rows], label="mean per-step reward")
-    ax.plot(samples, [float(r["mean_episode_length_s"]) / 20.0 for r in rows], label="episode length / 20 s")
-    ax.set_xlabel("env samples")
-    ax.set_ylim(0, 1.05)
-    ax.legend()
-    ax.set_title(f"TRPO: {run_dir.name}")
-    fig.tight_layout()
-    fig.savefig(run_dir / "learning_curve.png", dpi=100)
-    plt.close(fig)
+    if rows:
+        learning_curve_png(run_dir / "learning_curve.png", [int(r["samples"]) for r in rows],
+                           {"mean per-step reward": [float(r["mean_step_reward"]) for r in rows],
+                            "episode length / 20 s": [float(r["mean_episode_length_s"]) / 20.0 for r in rows]},
+                           xlabel="env samples", title=f"TRPO: {run_dir.name}")
 
 
 def _cmd_trpo(args) -> int:

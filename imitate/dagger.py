@@ -19,6 +19,8 @@ the usual ones.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import time
@@ -199,6 +201,34 @@ def best_round(results: list[RoundResult]) -> RoundResult:
     return max(results, key=lambda r: r.evaluation["normalised_return"]["mean"])
 
 
+CURVE_COLUMNS = ("round", "beta", "new_steps", "total_steps", "expert_share", "train_loss", "valid_loss",
+                 "normalised_return", "survival_s", "full_horizon", "episodes", "horizon_s")
+
+
+def write_learning_curve(run_dir: Path, results: list[RoundResult]) -> None:
+    """run_dir/learning_curve.csv (one row per round: CURVE_COLUMNS) and learning_curve.png."""
+    from .plots import learning_curve_png
+
+    rows = [{"round": r.round, "beta": r.beta, "new_steps": r.new_steps, "total_steps": r.total_steps,
+             "expert_share": r.expert_share, "train_loss": r.train_loss, "valid_loss": r.valid_loss,
+             "normalised_return": r.evaluation["normalised_return"]["mean"],
+             "survival_s": r.evaluation["survival_s"]["mean"], "full_horizon": r.evaluation["full_horizon"],
+             "episodes": r.evaluation["episodes"], "horizon_s": r.evaluation["horizon_s"]} for r in results]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = run_dir / f".learning_curve.csv.tmp{os.getpid()}"
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, run_dir / "learning_curve.csv")
+    horizon = max(r["horizon_s"] for r in rows)
+    learning_curve_png(run_dir / "learning_curve.png", [r["round"] for r in rows],
+                       {"normalised return": [r["normalised_return"] for r in rows],
+                        f"survival / {horizon:g} s": [r["survival_s"] / horizon for r in rows]},
+                       xlabel="DAgger round", title=f"DAgger: {run_dir.name} ({rows[-1]['episodes']} episodes "
+                                                    f"of {horizon:g} s a round)")
+
+
 def _save_state(run_dir: Path, state: dict) -> None:
     tmp = run_dir / f".state.json.tmp{os.getpid()}"
     tmp.write_text(json.dumps(state, indent=2))
@@ -280,6 +310,7 @@ def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, exp
         results.append(result)
         state["rounds"] = [asdict(r) for r in results]
         _save_state(run_dir, state)
+        write_learning_curve(run_dir, results)
         if on_round:
             on_round(result)
 

@@ -743,3 +743,16 @@ def test_a_new_run_on_a_store_with_another_runs_rounds_collects_its_own(clean_ru
     per_round = CONFIG.num_envs * CONFIG.steps_per_env
     assert [r.total_steps for r in results] == [mocap_steps, mocap_steps + per_round, mocap_steps + 2 * per_round]
     assert f"round 1: retraining on {mocap_steps + per_round} steps" in messages
+
+
+def test_dagger_writes_its_learning_curve(clean_run):
+    import csv
+
+    run_dir, _, results = clean_run
+    rows = list(csv.DictReader((run_dir / "learning_curve.csv").open()))
+    assert [int(r["round"]) for r in rows] == [r.round for r in results] == [0, 1, 2]
+    for row, r in zip(rows, results, strict=True):
+        assert float(row["normalised_return"]) == pytest.approx(r.evaluation["normalised_return"]["mean"])
+        assert float(row["survival_s"]) == pytest.approx(r.evaluation["survival_s"]["mean"])
+        assert int(row["total_steps"]) == r.total_steps and int(row["full_horizon"]) == r.evaluation["full_horizon"]
+    assert (run_dir / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,31 @@
+"""Learning curves as PNG files (matplotlib, drawn off-screen): one function for every run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def learning_curve_png(path: str | Path, x: list[float], series: dict[str, list[float]], *, xlabel: str,
+                       title: str, ylim: tuple[float, float] | None = (0.0, 1.05)) -> Path:
+    """Draw each series (label -> values, one per x) against x and write path; returns path.
+    Written under a temporary name and renamed, so a reader never sees half a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, values in series.items():
+        ax.plot(x, values, marker="o" if len(x) < 40 else None, label=label)
+    ax.set_xlabel(xlabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
