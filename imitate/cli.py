@@ -156,6 +156,8 @@ def _cmd_sft(args) -> int:
     from .sft import SFTConfig, sft_on_store
     from .store import DemoStore
 
+    if Path(args.out).exists() and not args.overwrite:  # before the training, not after
+        raise ConfigError(f"{args.out}: already exists (pass --overwrite to replace it)")
     store = DemoStore(args.data)
     config = SFTConfig(loss=args.loss, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        patience=args.patience, seed=args.seed, drop_before_fall_s=args.drop_before_fall)
@@ -381,6 +383,7 @@ def _cmd_dataset_build(args) -> int:
     from .console import console, progress_bar, store_tables
     from .dataset import BuildConfig, build_mocap_store
     from .motion import clip_name, load_clip, resolve_clip
+    from .store import DemoStore
     from .store_stats import summarize
 
     build = BuildConfig(offsets=args.offsets, joint_noise_rad=args.joint_noise,
@@ -388,6 +391,7 @@ def _cmd_dataset_build(args) -> int:
                         valid_every=args.valid_every)
     config = _new_env_config(args.clip, args.action_space, args)
     out = args.out or f"datasets/{clip_name(resolve_clip(args.clip))}.h5"
+    DemoStore.check_target(out, args.overwrite)  # before the expert's preparation and the labelling
     expert = _make_expert(args.expert, load_clip(args.clip), config, args)
     started = time.perf_counter()
     with progress_bar() as bar:
@@ -526,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sft", help="behaviour cloning of the expert's labels in a store")
     p.add_argument("--data", required=True, help="the store")
-    p.add_argument("--out", required=True, help="checkpoint to write")
+    p.add_argument("--out", required=True, help="checkpoint to write (refused if it exists, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--loss", default="mse", choices=["mse", "nll"])
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=256)

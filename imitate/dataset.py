@@ -78,6 +78,7 @@ def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig
     expert: a callable (qpos, qvel, time_s) -> actions, or the search expert; default the PD expert.
     progress: called with (episodes done, episodes in all) after each episode.
     """
+    DemoStore.check_target(out, overwrite)  # before the labelling, which can take long
     clip = load_clip(env_config.clip)
     expert = expert or PDExpert(clip, env_config.action_space)
     dt = env_config.control_dt

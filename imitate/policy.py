@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -172,12 +173,26 @@ def load_checkpoint(path: str | os.PathLike,
     drives (EnvConfig.policy_key: clip, action space, rates, lookahead), raise CheckpointError.
     """
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: expected a policy checkpoint file (.pt), found a directory")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        raise CheckpointError(f"{path}: expected a policy checkpoint (.pt), found an HDF5 file (a demonstration "
+                              "store? give it as --data)")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        if head.startswith(b"PK"):
+            raise CheckpointError(f"{path}: a damaged or truncated checkpoint (its zip archive is incomplete)")
+        raise CheckpointError(f"{path}: expected a policy checkpoint (.pt, a torch zip archive), found a file of "
+                              f"another kind (it starts with {head!r})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except Exception as exc:  # torch raises many kinds on a foreign file
-        raise CheckpointError(f"{path}: not a checkpoint imitate can read ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # torch raises many kinds on a foreign or damaged archive
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"{path}: not a checkpoint imitate can read ({type(exc).__name__}: {first[:160]})") \
+            from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: expected an imitate policy checkpoint, found something else")
     missing = [k for k in ("version", "env_config", "obs_names", "obs_dim", "act_dim", "policy_config",

@@ -241,13 +241,9 @@ class DemoStore:
                overwrite: bool = False, extra_attrs: dict[str, str] | None = None) -> DemoStore:
         """Write an empty store (complete, then renamed into place); extra_attrs are
         provenance strings kept as root attributes (e.g. the mocap build settings)."""
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise StoreError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+        path = cls.check_target(path, overwrite)
         if valid_every < 2:
             raise StoreError(f"valid_every must be >= 2; found {valid_every}")
-        if path.is_dir():
-            raise StoreError(f"{path}: expected a store file to write, found a directory")
         path.parent.mkdir(parents=True, exist_ok=True)
         with written_then_renamed(path) as tmp, h5py.File(tmp, "w", libver="latest") as f:
             a = f.attrs
@@ -273,6 +269,17 @@ class DemoStore:
                     g["at_limit"] = np.zeros(width, np.int64)
             f.attrs["digest"] = _digest(f)
         return cls(path)
+
+    @staticmethod
+    def check_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """path as a Path if a new store may be written there, else StoreError: check it before
+        any long work that ends in writing one."""
+        path = Path(path)
+        if path.is_dir():
+            raise StoreError(f"{path}: expected a store file to write, found a directory")
+        if path.exists() and not overwrite:
+            raise StoreError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+        return path
 
     # ----- opening -------------------------------------------------------------------------
     @contextmanager

@@ -121,24 +121,6 @@ def test_dagger_names_the_last_and_the_best_round(tmp_path, synthetic_clip_path,
     assert f"best:{run / best['checkpoint']}(round{best['round']}," in out
 
 
-def test_missing_matplotlib_hint_names_the_extra(tmp_path, monkeypatch, capsys):
-    """The hint prints the extra's brackets (rich would read a bare [plot] as markup and drop it)."""
-    import builtins
-
-    from imitate import cli
-
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    cli._learning_curve(tmp_path)
-    assert "pip install 'imitate[plot]'" in capsys.readouterr().out
-
-
 def test_evaluate_the_best_expert_prepares_it_once_then_reads_the_cache(tmp_path, capsys, monkeypatch):
     """`imitate evaluate --expert best` on a user's short clip: prepared into $IMITATE_CACHE on
     first use, read from there the second time (the same figures)."""
@@ -193,3 +175,41 @@ def test_ctrl_c_is_one_line_not_a_traceback(monkeypatch, capsys):
     assert cli.main(["motions"]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err
+
+
+def _imitate(*argv, cwd=None):
+    """The command as a user runs it: a subprocess; (exit status, stdout, stderr)."""
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-m", "imitate.cli", *map(str, argv)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_outputs_are_checked_before_the_work_and_never_overwritten_silently(tmp_path, synthetic_clip_path):
+    store = tmp_path / "s.h5"
+    assert _imitate("dataset", "build", synthetic_clip_path, "--out", store, "--offsets", "2", "--copies", "1")[0] == 0
+    # an existing output: refused at once, before labelling (the search expert would take minutes)
+    rc, out, err = _imitate("dataset", "build", synthetic_clip_path, "--out", store, "--expert", "search")
+    assert rc == 2 and "already exists" in err and "labelling" not in out + err and "Traceback" not in err
+    rc, _, err = _imitate("dataset", "build", synthetic_clip_path, "--out", tmp_path, "--overwrite")
+    assert rc == 2 and "found a directory" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
+    ckpt = tmp_path / "p.pt"
+    assert _imitate("sft", "--data", store, "--out", ckpt, "--epochs", "1", "--hidden", "16")[0] == 0
+    before = ckpt.read_bytes()
+    rc, out, err = _imitate("sft", "--data", store, "--out", ckpt, "--epochs", "1", "--hidden", "16")
+    assert rc == 2 and "already exists (pass --overwrite" in err and ckpt.read_bytes() == before
+    assert _imitate("sft", "--data", store, "--out", ckpt, "--epochs", "1", "--hidden", "16", "--overwrite")[0] == 0
+
+
+@pytest.mark.parametrize("kind, words", [("store", "found an HDF5 file"), ("text", "found a file of another kind"),
+                                         ("folder", "found a directory")])
+def test_a_wrong_file_given_as_a_checkpoint_is_one_line(tmp_path, synthetic_clip_path, kind, words):
+    path = {"store": tmp_path / "s.h5", "text": tmp_path / "notes.txt", "folder": tmp_path}[kind]
+    if kind == "store":
+        assert _imitate("dataset", "build", synthetic_clip_path, "--out", path, "--offsets", "2")[0] == 0
+    elif kind == "text":
+        path.write_text("hello\n")
+    rc, _, err = _imitate("evaluate", path)
+    assert rc == 2 and words in err and err.count("\n") == 1
+    assert "weights_only" not in err and "KeyError" not in err and "Traceback" not in err

@@ -4,6 +4,7 @@ the log density in closed form, and checkpoints (round trip, atomic write, refus
 import math
 import os
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -252,9 +253,15 @@ def test_checkpoint_for_another_env_is_refused(tmp_path, config):
 def test_foreign_and_missing_files_are_refused(tmp_path, config):
     text = tmp_path / "notes.pt"
     text.write_text("this is not a checkpoint\n")
-    with pytest.raises(CheckpointError, match="not a checkpoint imitate can read") as err:
+    with pytest.raises(CheckpointError, match="found a file of another kind") as err:
         load_checkpoint(text)
-    assert str(text) in str(err.value)
+    assert str(text) in str(err.value) and "KeyError" not in str(err.value)
+    store = tmp_path / "store.h5"  # a demonstration store given where a checkpoint belongs
+    h5py.File(store, "w").close()
+    with pytest.raises(CheckpointError, match="found an HDF5 file"):
+        load_checkpoint(store)
+    with pytest.raises(CheckpointError, match="found a directory"):
+        load_checkpoint(tmp_path)
     plain = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(3), "epoch": 4}, plain)
     with pytest.raises(CheckpointError, match="expected an imitate policy checkpoint") as err:
@@ -267,6 +274,10 @@ def test_foreign_and_missing_files_are_refused(tmp_path, config):
     # a checkpoint of another format version
     good = tmp_path / "good.pt"
     save_checkpoint(good, make_policy(9), config)
+    cut = tmp_path / "cut.pt"  # a checkpoint cut short (a full disk, a copy stopped)
+    cut.write_bytes(good.read_bytes()[:3000])
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        load_checkpoint(cut)
     payload = torch.load(good, weights_only=True)
     payload["version"] = 2
     torch.save(payload, good)
