@@ -176,6 +176,13 @@ def _cmd_sft(args) -> int:
     return 0
 
 
+def _at_least(*checks: tuple[str, float, float]) -> None:
+    """ConfigError naming the first flag whose value is below its minimum: (flag, value, minimum)."""
+    for flag, value, minimum in checks:
+        if not value >= minimum:
+            raise ConfigError(f"{flag} must be >= {minimum}; found {value}")
+
+
 def _dagger_config(args):
     from .dagger import DAggerConfig
     from .policy import PolicyConfig
@@ -195,13 +202,23 @@ def _dagger_config(args):
 
 def _cmd_dagger(args) -> int:
     from .console import LiveTable, console, rounds_table
-    from .dagger import best_round, finished_rounds, run_dagger
+    from .dagger import best_round, finished_rounds, run_dagger, schedule
     from .motion import load_clip
+    from .policy import load_checkpoint
     from .store import DemoStore
 
+    _at_least(("--rounds", args.rounds, 1), ("--num-envs", args.num_envs, 1), ("--steps", args.steps, 1),
+              ("--segment-steps", args.segment_steps, 1), ("--eval-episodes", args.eval_episodes, 1),
+              ("--collect-noise", args.collect_noise, 0))
+    try:
+        schedule(args.beta)
+    except ConfigError as exc:
+        raise ConfigError(f"--beta: {exc}") from None
     store = DemoStore(args.data)
     if args.clip and load_clip(args.clip).name != load_clip(store.env_config.clip).name:
         raise ConfigError(f"--clip {args.clip} differs from the store's clip {store.env_config.clip}")
+    if args.init:
+        load_checkpoint(args.init, store.env_config)  # a bad --init: refused before anything is made
     expert = _make_expert(args.expert, load_clip(store.env_config.clip), store.env_config, args)
     with LiveTable(rounds_table, finished_rounds(args.out)) as table:
         results = run_dagger(args.out, args.data, _dagger_config(args), init_checkpoint=args.init, expert=expert,
@@ -221,8 +238,12 @@ def _evaluate(args):
     from .motion import load_clip
     from .policy import load_checkpoint
 
+    _at_least(("--episodes", args.episodes, 1), ("--init-noise", args.init_noise, 0),
+              ("--action-noise", args.action_noise, 0), ("--push-force", args.push_force, 0))
+    if args.seconds is not None and not args.seconds > 0:
+        raise ConfigError(f"--seconds must be > 0; found {args.seconds}")
     if args.expert:
-        config = _new_env_config(args.clip or "walk", args.action_space, args)
+        config = _new_env_config(args.clip or "walk", args.action_space or "pd_target", args)
         expert = _make_expert(args.expert, load_clip(config.clip), config, args)
         controller = expert_controller(expert)
         from .experts import RECOMMENDED
@@ -233,6 +254,9 @@ def _evaluate(args):
         if not args.checkpoint:
             raise ConfigError("give a checkpoint to evaluate, or --expert pd|search|tracking|best")
         policy, trained_for, _ = load_checkpoint(args.checkpoint)
+        if args.action_space not in (None, trained_for.action_space):
+            raise ConfigError(f"{args.checkpoint} drives {trained_for.action_space} actions; --action-space "
+                              f"{args.action_space} cannot be evaluated with it (leave the option out)")
         config = trained_for if args.clip is None else replace(trained_for, clip=args.clip)
         load_checkpoint(args.checkpoint, config)  # refuses another clip or action space clearly
         if args.fall_bodies:
@@ -286,12 +310,15 @@ def _cmd_trpo(args) -> int:
 
     if args.init:
         _, trained_for, _ = load_checkpoint(args.init)
+        if args.action_space not in (None, trained_for.action_space):
+            raise ConfigError(f"{args.init} drives {trained_for.action_space} actions; --action-space "
+                              f"{args.action_space} applies only from scratch (leave it out with --init)")
         env_config = trained_for if args.clip is None else EnvConfig(**{**json.loads(trained_for.to_json()),
                                                                       "clip": args.clip})
         if args.fall_bodies:
             env_config = replace(env_config, fall_bodies=args.fall_bodies)
     else:
-        env_config = _new_env_config(args.clip or "walk", args.action_space, args)
+        env_config = _new_env_config(args.clip or "walk", args.action_space or "pd_target", args)
     config = TRPOConfig(samples=args.samples, num_envs=args.num_envs, steps_per_env=args.steps, max_kl=args.max_kl,
                         init_log_std=args.init_log_std, critic_warmup_iters=args.critic_warmup, seed=args.seed,
                         checkpoint_every=args.checkpoint_every, sim_threads=args.sim_threads,
@@ -362,6 +389,7 @@ def _cmd_pipeline(args) -> int:
     from .console import console, evaluation_table
     from .pipeline import PipelineConfig, run_pipeline
 
+    _at_least(("--rounds", args.rounds, 1), ("--episodes", args.episodes, 1), ("--trpo-samples", args.trpo_samples, 0))
     default = PipelineConfig()
     config = PipelineConfig(clip=args.clip, action_space=args.action_space,
                             dagger=replace(default.dagger, rounds=args.rounds), eval_episodes=args.episodes,
@@ -582,7 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="normalised return, survival, joint and end-effector errors; video")
     p.add_argument("checkpoint", nargs="?", help="a policy checkpoint")
     p.add_argument("--clip", default=None, help="clip (default: the checkpoint's, or walk for --expert)")
-    p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"], help="for --expert")
+    p.add_argument("--action-space", default=None, choices=["pd_target", "torque"],
+                   help="for --expert (default pd_target); a checkpoint drives its own")
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--seconds", type=float, default=None, help="horizon (default 20 s looping, else the clip)")
     p.add_argument("--init-noise", type=float, default=0.01,
@@ -601,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trpo", help="TRPO fine-tuning on the imitation reward, from a checkpoint or from scratch")
     p.add_argument("--init", default=None, help="checkpoint to start from (SFT/DAgger); none: from scratch")
     p.add_argument("--clip", default=None, help="clip (default: the checkpoint's, or walk)")
-    p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"], help="from scratch")
+    p.add_argument("--action-space", default=None, choices=["pd_target", "torque"],
+                   help="from scratch (default pd_target); with --init the checkpoint's")
     _add_fall_option(p, "the checkpoint's, or clip")
     p.add_argument("--samples", type=int, default=200_000, help="env samples in all")
     p.add_argument("--out", required=True, help="run folder: policy.pt, log.csv, learning_curve.png (resumes)")

@@ -92,7 +92,7 @@ class DAggerConfig:
     retrain: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=30, patience=8))
     policy: PolicyConfig = field(default_factory=PolicyConfig)  # round 0's new policy (no --init)
     eval_episodes: int = 1
-    eval_horizon_s: float = 10.0
+    eval_horizon_s: float = 10.0  # at most the clip's length where the clip does not loop
     # noise on the starting hinge angles of each evaluation episode [rad], as `imitate evaluate`
     # (without it the episodes of a deterministic policy are all the same one)
     eval_init_noise_rad: float = 0.01
@@ -258,7 +258,6 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
 def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, expert, on_round,
                 on_progress) -> list[RoundResult]:
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     store = DemoStore(store_path)
     env_config = store.env_config
     clip = load_clip(env_config.clip)
@@ -298,14 +297,18 @@ def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, exp
         state["config_history"].append({"from_round": len(results), "config": config_now})
         state["config"] = config_now
     eval_config = replace(env_config, random_start=False)
+    if init_checkpoint is not None and not results:
+        load_checkpoint(init_checkpoint, env_config)  # refused before the run folder is made
+    run_dir.mkdir(parents=True, exist_ok=True)
 
     def finish(k, beta, new_steps, policy, sft, share):
         ckpt = run_dir / f"round_{k:03d}.pt"
         if not ckpt.exists():
             save_checkpoint(ckpt, policy, env_config, round=k, store=str(store.path), sft=asdict(sft) | {"history": []})
         say(f"round {k}: evaluating")
+        horizon = config.eval_horizon_s if clip.loop else min(config.eval_horizon_s, clip.duration_s)
         ev = evaluate(policy_controller(policy), eval_config, episodes=config.eval_episodes,
-                      horizon_s=config.eval_horizon_s, init_noise_rad=config.eval_init_noise_rad)
+                      horizon_s=horizon, init_noise_rad=config.eval_init_noise_rad)
         result = _round_result(k, beta, new_steps, steps_in(data_rounds()), sft, ev, ckpt, share)
         results.append(result)
         state["rounds"] = [asdict(r) for r in results]

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import humanoid as hum
 from .env import LOOPING_EPISODE_S, EnvConfig, Simulation, with_action_noise
+from .errors import ConfigError
 from .motion import load_clip
 from .reward import RewardTerms, end_effector_offsets, joint_angle_errors
 
@@ -69,6 +70,17 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
     clip = load_clip(config.clip)
     if horizon_s is None:
         horizon_s = LOOPING_EPISODE_S if clip.loop else clip.duration_s
+    if not horizon_s > 0:
+        raise ConfigError(f"evaluate: expected a horizon > 0 s, found {horizon_s}")
+    if not clip.loop and horizon_s > clip.duration_s + 1e-9:
+        raise ConfigError(f"evaluate: a horizon of {horizon_s:g} s is past the end of {clip.name} "
+                          f"({clip.duration_s:.2f} s; it does not loop)")
+    for name, value in (("init_noise_rad", init_noise_rad), ("action_noise", action_noise),
+                        ("push_force_n", push_force_n)):
+        if not value >= 0:
+            raise ConfigError(f"evaluate: expected {name} >= 0, found {value}")
+    if episodes < 1:
+        raise ConfigError(f"evaluate: expected at least 1 episode, found {episodes}")
     config = replace(config, random_start=False, episode_s=horizon_s)
     sim = Simulation(config, episodes, nthread, clip=clip)
     start_at_phase_zero(sim, init_noise_rad, seed)

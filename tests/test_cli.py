@@ -213,3 +213,34 @@ def test_a_wrong_file_given_as_a_checkpoint_is_one_line(tmp_path, synthetic_clip
     rc, _, err = _imitate("evaluate", path)
     assert rc == 2 and words in err and err.count("\n") == 1
     assert "weights_only" not in err and "KeyError" not in err and "Traceback" not in err
+
+
+def test_bad_options_are_refused_before_any_work(tmp_path, synthetic_clip_path):
+    """Each refused in one line naming the flag, with no table printed and no run folder made."""
+    store = tmp_path / "s.h5"
+    assert _imitate("dataset", "build", synthetic_clip_path, "--out", store, "--offsets", "2", "--copies", "1")[0] == 0
+    run = tmp_path / "run"
+    cases = [(("dagger", "--data", store, "--out", run, "--rounds", "0"), "--rounds must be >= 1; found 0"),
+             (("dagger", "--data", store, "--out", run, "--num-envs", "0"), "--num-envs must be >= 1"),
+             (("dagger", "--data", store, "--out", run, "--beta", "exponential:2"), "--beta: beta schedule"),
+             (("dagger", "--data", store, "--out", run, "--init", tmp_path / "none.pt"), "no such checkpoint"),
+             (("pipeline", "--trpo-samples", "-5", "--out", run), "--trpo-samples must be >= 0; found -5"),
+             (("evaluate", "--expert", "pd", "--clip", synthetic_clip_path, "--init-noise", "-1"),
+              "--init-noise must be >= 0"),
+             (("evaluate", "--expert", "pd", "--clip", "punch", "--seconds", "10"), "past the end of punch")]
+    for argv, words in cases:
+        rc, out, err = _imitate(*argv)
+        assert rc == 2 and words in err and err.count("\n") == 1, (argv, err)
+        assert out == "" and "┃" not in err, argv  # no table before the refusal
+        assert not run.exists(), argv
+
+
+def test_action_space_of_a_checkpoint_cannot_be_overridden(tmp_path, synthetic_clip_path):
+    store, ckpt = tmp_path / "s.h5", tmp_path / "p.pt"
+    assert _imitate("dataset", "build", synthetic_clip_path, "--out", store, "--offsets", "2", "--copies", "1")[0] == 0
+    assert _imitate("sft", "--data", store, "--out", ckpt, "--epochs", "1", "--hidden", "16")[0] == 0
+    rc, _, err = _imitate("evaluate", ckpt, "--action-space", "torque", "--episodes", "1", "--seconds", "0.2")
+    assert rc == 2 and "drives pd_target actions; --action-space torque" in err
+    rc, _, err = _imitate("trpo", "--init", ckpt, "--action-space", "torque", "--out", tmp_path / "t")
+    assert rc == 2 and "applies only from scratch" in err
+    assert _imitate("evaluate", ckpt, "--action-space", "pd_target", "--episodes", "1", "--seconds", "0.2")[0] == 0
