@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text
 from .env import Simulation, with_action_noise
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate, policy_controller
@@ -218,9 +219,7 @@ def write_learning_curve(run_dir: Path, results: list[RoundResult]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    tmp = run_dir / f".learning_curve.csv.tmp{os.getpid()}"
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, run_dir / "learning_curve.csv")
+    write_text(run_dir / "learning_curve.csv", buffer.getvalue())
     horizon = max(r["horizon_s"] for r in rows)
     learning_curve_png(run_dir / "learning_curve.png", [r["round"] for r in rows],
                        {"normalised return": [r["normalised_return"] for r in rows],
@@ -230,9 +229,7 @@ def write_learning_curve(run_dir: Path, results: list[RoundResult]) -> None:
 
 
 def _save_state(run_dir: Path, state: dict) -> None:
-    tmp = run_dir / f".state.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, run_dir / "state.json")
+    write_text(run_dir / "state.json", json.dumps(state, indent=2))
 
 
 def _round_result(k, beta, new_steps, total, sft: SFTResult, ev: EvalResult, ckpt: Path, share) -> RoundResult:

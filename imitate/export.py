@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import replaced_on_success
 from .env import Simulation
 from .errors import ConfigError, StoreError
 from .observation import OBS_GROUPS
-from .store import SOURCES, DemoStore, written_then_renamed
+from .store import SOURCES, DemoStore
 
 ACTIONS = ("labels", "executed")
 
@@ -71,7 +72,7 @@ def export_robomimic(store: DemoStore, out: str | Path, *, actions: str = "label
     index, data, spans, final = _episodes(store, actions, sources)
     key = "expert_actions" if actions == "labels" else "actions"
     groups = {name.replace(" ", "_"): cols for name, cols in OBS_GROUPS.items()}
-    with written_then_renamed(out) as tmp, h5py.File(tmp, "w") as f:
+    with replaced_on_success(out) as tmp, h5py.File(tmp, "w") as f:
         root = f.create_group("data")
         names = {"train": [], "valid": []}
         for i, ((a, b), e) in enumerate(zip(spans, index, strict=True)):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .atomic import replaced_on_success
+
 
 def learning_curve_png(path: str | Path, x: list[float], series: dict[str, list[float]], *, xlabel: str,
                        title: str, ylim: tuple[float, float] | None = (0.0, 1.05)) -> Path:
     """Draw each series (label -> values, one per x) against x and write path; returns path.
-    Written under a temporary name and renamed, so a reader never sees half a PNG."""
+    Written atomically (imitate.atomic)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
@@ -24,8 +26,9 @@ def learning_curve_png(path: str | Path, x: list[float], series: dict[str, list[
     ax.legend()
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with replaced_on_success(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -27,6 +27,7 @@ from torch import nn
 
 from . import __version__
 from . import humanoid as hum
+from .atomic import replaced_on_success
 from .env import EnvConfig
 from .errors import CheckpointError, ConfigError
 from .observation import OBS_NAMES
@@ -156,13 +157,8 @@ def save_checkpoint(path: str | os.PathLike, policy: GaussianPolicy, env_config:
         "state_dict": {k: v.detach().clone() for k, v in policy.state_dict().items()},
         "metadata": json.loads(json.dumps(metadata, default=str)),
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with replaced_on_success(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike,

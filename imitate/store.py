@@ -52,6 +52,7 @@ import numpy as np
 
 from . import __version__
 from . import humanoid as hum
+from .atomic import replaced_on_success
 from .env import EnvConfig
 from .errors import StoreError
 from .journal import JournaledFile, journal_path, recover
@@ -245,7 +246,7 @@ class DemoStore:
         if valid_every < 2:
             raise StoreError(f"valid_every must be >= 2; found {valid_every}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with written_then_renamed(path) as tmp, h5py.File(tmp, "w", libver="latest") as f:
+        with replaced_on_success(path) as tmp, h5py.File(tmp, "w", libver="latest") as f:
             a = f.attrs
             a["format"], a["schema_version"], a["imitate_version"] = FORMAT, SCHEMA_VERSION, __version__
             a["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -514,7 +515,7 @@ class DemoStore:
         if self.checksummed:
             return False
         with _locked(self.path, exclusive=True), h5py.File(self.path, "r", locking=False) as src, \
-                written_then_renamed(self.path) as tmp, h5py.File(tmp, "w", libver="latest") as dst:
+                replaced_on_success(self.path) as tmp, h5py.File(tmp, "w", libver="latest") as dst:
             try:
                 for key, value in src.attrs.items():
                     dst.attrs[key] = value
@@ -536,33 +537,6 @@ class DemoStore:
                 raise StoreError(f"{self.path}: cannot upgrade a damaged store ({_first_line(exc)})") from None
         self.schema_version = SCHEMA_VERSION
         return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-@contextmanager
-def written_then_renamed(path: Path):
-    """A temporary name beside path to write a whole file under; renamed onto path when the
-    block succeeds, deleted when it fails (nothing is left behind either way)."""
-    for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a writer killed mid-create
-        pid = stale.name.rsplit(".tmp", 1)[1]
-        if pid.isdigit() and not _alive(int(pid)):
-            stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
 
 
 def iterate_batches(data: dict[str, np.ndarray], batch_size: int, *, shuffle: bool = True, seed: int = 0,

@@ -18,6 +18,7 @@ policy step.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import replaced_on_success, write_text
 from .env import EnvConfig, Simulation
 from .errors import CheckpointError, ConfigError
 from .observation import OBS_DIM
@@ -274,13 +276,12 @@ class TRPO:
     def save(self) -> None:
         """trpo_state.pt (everything needed to resume, the policy included) first, then policy.pt
         (the same policy as a checkpoint for `imitate evaluate`); each written atomically."""
-        tmp = self.run_dir / f".{STATE_FILE}.tmp{os.getpid()}"
-        torch.save({"iteration": self.iteration, "samples": self.samples, "critic": self.critic.state_dict(),
-                    "critic_opt": self.critic_opt.state_dict(), "config": asdict(self.config),
-                    "policy": self.policy.state_dict(), "policy_config": asdict(self.policy.config),
-                    "policy_dims": (self.policy.obs_dim, self.policy.act_dim),
-                    "rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}, tmp)
-        os.replace(tmp, self.state_path)
+        with replaced_on_success(self.state_path) as tmp:
+            torch.save({"iteration": self.iteration, "samples": self.samples, "critic": self.critic.state_dict(),
+                        "critic_opt": self.critic_opt.state_dict(), "config": asdict(self.config),
+                        "policy": self.policy.state_dict(), "policy_config": asdict(self.policy.config),
+                        "policy_dims": (self.policy.obs_dim, self.policy.act_dim),
+                        "rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}, tmp)
         save_checkpoint(self.run_dir / "policy.pt", self.policy, self.env_config, iteration=self.iteration,
                         samples=self.samples, trpo=asdict(self.config))
 
@@ -304,10 +305,11 @@ class TRPO:
             rows = list(csv.DictReader(log_path.open()))
             kept = [r for r in rows if int(r["iteration"]) <= self.iteration]
             if len(kept) != len(rows):
-                with log_path.open("w", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                    writer.writeheader()
-                    writer.writerows(kept)
+                buffer = io.StringIO()
+                writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\r\n")
+                writer.writeheader()
+                writer.writerows(kept)
+                write_text(log_path, buffer.getvalue())
         return True
 
     # ----- one iteration ------------------------------------------------------------------
@@ -446,6 +448,6 @@ def start(run_dir, env_config: EnvConfig, config: TRPOConfig, init_checkpoint=No
         if on_progress:
             on_progress(f"resuming TRPO at iteration {trainer.iteration} ({trainer.samples} samples)")
     else:
-        (Path(run_dir) / "config.json").write_text(json.dumps(
+        write_text(Path(run_dir) / "config.json", json.dumps(
             {"env": json.loads(env_config.to_json()), "trpo": asdict(config), "init": str(init_checkpoint)}, indent=2))
     return trainer

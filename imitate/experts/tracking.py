@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import __version__
 from .. import humanoid as hum
+from ..atomic import write_bytes
 from ..env import LOOPING_EPISODE_S, EnvConfig, targets_to_action
 from ..errors import ConfigError, ImitateError
 from ..motion import MotionClip
@@ -167,9 +168,7 @@ class TrackingExpert:
         buffer = io.BytesIO()
         np.savez(buffer, states=self.states, ctrl=self.ctrl, a=self.a, b=self.b,
                  meta=np.array(json.dumps({"key": key, "info": self.info}, sort_keys=True)))
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)  # readers see the whole file or none
+        write_bytes(path, buffer.getvalue())  # readers see the whole file or none
 
     @classmethod
     def _load(cls, path: Path, key: dict, clip, env_config, config) -> TrackingExpert:

@@ -1,0 +1,52 @@
+"""Writing a whole file so that a reader, or a crash, sees the old file or the new one, never half.
+
+Every file imitate writes in place (checkpoints, run states, stores, caches, curves) goes through
+``replaced_on_success``: the content is written under a temporary name beside the file
+(``.NAME.tmpPID``) and renamed onto it (atomic on POSIX) only when the writing succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextmanager
+def replaced_on_success(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside path to write the whole file under: renamed onto path when the
+    block succeeds, deleted when it fails.  Temporaries of path left by killed processes are
+    removed first."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.tmp*"):
+        pid = stale.name.rsplit(".tmp", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with replaced_on_success(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with replaced_on_success(path) as tmp:
+        tmp.write_bytes(data)
