@@ -30,8 +30,35 @@ if "imitate/Track-v0" not in _gym.registry:
     _gym.register(id="imitate/Track-v0", entry_point="imitate.env:make_env",
                   vector_entry_point="imitate.env:make_vec_env")
 
+# The rest of the public API, imported on first use (PEP 562) so that `import imitate` stays
+# light: torch and the trainers load only when a script asks for them.
+_LAZY = {
+    "Expert": "experts", "make_expert": "experts", "EXPERTS": "experts",
+    "DemoStore": "store", "Episode": "store",
+    "BuildConfig": "dataset", "build_mocap_store": "dataset",
+    "SFTConfig": "sft", "sft_on_store": "sft",
+    "PolicyConfig": "policy", "GaussianPolicy": "policy", "load_checkpoint": "policy", "save_checkpoint": "policy",
+    "DAggerConfig": "dagger", "RoundResult": "dagger", "run_dagger": "dagger", "best_round": "dagger",
+    "TRPOConfig": "trpo", "TRPO": "trpo",
+    "evaluate": "evaluation", "EvalResult": "evaluation", "policy_controller": "evaluation",
+    "expert_controller": "evaluation",
+    "render_video": "render",
+    "PipelineConfig": "pipeline", "run_pipeline": "pipeline",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'imitate' has no attribute {name!r}")
+
+
 __all__ = [
     "EnvConfig", "ImitationEnv", "ImitationVecEnv", "make_env", "make_vec_env",
     "ClipNotFoundError", "ConfigError", "ImitateError", "MotionFormatError",
-    "MotionClip", "list_clips", "load_clip", "RewardConfig",
+    "MotionClip", "list_clips", "load_clip", "RewardConfig", *_LAZY,
 ]

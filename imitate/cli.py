@@ -113,7 +113,7 @@ def _cmd_motions(args) -> int:
 
 def _track(clip: str, action_spaces: list[str], seconds: float | None):
     from .env import EnvConfig
-    from .evaluate import evaluate, expert_controller
+    from .evaluation import evaluate, expert_controller
     from .experts.pd import PDExpert
     from .motion import load_clip
 
@@ -234,7 +234,7 @@ def _evaluate(args):
     """(name, EvalResult, controller, env config) of the checkpoint or the expert."""
     from dataclasses import replace
 
-    from .evaluate import evaluate, expert_controller, policy_controller
+    from .evaluation import evaluate, expert_controller, policy_controller
     from .motion import load_clip
     from .policy import load_checkpoint
 

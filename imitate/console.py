@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .evaluate import EvalResult, Stat, summarize_endings
+from .evaluation import EvalResult, Stat, summarize_endings
 
 # Piped or logged output has no terminal width to fit; rich would cut it at 80 columns
 console = Console(log_path=False, width=None if sys.stdout.isatty() else 160)

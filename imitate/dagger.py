@@ -34,7 +34,7 @@ import numpy as np
 from .atomic import write_text
 from .env import Simulation, with_action_noise
 from .errors import ConfigError
-from .evaluate import EvalResult, evaluate, policy_controller
+from .evaluation import EvalResult, evaluate, policy_controller
 from .experts import label, provenance_json
 from .experts.pd import PDExpert
 from .motion import load_clip

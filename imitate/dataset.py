@@ -21,7 +21,7 @@ import numpy as np
 from . import humanoid as hum
 from .env import EnvConfig, Simulation
 from .errors import ConfigError
-from .experts import expert_id, provenance_json
+from .experts import Expert, expert_id, provenance_json
 from .experts.pd import PDExpert
 from .motion import load_clip
 from .store import DemoStore, Episode
@@ -54,12 +54,14 @@ class BuildConfig:
         return self.offsets + self.copies * len(self.joint_noise_rad)
 
 
-def label_passes(expert, states: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, times: np.ndarray) -> np.ndarray:
+def label_passes(expert, states: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, times: np.ndarray,
+                 env_config: EnvConfig) -> np.ndarray:
     """Expert labels (P, T, 28) of P passes of T states each.
 
     An expert with ``label_states`` (the search expert) labels the passes in time order, all
-    passes at once, each pass's plan warm-starting its next state; a plain callable expert
-    labels every state at once from (qpos, qvel, time)."""
+    passes at once, each pass's plan warm-starting its next state; a callable expert labels
+    every state at once from (qpos, qvel, time); any other ``Expert`` (``label(sim)``: a user's
+    own) labels them placed in a simulation of env_config."""
     p, t = times.shape
     if hasattr(expert, "label_states"):
         labels = np.empty((p, t, qpos.shape[-1] - 7))
@@ -67,7 +69,14 @@ def label_passes(expert, states: np.ndarray, qpos: np.ndarray, qvel: np.ndarray,
         for j in range(t):
             labels[:, j] = expert.label_states(states[:, j], times[:, j], keys)
         return labels
-    return expert(qpos.reshape(p * t, -1), qvel.reshape(p * t, -1), times.ravel()).reshape(p, t, -1)
+    if callable(expert):
+        return expert(qpos.reshape(p * t, -1), qvel.reshape(p * t, -1), times.ravel()).reshape(p, t, -1)
+    if not isinstance(expert, Expert):
+        raise ConfigError(f"expert: expected label(sim) and provenance() (imitate.Expert) or a callable "
+                          f"(qpos, qvel, time_s) -> actions; found {type(expert).__name__}")
+    sim = Simulation(env_config, p * t, nthread=1)
+    sim.set_state(qpos.reshape(p * t, -1), qvel.reshape(p * t, -1), times.ravel())
+    return np.asarray(expert.label(sim)).reshape(p, t, -1)
 
 
 def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig = BuildConfig(), *,
@@ -101,7 +110,7 @@ def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig
     chunk = 1 if hasattr(expert, "label_states") else len(plan)  # report progress per pass when slow
     for start in range(0, len(plan), chunk):
         sl = slice(start, start + chunk)
-        labels[sl] = label_passes(expert, states[sl], qpos_all[sl], qvel_all[sl], times[sl])
+        labels[sl] = label_passes(expert, states[sl], qpos_all[sl], qvel_all[sl], times[sl], env_config)
         if progress:
             progress(min(start + chunk, len(plan)), len(plan))
     episodes, labelled_by = [], provenance_json(expert)

@@ -22,7 +22,7 @@ from .dagger import DAggerConfig, RoundResult, finished_rounds, run_dagger
 from .dataset import BuildConfig, build_mocap_store
 from .env import EnvConfig
 from .errors import ConfigError
-from .evaluate import EvalResult, evaluate, expert_controller, policy_controller
+from .evaluation import EvalResult, evaluate, expert_controller, policy_controller
 from .experts.pd import PDExpert
 from .motion import load_clip
 from .policy import load_checkpoint

@@ -16,7 +16,7 @@ import numpy as np
 
 from .env import EnvConfig, Simulation
 from .errors import ConfigError
-from .evaluate import Controller
+from .evaluation import Controller
 from .motion import load_clip
 
 REFERENCE_RGBA = np.array([0.95, 0.55, 0.2, 0.45], dtype=np.float32)

@@ -204,9 +204,9 @@ def sb3_controller(policy):
 
 
 def evaluate_controller(controller, env_config, horizon_s: float, episodes: int, **kwargs) -> dict:
-    """`imitate.evaluate.evaluate` of a controller from phase 0 (init_noise_rad 0.01; `kwargs` go
+    """`imitate.evaluation.evaluate` of a controller from phase 0 (init_noise_rad 0.01; `kwargs` go
     to it as well), as the flat dict the reports show."""
-    from imitate.evaluate import evaluate
+    from imitate.evaluation import evaluate
 
     ev = evaluate(controller, env_config, episodes=episodes, horizon_s=horizon_s, init_noise_rad=0.01, **kwargs)
     return {"normalised_return": ev.normalised_return.mean, "normalised_return_std": ev.normalised_return.std,

@@ -56,7 +56,7 @@ What is the same on both sides
   and a features extractor holding that normaliser, log-std initialised to -1 as imitate's;
   each round retrains, warm-started, for --epochs epochs (imitate: at most --epochs, patience 8
   on its validation split; imitation: exactly --epochs, ``bc_train_kwargs["n_epochs"]``);
-- evaluation: ``imitate.evaluate.evaluate`` of each final policy (deterministic mean action),
+- evaluation: ``imitate.evaluation.evaluate`` of each final policy (deterministic mean action),
   from phase 0, --eval-horizon seconds, --eval-episodes episodes with init_noise_rad 0.01.
 
 Timing (wall, and the process's CPU time over all its threads): imitate: each round is one
@@ -219,7 +219,7 @@ class ImitateSide:
 
 
 def expert_reference(args) -> dict:
-    from imitate.evaluate import expert_controller
+    from imitate.evaluation import expert_controller
     from imitate.experts.pd import PDExpert
     from imitate.motion import load_clip
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from imitate.console import console
 from imitate.env import EnvConfig, Simulation
-from imitate.evaluate import evaluate, expert_controller
+from imitate.evaluation import evaluate, expert_controller
 from imitate.experts.pd import PDExpert
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.experts.tracking import TrackingConfig, TrackingExpert

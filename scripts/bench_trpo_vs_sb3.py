@@ -53,7 +53,7 @@ What is the same on both sides
   (policy steps only from iteration 3) has no SB3 counterpart: it is 0 here (--critic-warmup);
 - torch threads: --torch-threads on both sides (default 1: a 2-core shared host; imitate's
   ``TRPOConfig.torch_threads`` default is 1 as well); seeds --seed on both;
-- evaluation: ``imitate.evaluate.evaluate`` of each final policy, deterministic mean action,
+- evaluation: ``imitate.evaluation.evaluate`` of each final policy, deterministic mean action,
   from phase 0, --eval-seconds, --eval-episodes, init_noise_rad 0.01.
 
 The KL is not the same quantity: imitate's is the Gaussian policy's KL summed over the 28 action

@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from imitate.env import EnvConfig
-from imitate.evaluate import evaluate, expert_controller
+from imitate.evaluation import evaluate, expert_controller
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.motion import load_clip
 

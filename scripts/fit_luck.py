@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imitate.evaluate import evaluate, policy_controller
+from imitate.evaluation import evaluate, policy_controller
 from imitate.policy import PolicyConfig, save_checkpoint
 from imitate.sft import SFTConfig, sft_on_store
 from imitate.store import DemoStore

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from imitate.env import Simulation, targets_to_action
-from imitate.evaluate import evaluate, expert_controller
+from imitate.evaluation import evaluate, expert_controller
 from imitate.experts.pd import PDExpert
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.experts.tracking import TrackingExpert

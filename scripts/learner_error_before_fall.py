@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from imitate.env import Simulation
-from imitate.evaluate import start_at_phase_zero
+from imitate.evaluation import start_at_phase_zero
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.motion import load_clip
 from imitate.policy import load_checkpoint

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from imitate.evaluate import evaluate, policy_controller
+from imitate.evaluation import evaluate, policy_controller
 from imitate.policy import load_checkpoint
 
 

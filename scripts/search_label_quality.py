@@ -22,7 +22,7 @@ import numpy as np
 
 from imitate import humanoid as hum
 from imitate.env import EnvConfig, Simulation, targets_to_action
-from imitate.evaluate import evaluate, expert_controller
+from imitate.evaluation import evaluate, expert_controller
 from imitate.experts import label
 from imitate.experts.pd import PDExpert
 from imitate.experts.search import SearchConfig, SearchExpert

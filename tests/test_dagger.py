@@ -26,7 +26,7 @@ from imitate.dagger import DAggerConfig, best_round, collect, constant, exponent
 from imitate.dataset import BuildConfig, build_mocap_store
 from imitate.env import EnvConfig, Simulation
 from imitate.errors import CheckpointError, ConfigError
-from imitate.evaluate import evaluate, policy_controller
+from imitate.evaluation import evaluate, policy_controller
 from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint

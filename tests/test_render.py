@@ -16,7 +16,7 @@ from imitate import make_env  # noqa: E402
 from imitate.cli import main  # noqa: E402
 from imitate.env import EnvConfig  # noqa: E402
 from imitate.errors import ConfigError  # noqa: E402
-from imitate.evaluate import expert_controller  # noqa: E402
+from imitate.evaluation import expert_controller  # noqa: E402
 from imitate.experts.pd import PDExpert  # noqa: E402
 from imitate.motion import load_clip  # noqa: E402
 from imitate.render import render_video  # noqa: E402

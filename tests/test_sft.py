@@ -15,7 +15,7 @@ from imitate.cli import main
 from imitate.dataset import BuildConfig, build_mocap_store
 from imitate.env import EnvConfig
 from imitate.errors import ImitateError
-from imitate.evaluate import evaluate, expert_controller
+from imitate.evaluation import evaluate, expert_controller
 from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint

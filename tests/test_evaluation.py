@@ -5,7 +5,7 @@ import pytest
 
 from imitate import make_env
 from imitate.env import EnvConfig
-from imitate.evaluate import evaluate, expert_controller
+from imitate.evaluation import evaluate, expert_controller
 from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
 
@@ -95,14 +95,14 @@ def test_endings_say_when_and_why_each_episode_ended(max_root_drop_m):
     short = evaluate(expert_controller(expert), EnvConfig(clip="walk"), episodes=2, horizon_s=0.5)
     assert short.endings == ({"time_s": pytest.approx(0.5), "phase": pytest.approx(0.5 / duration),
                               "cause": "survived"},) * 2
-    from imitate.evaluate import summarize_endings
+    from imitate.evaluation import summarize_endings
 
     assert summarize_endings(short.endings) == "2 survived"
     assert summarize_endings(limp.endings + short.endings).startswith("2 survived; 1 ")
 
 
 def test_summary_of_endings_averages_phases_around_the_cycle():
-    from imitate.evaluate import summarize_endings
+    from imitate.evaluation import summarize_endings
 
     wrapped = ({"time_s": 1.0, "phase": 0.98, "cause": "neck on the floor"},
                {"time_s": 2.0, "phase": 0.04, "cause": "neck on the floor"})
