@@ -494,9 +494,31 @@ def _cmd_dataset_upgrade(args) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's default at the end of its help (unless the help says it already)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or "default" in text or action.default in (None, False, argparse.SUPPRESS)
+                or action.nargs == 0):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+EXAMPLES = """examples:
+  imitate pipeline                                   the main job on walk: store, SFT, DAgger, TRPO, evaluation
+  imitate motions                                    the clips imitate can find
+  imitate dataset build walk --out runs/w/walk.h5    a store of reference states labelled by the PD expert
+  imitate dagger --data runs/w/walk.h5 --out runs/w/run --rounds 3
+  imitate evaluate runs/w/run/round_003.pt --episodes 5 --video runs/w/round3.mp4
+  imitate evaluate --expert best --clip walk         the tracking expert alone (prepared once, then cached)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imitate", description="DAgger-centred imitation learning of "
-                                     "physics-based character motion (MuJoCo humanoid, DeepMimic clips).")
+                                     "physics-based character motion (MuJoCo humanoid, DeepMimic clips).",
+                                     epilog=EXAMPLES, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"imitate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -506,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("track", help="PD servos track a clip from phase 0; report survival and reward terms")
     p.add_argument("--clip", default="walk", help="clip name or path (default: walk)")
-    p.add_argument("--action-space", default="both", choices=["pd_target", "torque", "both"])
+    p.add_argument("--action-space", default="both", choices=["pd_target", "torque", "both"],
+                   help="which servo model to track with (both: a row each)")
     p.add_argument("--seconds", type=float, default=None, help="horizon [s] (default: 20 looping, else the clip)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_track)
@@ -516,25 +539,26 @@ def build_parser() -> argparse.ArgumentParser:
     b = dsub.add_parser("build", help="build a store from a clip: reference and perturbed states, expert labels")
     b.add_argument("clip", help="clip name or path")
     b.add_argument("--out", help="store path (default: datasets/CLIP.h5)")
-    b.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"])
+    b.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"],
+                   help="pd_target: actions are servo targets; torque: actions are joint torques")
     b.add_argument("--offsets", type=int, default=4, help="clean passes over the clip (default 4)")
     b.add_argument("--joint-noise", type=float, nargs="*", default=[0.05, 0.1],
                    help="hinge-angle noise std per level [rad]")
     b.add_argument("--velocity-noise", type=float, nargs="*", default=[0.5, 1.0],
                    help="hinge-rate noise std per level [rad/s]")
     b.add_argument("--copies", type=int, default=4, help="perturbed passes per noise level (default 4)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="seed of the sampled offsets and noise")
     b.add_argument("--valid-every", type=int, default=10, help="every N-th episode is validation (default 10)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing store")
     _add_fall_option(b)
     _add_expert_options(b)
     b.set_defaults(func=_cmd_dataset_build)
     st = dsub.add_parser("stats", help="rich tables of a store's metadata, rounds, fields and splits")
-    st.add_argument("path")
+    st.add_argument("path", help="the store (.h5)")
     st.add_argument("--json", action="store_true", help="print JSON instead of tables")
     st.set_defaults(func=_cmd_dataset_stats)
     v = dsub.add_parser("validate", help="check schema, shapes, finiteness and statistics; non-zero exit on a problem")
-    v.add_argument("path")
+    v.add_argument("path", help="the store (.h5)")
     v.set_defaults(func=_cmd_dataset_validate)
     x = dsub.add_parser("export", help="write a store as a Minari dataset or in robomimic's HDF5 layout",
                         description="Write the store's episodes as a local Minari dataset (under Minari's data "
@@ -542,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "a robomimic-layout HDF5 file. Examples: imitate dataset export datasets/walk.h5 --name "
                         "imitate/walk-mocap-v0; imitate dataset export datasets/walk.h5 --format robomimic --out "
                         "walk_robomimic.hdf5")
-    x.add_argument("path")
+    x.add_argument("path", help="the store (.h5)")
     x.add_argument("--format", default="minari", choices=["minari", "robomimic"], help="the format (default: minari)")
     x.add_argument("--name", help="minari: the dataset id, NAMESPACE/NAME-vN")
     x.add_argument("--out", help="robomimic: the HDF5 file to write")
@@ -553,36 +577,38 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--author", default=None, help="the dataset's author (default: the user name)")
     x.set_defaults(func=_cmd_dataset_export)
     u = dsub.add_parser("upgrade", help="add checksums to a store written by an older imitate (validated first)")
-    u.add_argument("path")
+    u.add_argument("path", help="the store (.h5)")
     u.set_defaults(func=_cmd_dataset_upgrade)
 
     p = sub.add_parser("sft", help="behaviour cloning of the expert's labels in a store")
     p.add_argument("--data", required=True, help="the store")
     p.add_argument("--out", required=True, help="checkpoint to write (refused if it exists, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--loss", default="mse", choices=["mse", "nll"])
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", default="mse", choices=["mse", "nll"],
+                   help="mse: squared error of the mean action; nll: Gaussian negative log-likelihood")
+    p.add_argument("--epochs", type=int, default=100, help="training epochs (at most; early stopping ends sooner)")
+    p.add_argument("--batch-size", type=int, default=256, help="minibatch size")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--patience", type=int, default=15, help="early stopping patience [epochs]")
     p.add_argument("--hidden", type=int, nargs="+", default=[1024, 512], help="hidden layer sizes")
     p.add_argument("--linear-skip", action="store_true",
                    help="add a learned linear map of the observation to the MLP's output (fits PD-like labels "
                         "from few samples)")
     _add_fit_options(p, "")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the minibatch order")
     p.set_defaults(func=_cmd_sft)
 
     p = sub.add_parser("dagger", help="DAgger rounds: run the learner, relabel with the expert, append, retrain")
     p.add_argument("--data", required=True, help="the store (its mocap round trains round 0)")
     p.add_argument("--out", required=True, help="run folder: checkpoints and state.json (resumes if present)")
     p.add_argument("--clip", default=None, help="check that the store is of this clip")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="DAgger rounds after round 0 (the SFT on the mocap round)")
     p.add_argument("--init", default=None, help="start from this checkpoint instead of SFT on the store")
     p.add_argument("--beta", default="exponential:0.5", help="constant:B, linear:START,END,ROUNDS, exponential:P")
-    p.add_argument("--mixing", default="step", choices=["step", "segment"])
-    p.add_argument("--segment-steps", type=int, default=15)
-    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--mixing", default="step", choices=["step", "segment"],
+                   help="step: expert or learner chosen each step with probability beta; segment: for whole segments")
+    p.add_argument("--segment-steps", type=int, default=15, help="control steps per segment with --mixing segment")
+    p.add_argument("--num-envs", type=int, default=8, help="humanoids collecting in parallel each round")
     p.add_argument("--steps", type=int, default=150, help="control steps per env per round")
     p.add_argument("--keep-rounds", type=int, default=None, help="train on mocap + the last M rounds only")
     p.add_argument("--collect-noise", type=float, default=0.0,
@@ -601,9 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples drawn per retraining epoch (default: all kept data); a fixed figure, e.g. a "
                         "round's size, keeps each round's training cost constant as the store grows")
     _add_fit_options(p, "round 0's policy: ")
-    p.add_argument("--eval-episodes", type=int, default=1)
-    p.add_argument("--eval-seconds", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-episodes", type=int, default=1,
+                   help="evaluation episodes of each round's policy, from phase 0")
+    p.add_argument("--eval-seconds", type=float, default=10.0,
+                   help="evaluation horizon of each round [s] (at most the clip's length where it does not loop)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the collection, the training and the expert's search")
     _add_expert_options(p)
     p.set_defaults(func=_cmd_dagger)
 
@@ -612,14 +640,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", default=None, help="clip (default: the checkpoint's, or walk for --expert)")
     p.add_argument("--action-space", default=None, choices=["pd_target", "torque"],
                    help="for --expert (default pd_target); a checkpoint drives its own")
-    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--episodes", type=int, default=5, help="episodes, from phase 0, each with noised starting angles")
     p.add_argument("--seconds", type=float, default=None, help="horizon (default 20 s looping, else the clip)")
     p.add_argument("--init-noise", type=float, default=0.01,
                    help="std of hinge-angle noise at the start [rad], so episodes differ (default 0.01)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the starting noise and the perturbations")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--video", default=None, help="write an MP4 of the first episode beside the reference")
-    p.add_argument("--video-seconds", type=float, default=10.0)
+    p.add_argument("--video-seconds", type=float, default=10.0, help="length of the --video [s]")
     p.add_argument("--action-noise", type=float, default=0.0, help="std of noise on executed actions")
     p.add_argument("--push-force", type=float, default=0.0, help="random horizontal pushes on the root [N]")
     p.add_argument("--push-every", type=float, default=2.0, help="seconds between pushes (each 0.2 s long)")
@@ -635,9 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fall_option(p, "the checkpoint's, or clip")
     p.add_argument("--samples", type=int, default=200_000, help="env samples in all")
     p.add_argument("--out", required=True, help="run folder: policy.pt, log.csv, learning_curve.png (resumes)")
-    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--num-envs", type=int, default=16, help="humanoids simulated in parallel")
     p.add_argument("--steps", type=int, default=128, help="steps per env per iteration")
-    p.add_argument("--max-kl", type=float, default=0.01)
+    p.add_argument("--max-kl", type=float, default=0.01,
+                   help="trust region: the largest mean KL divergence of an update")
     p.add_argument("--sim-threads", type=int, default=0,
                    help="threads stepping the humanoids (default 0: all cores; runs side by side: 1 each)")
     p.add_argument("--init-log-std", type=float, default=-1.0, help="raise the policy's log-std to at least this")
@@ -645,19 +674,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set the policy's log-std to this at the start, lowering it too (a balancing policy "
                         "needs small noise: e.g. -2.5, std 0.08 action units)")
     p.add_argument("--critic-warmup", type=int, default=2, help="iterations fitting only the critic first")
-    p.add_argument("--checkpoint-every", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=5, help="write the checkpoint every N iterations")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling and the initial weights")
     p.set_defaults(func=_cmd_trpo)
 
-    p = sub.add_parser("pipeline", help="the main job on a small default: store, SFT, DAgger, evaluation")
+    p = sub.add_parser("pipeline", help="the main job on a small default: store, SFT, DAgger, TRPO, evaluation")
     p.add_argument("--clip", default="walk", help="clip name or path (default: walk)")
-    p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"])
+    p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"],
+                   help="pd_target: actions are servo targets; torque: actions are joint torques")
     p.add_argument("--rounds", type=int, default=3, help="DAgger rounds (default 3)")
     p.add_argument("--episodes", type=int, default=3, help="evaluation episodes (default 3)")
     p.add_argument("--trpo-samples", type=int, default=8192, help="TRPO samples after DAgger (0: no TRPO)")
     p.add_argument("--out", default=None, help="run folder (default runs/pipeline-CLIP; resumes if present)")
     p.set_defaults(func=_cmd_pipeline)
+    _set_formatter(parser)
     return parser
+
+
+def _set_formatter(parser: argparse.ArgumentParser) -> None:
+    """The help formatter on every subcommand's parser too."""
+    parser.formatter_class = _HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _set_formatter(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
