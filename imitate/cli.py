@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -263,9 +264,18 @@ def _evaluate(args):
             config = replace(config, fall_bodies=args.fall_bodies)
         controller = policy_controller(policy)
         name = str(args.checkpoint)
-    result = evaluate(controller, config, episodes=args.episodes, horizon_s=args.seconds,
-                      init_noise_rad=args.init_noise, seed=args.seed, action_noise=args.action_noise,
-                      push_force_n=args.push_force, push_every_s=args.push_every)
+    from .console import progress_bar
+
+    clip = load_clip(config.clip)
+    if args.seconds is not None and not clip.loop and args.seconds > clip.duration_s + 1e-9:
+        raise ConfigError(f"--seconds {args.seconds:g} is past the end of {clip.name} ({clip.duration_s:.2f} s; "
+                          "it does not loop): leave --seconds out for the whole clip")
+    with progress_bar() as bar:  # on stderr: --json output stays clean
+        task = bar.add_task(f"evaluating {name} on {config.clip}", total=None)
+        result = evaluate(controller, config, episodes=args.episodes, horizon_s=args.seconds,
+                          init_noise_rad=args.init_noise, seed=args.seed, action_noise=args.action_noise,
+                          push_force_n=args.push_force, push_every_s=args.push_every,
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
     return name, result, controller, config
 
 
@@ -707,6 +717,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImitateError as exc:
         print(f"imitate: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `imitate ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush is quiet
+        return 141
     except KeyboardInterrupt:  # one line, not a traceback (store appends are all-or-nothing)
         print("imitate: interrupted; every store keeps exactly its completed rounds", file=sys.stderr)
         return 130

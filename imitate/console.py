@@ -160,13 +160,14 @@ def sft_table(result, title: str = "SFT") -> Table:
 def rounds_table(results, title: str = "DAgger rounds (evaluation from phase 0)") -> Table:
     """One row per round: beta, steps, validation loss, evaluation."""
     table = Table(title=title)
-    for col in ("round", "beta", "expert share", "new steps", "total steps", "valid loss", "norm. return",
-                "survival [s]", "joint err [deg]"):
+    for col in ("round", "beta", "expert share", "new steps", "total steps", "valid loss", "evaluated",
+                "norm. return", "survival [s]", "joint err [deg]"):
         table.add_column(escape(col), justify="right")
     for r in results:
         ev = r.evaluation
         table.add_row(str(r.round), f"{r.beta:.2f}", f"{r.expert_share:.2f}", str(r.new_steps), str(r.total_steps),
-                      f"{r.valid_loss:.4f}", f"{ev['normalised_return']['mean']:.3f}",
+                      f"{r.valid_loss:.4f}", f"{ev['episodes']} x {ev['horizon_s']:g} s",
+                      f"{ev['normalised_return']['mean']:.3f}",
                       f"{ev['survival_s']['mean']:.2f}", f"{ev['joint_error_deg']['mean']:.1f}")
     return table
 

@@ -58,7 +58,8 @@ class EvalResult:
 
 def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, horizon_s: float | None = None,
              init_noise_rad: float = 0.0, seed: int = 0, nthread: int = 0, action_noise: float = 0.0,
-             push_force_n: float = 0.0, push_every_s: float = 2.0, push_duration_s: float = 0.2) -> EvalResult:
+             push_force_n: float = 0.0, push_every_s: float = 2.0, push_duration_s: float = 0.2,
+             progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Run `episodes` episodes at once from phase 0 for the horizon (default: 20 s for a
     looping clip, the clip's length otherwise) and measure them (module docstring).
 
@@ -66,7 +67,8 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
     episodes of a deterministic controller differ; 0 starts every episode on the reference.
     action_noise: std of Gaussian noise added to every executed action (clipped to [-1, 1]).
     push_force_n: every push_every_s, push each humanoid's root horizontally in a random
-    direction with this force [N] for push_duration_s (what a learner's states look like)."""
+    direction with this force [N] for push_duration_s (what a learner's states look like).
+    progress(steps done, steps) after each control step (a slow expert takes minutes)."""
     clip = load_clip(config.clip)
     if horizon_s is None:
         horizon_s = LOOPING_EPISODE_S if clip.loop else clip.duration_s
@@ -97,6 +99,8 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
     every = max(1, round(push_every_s * config.control_hz))
     root = sim.model.body("root").id
     for step in range(steps):
+        if progress:
+            progress(step, steps)
         action = controller(sim)
         if action_noise > 0:
             action = with_action_noise(action, action_noise, rng)
@@ -124,6 +128,8 @@ def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, ho
         alive &= ~terminated
         if not alive.any():
             break
+    if progress:
+        progress(steps, steps)
     counted = np.maximum(survived + ~alive, 1)  # steps whose reward counted
     return EvalResult(
         episodes=episodes,

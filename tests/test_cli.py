@@ -227,7 +227,8 @@ def test_bad_options_are_refused_before_any_work(tmp_path, synthetic_clip_path):
              (("pipeline", "--trpo-samples", "-5", "--out", run), "--trpo-samples must be >= 0; found -5"),
              (("evaluate", "--expert", "pd", "--clip", synthetic_clip_path, "--init-noise", "-1"),
               "--init-noise must be >= 0"),
-             (("evaluate", "--expert", "pd", "--clip", "punch", "--seconds", "10"), "past the end of punch")]
+             (("evaluate", "--expert", "pd", "--clip", "punch", "--seconds", "10"),
+              "--seconds 10 is past the end of punch")]
     for argv, words in cases:
         rc, out, err = _imitate(*argv)
         assert rc == 2 and words in err and err.count("\n") == 1, (argv, err)
@@ -264,3 +265,23 @@ def test_every_option_has_help_and_shows_its_default():
     assert rc == 0 and "(default: 200000)" in " ".join(out.split())  # a bare `imitate trpo` runs this many
     rc, out, _ = _imitate("--help")
     assert "examples:" in out and "imitate pipeline" in out
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(f"{sys.executable} -m imitate.cli motions --json | head -c 10", shell=True,
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert len(done.stdout) == 10 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_evaluate_reports_progress_to_the_end(synthetic_clip_path):
+    from imitate.env import EnvConfig
+    from imitate.evaluation import evaluate, expert_controller
+    from imitate.experts.pd import PDExpert
+    from imitate.motion import load_clip
+
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    calls = []
+    evaluate(expert_controller(PDExpert(load_clip(config.clip), "pd_target")), config, episodes=2,
+             horizon_s=0.3, progress=lambda done, total: calls.append((done, total)))
+    assert calls[0] == (0, 9) and calls[-1] == (9, 9) and len(calls) >= 2
