@@ -41,7 +41,7 @@ class SFTConfig:
     epoch_samples: int | None = None
     # leave out the states of an episode that ended in a fall within this many seconds of the fall
     # (train and validation alike): from the last ~0.7 s before a learner's fall not even the search
-    # expert recovers (scripts/expert_recovery.py).  Measured on walk, dropping them cost a third of
+    # expert recovers (experiments/expert_recovery.py).  Measured on walk, dropping them cost a third of
     # the survival (their labels still delay the fall): off by default
     drop_before_fall_s: float = 0.0
 

@@ -8,7 +8,7 @@ reference's servo targets). Each policy is evaluated from phase 0 (`imitate eval
 the same episodes for every policy) and one line is printed per policy, then the mean and spread
 over seeds per variant: the spread across seeds is the fit's luck.
 
-    .venv/bin/python scripts/fit_luck.py STORE.h5 [--seeds 0 1 2] [--ensemble 5] \\
+    .venv/bin/python experiments/fit_luck.py STORE.h5 [--seeds 0 1 2] [--ensemble 5] \\
         [--drop-before-fall 0.7] [--residual 0 1] [--episodes 10] [--seconds 20] [--save-dir DIR]
 """
 

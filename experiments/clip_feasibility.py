@@ -7,7 +7,7 @@ For each clip (default: all the clips imitate finds), from the reference alone (
 - fall rule: the bodies the `clip` fall rule spares (the reference itself puts them on the floor);
 - loop: for a looping clip, the jump of the root's velocity from the cycle's end to its start.
 
-Usage: python scripts/clip_feasibility.py [CLIP ...]
+Usage: python experiments/clip_feasibility.py [CLIP ...]
 """
 
 from __future__ import annotations

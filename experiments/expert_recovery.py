@@ -8,7 +8,7 @@ expert recovers only close to the reference, the learner's labels on its own fai
 teach little; if it recovers from states well into the learner's failure, the labels hold the
 answer and the learner has not yet fitted it.
 
-    .venv/bin/python scripts/expert_recovery.py CHECKPOINT [--episodes 3] [--leads 0.3 0.6 1.0]
+    .venv/bin/python experiments/expert_recovery.py CHECKPOINT [--episodes 3] [--leads 0.3 0.6 1.0]
         [--seconds 2] [--knots 4] [--warm]
 """
 

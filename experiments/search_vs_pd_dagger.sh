@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DAgger from the search expert against DAgger from the PD expert, same labels budget, on a clip
 # (default walk): build each store, run the rounds, print each round table (20 s evaluations).
-# Usage: scripts/search_vs_pd_dagger.sh [CLIP] [ROUNDS] [OUT]; slow with the search expert
+# Usage: experiments/search_vs_pd_dagger.sh [CLIP] [ROUNDS] [OUT]; slow with the search expert
 # (about 0.5 s per label on 2 cores: 12 rounds take about 100 min).  The search expert runs with
 # the options that make its labels learnable (SEARCH_OPTS, default: the DAgger recipe, a cold
 # MPPI search with noise at 4 knots and temperature 0.3; see README); both learners are residual

@@ -6,7 +6,7 @@ share of it (R²) explained on the train and validation splits by a ridge regres
 normalised observation and, given a checkpoint, by that policy.  A learner can copy the expert's
 balance only as far as this share is high.
 
-    .venv/bin/python scripts/label_fit.py STORE.h5 [CHECKPOINT.pt] [--ridge 1.0] [--rounds 0 1 ...]
+    .venv/bin/python experiments/label_fit.py STORE.h5 [CHECKPOINT.pt] [--ridge 1.0] [--rounds 0 1 ...]
 """
 
 import argparse

@@ -4,7 +4,7 @@ Loads several checkpoints of one env configuration (say a DAgger run's last roun
 each alone and then the controller that executes the mean of their deterministic actions, all
 from phase 0 with `imitate evaluate`'s metrics and the same episodes (seeded start noise).
 
-    .venv/bin/python scripts/round_ensemble.py runs/t03/run/round_00{6,7,8}.pt [--episodes 10] \\
+    .venv/bin/python experiments/round_ensemble.py runs/t03/run/round_00{6,7,8}.pt [--episodes 10] \\
         [--seconds 20] [--skip-single]
 """
 

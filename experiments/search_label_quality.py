@@ -12,7 +12,7 @@ then the same states nudged by a tiny amount, then the first states again, and c
 - then run the expert alone from phase 0 (its episodes batched): survival and return.
 A learner that sees only the state can fit the correction only as far as signal >> roughness.
 
-    .venv/bin/python scripts/search_label_quality.py [--states 16] [--seconds 10] [--episodes 2]
+    .venv/bin/python experiments/search_label_quality.py [--states 16] [--seconds 10] [--episodes 2]
 """
 
 import argparse

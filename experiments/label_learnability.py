@@ -17,7 +17,7 @@ with labels).
 "stored" uses the store's own labels for the same states (no relabelling); "pd" and
 "tracking" relabel with the PD expert and the tracking expert (`--expert best`).
 
-    .venv/bin/python scripts/label_learnability.py STORE.h5 [--train 600] [--valid 200] \\
+    .venv/bin/python experiments/label_learnability.py STORE.h5 [--train 600] [--valid 200] \\
         [--variants stored "temperature 1"] [--seconds 10] [--episodes 2] \\
         [--train-fractions 0.125 0.25 0.5]
 """

@@ -5,7 +5,7 @@ every step, labels the visited state with the 4-knot cold MPPI search (the DAgge
 given temperature) without acting on it; prints, per episode, the RMSE between the learner's
 action and that label (action units), averaged over windows of time before the episode's fall.
 
-    .venv/bin/python scripts/learner_error_before_fall.py CKPT [--temperature 0.3] [--episodes 3]
+    .venv/bin/python experiments/learner_error_before_fall.py CKPT [--temperature 0.3] [--episodes 3]
 """
 
 import argparse

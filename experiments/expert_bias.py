@@ -6,7 +6,7 @@ every executed action, a constant offset drawn once per episode (std --bias, in 
 beside the same expert with white noise of the same std drawn at every step, and prints
 survival and return for each.
 
-    .venv/bin/python scripts/expert_bias.py [--bias 0.05] [--episodes 3] [--seconds 10] \\
+    .venv/bin/python experiments/expert_bias.py [--bias 0.05] [--episodes 3] [--seconds 10] \\
         [--temperature 0.3] [--kinds constant white]
 """
 
