@@ -171,7 +171,8 @@ def _cmd_sft(args) -> int:
                                      residual=args.residual)
         policy, result = sft_on_store(store, config, policy_config=policy_config, progress=progress)
     options = {k: v for k, v in vars(args).items() if k != "func"}
-    save_checkpoint(args.out, policy, store.env_config, store=str(store.path), sft=options)
+    save_checkpoint(args.out, policy, store.env_config, store=str(store.path),
+                    store_rounds=json.loads(store.attrs()["rounds"]), sft=options)
     console.print(sft_table(result, f"SFT on {args.data}"))
     console.print(f"wrote {args.out}")
     return 0

@@ -75,12 +75,13 @@ def store_tables(summary: dict) -> list[Table]:
     if "build_config" in meta:
         t_meta.add_row("mocap build", escape(", ".join(f"{k}={v}" for k, v in meta["build_config"].items())))
 
-    t_rounds = Table(title="Episodes by source, round and clip")
-    for col in ("source", "round", "clip", "episodes", "steps", "length: mean [min, max]", "return: mean [min, max]"):
-        t_rounds.add_column(escape(col), justify="left" if col in ("source", "clip") else "right")
+    t_rounds = Table(title="Episodes by source, round and clip (run: the DAgger run that collected them)")
+    for col in ("source", "round", "run", "clip", "episodes", "steps", "length: mean [min, max]",
+                "return: mean [min, max]"):
+        t_rounds.add_column(escape(col), justify="left" if col in ("source", "clip", "run") else "right")
     for r in summary["rounds"]:
-        t_rounds.add_row(r["source"], str(r["round"]), r["clip"], str(r["episodes"]), str(r["steps"]),
-                         _span(r["length"], ".1f", ".0f"), _span(r["return"], ".2f", ".2f"))
+        t_rounds.add_row(r["source"], str(r["round"]), r.get("run") or "-", r["clip"], str(r["episodes"]),
+                         str(r["steps"]), _span(r["length"], ".1f", ".0f"), _span(r["return"], ".2f", ".2f"))
 
     t_fields = Table(title="Observation and action groups")
     for col in ("group", "dims", "min", "max", "mean |mean|", "mean std", "at limit"):

@@ -40,7 +40,7 @@ from .experts.pd import PDExpert
 from .motion import load_clip
 from .policy import PolicyConfig, load_checkpoint, save_checkpoint
 from .sft import SFTConfig, SFTResult, sft_on_store
-from .store import DemoStore, Episode
+from .store import DemoStore, Episode, run_of
 
 BetaSchedule = Callable[[int], float]
 
@@ -284,7 +284,7 @@ def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, exp
     def owned(r: int) -> bool:
         """Whether store round r holds this run's episodes (collected before an interruption)."""
         rows = [e for e in store.episode_index() if e["round"] == r]
-        return bool(rows) and (legacy or all(e["checkpoint_id"].startswith(f"{state['run_id']}:") for e in rows))
+        return bool(rows) and (legacy or all(run_of(e) == state["run_id"] for e in rows))
 
     if state["store"] != str(Path(store_path).resolve()):
         raise ConfigError(f"{run_dir}: this run uses the store {state['store']}, not {store_path}")
@@ -301,7 +301,9 @@ def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, exp
     def finish(k, beta, new_steps, policy, sft, share):
         ckpt = run_dir / f"round_{k:03d}.pt"
         if not ckpt.exists():
-            save_checkpoint(ckpt, policy, env_config, round=k, store=str(store.path), sft=asdict(sft) | {"history": []})
+            trained_on = data_rounds() if not legacy else json.loads(store.attrs()["rounds"])
+            save_checkpoint(ckpt, policy, env_config, round=k, store=str(store.path), store_rounds=trained_on,
+                            run_id=state.get("run_id", ""), sft=asdict(sft) | {"history": []})
         say(f"round {k}: evaluating")
         horizon = config.eval_horizon_s if clip.loop else min(config.eval_horizon_s, clip.duration_s)
         ev = evaluate(policy_controller(policy), eval_config, episodes=config.eval_episodes,

@@ -104,6 +104,13 @@ _DTYPES = {"obs": np.float32, "expert_actions": np.float32, "actions": np.float3
 _WIDTHS = {"obs": len(OBS_NAMES), "expert_actions": hum.NU, "actions": hum.NU, "qpos": hum.NQ, "qvel": hum.NV}
 
 
+def run_of(episode: dict) -> str:
+    """The DAgger run that collected an episode (an episode_index row): the run id its
+    checkpoint_id starts with ("RUN_ID:round_NNN.pt"); "" for mocap episodes and older runs."""
+    head, sep, _ = episode["checkpoint_id"].partition(":")
+    return head if sep and episode["source"] != "mocap" else ""
+
+
 def _model_hash(config: EnvConfig) -> str:
     return hum.model_hash(hum.load_model(config.action_space, config.physics_hz))
 

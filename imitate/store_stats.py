@@ -9,7 +9,7 @@ import numpy as np
 from . import humanoid as hum
 from .errors import StoreError
 from .observation import OBS_DIM, OBS_GROUPS, OBS_NAMES
-from .store import _DTYPES, _WIDTHS, AT_LIMIT, FORMAT, READABLE_VERSIONS, STAT_FIELDS, DemoStore, Episode
+from .store import _DTYPES, _WIDTHS, AT_LIMIT, FORMAT, READABLE_VERSIONS, STAT_FIELDS, DemoStore, Episode, run_of
 
 
 def _span(values) -> dict:
@@ -33,10 +33,11 @@ def summarize(store: DemoStore) -> dict:
         meta["build_config"] = json.loads(attrs["build_config"])
     groups = {}
     for e in index:
-        groups.setdefault((e["source"], e["round"], e["clip"]), []).append(e)
-    by_round = [{"source": s, "round": r, "clip": c, "episodes": len(es), "steps": int(sum(e["length"] for e in es)),
+        groups.setdefault((e["source"], e["round"], e["clip"], run_of(e)), []).append(e)
+    by_round = [{"source": s, "round": r, "clip": c, "run": run, "episodes": len(es),
+                 "steps": int(sum(e["length"] for e in es)),
                  "length": _span([e["length"] for e in es]), "return": _span([e["return"] for e in es])}
-                for (s, r, c), es in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))]
+                for (s, r, c, run), es in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))]
     fields = {}
     obs = store.normalisation("obs")
     for group, sl in OBS_GROUPS.items():

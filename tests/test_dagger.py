@@ -743,6 +743,15 @@ def test_a_new_run_on_a_store_with_another_runs_rounds_collects_its_own(clean_ru
     per_round = CONFIG.num_envs * CONFIG.steps_per_env
     assert [r.total_steps for r in results] == [mocap_steps, mocap_steps + per_round, mocap_steps + 2 * per_round]
     assert f"round 1: retraining on {mocap_steps + per_round} steps" in messages
+    # every checkpoint says which store rounds it was trained on: the mocap round and its own
+    _, _, meta = load_checkpoint(tmp_path / "second" / "round_002.pt")
+    assert meta["store_rounds"] == [0, 3, 4] and meta["run_id"] == state["run_id"]
+    # and `dataset stats` tells the two runs apart
+    from imitate.store_stats import summarize
+
+    runs = {r["round"]: r["run"] for r in summarize(DemoStore(store))["rounds"]}
+    first_run = json.loads((clean_run[0] / "state.json").read_text())["run_id"]
+    assert runs == {0: "", 1: first_run, 2: first_run, 3: state["run_id"], 4: state["run_id"]}
 
 
 def test_dagger_writes_its_learning_curve(clean_run):
