@@ -2,7 +2,7 @@
 
 Every file imitate writes in place (checkpoints, run states, stores, caches, curves) goes through
 ``replaced_on_success``: the content is written under a temporary name beside the file
-(``.NAME.tmpPID``) and renamed onto it (atomic on POSIX) only when the writing succeeded.
+(``.NAME.tmpPID.SUFFIX``) and renamed onto it (atomic on POSIX) only when the writing succeeded.
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ def replaced_on_success(path: str | os.PathLike) -> Iterator[Path]:
     block succeeds, deleted when it fails.  Temporaries of path left by killed processes are
     removed first."""
     path = Path(path)
-    for stale in path.parent.glob(f".{path.name}.tmp*"):
-        pid = stale.name.rsplit(".tmp", 1)[1]
+    prefix = f".{path.name}.tmp"
+    for stale in path.parent.glob(f"{prefix}*"):
+        pid = stale.name[len(prefix):].removesuffix(path.suffix)
         if pid.isdigit() and not _alive(int(pid)):
             stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    # the file's own suffix kept at the end: writers that choose a format by it (video) still can
+    tmp = path.with_name(f"{prefix}{os.getpid()}{path.suffix}")
     try:
         yield tmp
     except BaseException:

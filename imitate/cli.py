@@ -293,7 +293,7 @@ def _cmd_evaluate(args) -> int:
 
     console.print(evaluation_table({name: result}, f"Evaluation on '{config.clip}' from phase 0"))
     if args.video:
-        console.print(f"wrote {args.video}")
+        console.print(f"wrote {args.video} and {Path(args.video).with_suffix('.png')} (a strip of frames)")
     return 0
 
 

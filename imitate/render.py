@@ -14,6 +14,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from .atomic import replaced_on_success
 from .env import EnvConfig, Simulation
 from .errors import ConfigError
 from .evaluation import Controller
@@ -23,9 +24,10 @@ REFERENCE_RGBA = np.array([0.95, 0.55, 0.2, 0.45], dtype=np.float32)
 
 
 def render_video(controller: Controller, config: EnvConfig, path: str | Path, *, seconds: float = 10.0,
-                 width: int = 320, height: int = 240, side_offset_m: float = 1.0) -> int:
+                 width: int = 320, height: int = 240, side_offset_m: float = 1.0, strip_frames: int = 6) -> int:
     """Roll controller out from phase 0 (until a fall or `seconds`) and write an MP4 at the
-    control rate; return the number of frames written."""
+    control rate; return the number of frames written.  Beside it (PATH with .png), a strip of
+    strip_frames frames evenly spaced over the rollout, for a README or a report (0: none)."""
     try:
         import imageio.v2 as imageio
     except ImportError:
@@ -69,5 +71,10 @@ def render_video(controller: Controller, config: EnvConfig, path: str | Path, *,
     finally:
         renderer.close()  # its teardown at interpreter exit would raise otherwise
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimwrite(path, frames, fps=config.control_hz, macro_block_size=2)
+    with replaced_on_success(path) as tmp:
+        imageio.mimwrite(tmp, frames, fps=config.control_hz, macro_block_size=2)
+    if strip_frames > 0:
+        picks = np.linspace(0, len(frames) - 1, min(strip_frames, len(frames))).round().astype(int)
+        with replaced_on_success(Path(path).with_suffix(".png")) as tmp:
+            imageio.imwrite(tmp, np.concatenate([frames[i] for i in picks], axis=1))
     return len(frames)

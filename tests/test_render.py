@@ -70,6 +70,8 @@ def test_video_has_the_frames_and_size_asked_for(tmp_path, config, pd):
     assert len(video) == expected
     assert all(frame.shape == (144, 192, 3) and frame.dtype == np.uint8 for frame in video)
     assert all(frame.std() > 10 for frame in video)  # a scene, not a blank image
+    strip = imageio.imread(path.with_suffix(".png"))  # the frames beside one another, for a README
+    assert strip.shape == (144, 192 * min(6, expected), 3)
 
 
 def test_video_size_is_honoured_or_refused(tmp_path, config, pd):
@@ -93,21 +95,22 @@ class _MarkingRenderer(mujoco.Renderer):
                 geom.rgba[:] = (0.0, 1.0, 0.0, 1.0)
 
 
-def _first_frame(monkeypatch, pd, config, side_offset_m, draw_reference=True) -> np.ndarray:
+def _first_frame(monkeypatch, pd, config, side_offset_m, tmp_path, draw_reference=True) -> np.ndarray:
     """The first frame exactly as rendered (before encoding), the humanoid in green; with or
     without the reference's geoms (the same scene and camera otherwise)."""
     captured = []
     with monkeypatch.context() as m:
-        m.setattr(imageio, "mimwrite", lambda path, frames, **kw: captured.extend(frames))
+        m.setattr(imageio, "mimwrite", lambda path, frames, **kw: (captured.extend(frames), open(path, "wb").close()))
         m.setattr(render_module.mujoco, "Renderer", _MarkingRenderer)
         if not draw_reference:
             m.setattr(render_module.mujoco, "mjv_addGeoms", lambda *args: None)
-        render_video(pd, config, "unused.mp4", seconds=1 / 30, width=160, height=120, side_offset_m=side_offset_m)
+        render_video(pd, config, tmp_path / "unused.mp4", seconds=1 / 30, width=160, height=120,
+                     side_offset_m=side_offset_m, strip_frames=0)
     assert len(captured) == 1
     return np.asarray(captured[0], dtype=np.float64)
 
 
-def test_reference_is_drawn_beside_the_humanoid(monkeypatch, pd, config):
+def test_reference_is_drawn_beside_the_humanoid(monkeypatch, pd, config, tmp_path):
     """The reference figure is the difference between a frame with it and the same frame
     (same camera) without it: a region about the humanoid's size, orange-tinted, not on the
     humanoid but beside it, on the side given by the sign of side_offset_m.
@@ -116,8 +119,8 @@ def test_reference_is_drawn_beside_the_humanoid(monkeypatch, pd, config):
     the midpoint of the two figures, so that frame shows neither figure.)"""
     dx = {}
     for offset in (1.0, -1.0):
-        with_ref = _first_frame(monkeypatch, pd, config, offset)
-        without = _first_frame(monkeypatch, pd, config, offset, draw_reference=False)
+        with_ref = _first_frame(monkeypatch, pd, config, offset, tmp_path)
+        without = _first_frame(monkeypatch, pd, config, offset, tmp_path, draw_reference=False)
         red, green, blue = np.moveaxis(without, 2, 0)
         humanoid = (green - red > 60) & (green - blue > 60)
         reference = np.abs(with_ref - without).max(axis=2) > 30
