@@ -722,7 +722,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush is quiet
         return 141
     except KeyboardInterrupt:  # one line, not a traceback (store appends are all-or-nothing)
-        print("imitate: interrupted; every store keeps exactly its completed rounds", file=sys.stderr)
+        print("imitate: interrupted; every store keeps exactly its completed rounds, and the same command "
+              "resumes (dataset build, dagger, trpo, pipeline)", file=sys.stderr)
         return 130
 
 

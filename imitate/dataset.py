@@ -7,10 +7,15 @@ level add Gaussian noise to the hinge angles [rad] and rates [rad/s], so the lea
 states off the reference and how the expert would correct them.  Every state is labelled by
 the expert (simulator state + clip time -> action); mocap episodes execute nothing, so their
 "actions" are the labels, and their reward is the env's reward of the state.
+
+A slow expert (the search) labels pass by pass, and the passes done are kept beside the store
+(``.NAME.partial.npz``, with the settings they were made with): a build that was stopped goes on
+from there when the same command runs again, and the file goes when the store is written.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import humanoid as hum
+from .atomic import write_bytes
 from .env import EnvConfig, Simulation
 from .errors import ConfigError
 from .experts import Expert, expert_id, provenance_json
@@ -55,17 +61,19 @@ class BuildConfig:
 
 
 def label_passes(expert, states: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, times: np.ndarray,
-                 env_config: EnvConfig) -> np.ndarray:
+                 env_config: EnvConfig, first_pass: int = 0) -> np.ndarray:
     """Expert labels (P, T, 28) of P passes of T states each.
 
     An expert with ``label_states`` (the search expert) labels the passes in time order, all
-    passes at once, each pass's plan warm-starting its next state; a callable expert labels
+    passes at once, each pass's plan warm-starting its next state (pass first_pass + i has a plan
+    of its own, so a pass's labels do not depend on which passes were labelled before it in the
+    same process: a resumed build labels as an uninterrupted one); a callable expert labels
     every state at once from (qpos, qvel, time); any other ``Expert`` (``label(sim)``: a user's
     own) labels them placed in a simulation of env_config."""
     p, t = times.shape
     if hasattr(expert, "label_states"):
         labels = np.empty((p, t, qpos.shape[-1] - 7))
-        keys = np.arange(p) + 1_000_000  # not the ids of live humanoids
+        keys = first_pass + np.arange(p) + 1_000_000  # not the ids of live humanoids
         for j in range(t):
             labels[:, j] = expert.label_states(states[:, j], times[:, j], keys)
         return labels
@@ -107,13 +115,23 @@ def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig
         passes.append((t, qpos, qvel, sim.obs.copy(), sim.terms.total.copy(), np.array(sim.batch.state)))
     times, qpos_all, qvel_all, obs_all, reward_all, states = (np.stack(x) for x in zip(*passes, strict=True))
     labels = np.empty((len(plan), steps, hum.NU), np.float32)
-    chunk = 1 if hasattr(expert, "label_states") else len(plan)  # report progress per pass when slow
-    for start in range(0, len(plan), chunk):
+    labelled_by = provenance_json(expert)
+    chunk = 1 if hasattr(expert, "label_states") else len(plan)  # pass by pass when slow
+    partial = Path(out).with_name(f".{Path(out).name}.partial.npz")
+    key = json.dumps({"build": asdict(build), "env": env_config.to_json(), "expert": labelled_by}, sort_keys=True)
+    done = _resume(partial, key, labels) if chunk < len(plan) else 0
+    if done and progress:
+        progress(done, len(plan))
+    for start in range(done, len(plan), chunk):
         sl = slice(start, start + chunk)
-        labels[sl] = label_passes(expert, states[sl], qpos_all[sl], qvel_all[sl], times[sl], env_config)
+        labels[sl] = label_passes(expert, states[sl], qpos_all[sl], qvel_all[sl], times[sl], env_config, start)
+        if chunk < len(plan) and sl.stop < len(plan):
+            buffer = io.BytesIO()
+            np.savez(buffer, labels=labels[:sl.stop], key=np.array(key))
+            write_bytes(partial, buffer.getvalue())
         if progress:
             progress(min(start + chunk, len(plan)), len(plan))
-    episodes, labelled_by = [], provenance_json(expert)
+    episodes = []
     for i, t in enumerate(times):
         episodes.append(Episode(
             obs=obs_all[i], expert_actions=labels[i], actions=labels[i], qpos=qpos_all[i], qvel=qvel_all[i],
@@ -125,4 +143,23 @@ def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig
     store = DemoStore.create(out, env_config, valid_every=build.valid_every, overwrite=overwrite,
                              extra_attrs={"build_config": json.dumps(asdict(build))})
     store.append_round(episodes, round=0, env_config=env_config)
+    partial.unlink(missing_ok=True)
     return store
+
+
+def _resume(partial: Path, key: str, labels: np.ndarray) -> int:
+    """Fill labels with the passes an earlier, stopped build of the same settings labelled (kept in
+    partial); return how many.  A partial file of other settings, or a damaged one, is ignored."""
+    if not partial.exists():
+        return 0
+    try:
+        with np.load(partial, allow_pickle=False) as f:
+            if str(f["key"]) != key:
+                return 0
+            kept = f["labels"]
+    except Exception:  # a damaged file: label again
+        return 0
+    if kept.shape[1:] != labels.shape[1:] or len(kept) > len(labels):
+        return 0
+    labels[:len(kept)] = kept
+    return len(kept)

@@ -267,3 +267,43 @@ def test_every_episode_records_its_labellers_provenance(tmp_path, synthetic_clip
     assert len(recorded) == 4 and all(r == recorded[0] for r in recorded)
     assert recorded[0]["kind"] == "pd" and recorded[0]["position_gain"] == 0.5
     assert len(ids) == 1 and ids.pop().startswith("expert:pd:")
+
+
+class _SlowExpert:
+    """An expert of the search's kind (label_states: pass by pass) that can be stopped midway."""
+
+    def __init__(self, stop_after_calls: int | None = None):
+        self.calls, self.stop_after_calls = 0, stop_after_calls
+
+    def label_states(self, states, times, keys):
+        self.calls += 1
+        if self.stop_after_calls is not None and self.calls > self.stop_after_calls:
+            raise KeyboardInterrupt  # Ctrl-C midway through the build
+        return np.tanh(states[:, 1:29] + np.asarray(times)[:, None])  # a function of the state and time
+
+    def provenance(self):
+        return {"kind": "slow-test"}
+
+
+def test_a_stopped_build_goes_on_where_it_stopped(tmp_path, synthetic_clip_path):
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    build = BuildConfig(offsets=2, copies=1)  # 4 passes of 8 states: one label_states call per state
+    whole = build_mocap_store(tmp_path / "whole.h5", config, build, expert=_SlowExpert())
+    out = tmp_path / "stopped.h5"
+    with pytest.raises(KeyboardInterrupt):
+        build_mocap_store(out, config, build, expert=_SlowExpert(stop_after_calls=2 * 8 + 3))  # in pass 3
+    assert not out.exists() and (tmp_path / ".stopped.h5.partial.npz").exists()
+    again = _SlowExpert()
+    resumed = build_mocap_store(out, config, build, expert=again)
+    assert again.calls == 2 * 8  # only passes 3 and 4 were labelled again
+    fields = ("obs", "expert_actions", "qpos")
+    a, b = whole.load(fields, split=None), resumed.load(fields, split=None)
+    for name in fields:
+        np.testing.assert_array_equal(a[name], b[name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped.h5", "synthetic.txt", "whole.h5"]
+    # a partial build of other settings is not taken for this one's
+    with pytest.raises(KeyboardInterrupt):
+        build_mocap_store(tmp_path / "other.h5", config, build, expert=_SlowExpert(stop_after_calls=8))
+    other = _SlowExpert()
+    build_mocap_store(tmp_path / "other.h5", config, BuildConfig(offsets=2, copies=1, seed=5), expert=other)
+    assert other.calls == 4 * 8
