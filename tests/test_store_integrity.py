@@ -1,6 +1,7 @@
 """A store that never lies: damaged bytes, old stores, read-only media, a full disk, two writers
 and leftovers."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -346,3 +347,31 @@ def test_a_second_dagger_run_on_a_store_is_refused(tmp_path):
     os.waitpid(pid, 0)
     with DemoStore(path).held_for_run():
         pass
+
+
+def test_the_command_line_reads_whole_rounds_while_a_writer_appends(tmp_path):
+    """`imitate dataset stats --json` run again and again during 8 appends: every count it prints
+    is a whole number of rounds, and the last one all of them."""
+    path = tmp_path / "walk.h5"
+    DemoStore.create(path, CONFIG)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child: 8 rounds of 3 episodes of 300 steps
+        try:
+            store = DemoStore(path)
+            for r in range(8):
+                store.append_round([make_episode(100 * r + k, 300) for k in range(3)], round=r, env_config=CONFIG)
+        finally:
+            os._exit(0)
+    seen = []
+    env = dict(os.environ, PYTHONPATH=REPO)
+    while True:
+        finished = os.waitpid(pid, os.WNOHANG) != (0, 0)
+        done = subprocess.run([sys.executable, "-m", "imitate.cli", "dataset", "stats", str(path), "--json"],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        steps = json.loads(done.stdout)["metadata"]["steps"]
+        assert steps % (3 * 300) == 0, steps  # never part of a round
+        seen.append(steps)
+        if finished:
+            break
+    assert seen[-1] == 8 * 3 * 300
