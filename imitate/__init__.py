@@ -39,6 +39,7 @@ _LAZY = {
     "SFTConfig": "sft", "sft_on_store": "sft",
     "PolicyConfig": "policy", "GaussianPolicy": "policy", "load_checkpoint": "policy", "save_checkpoint": "policy",
     "DAggerConfig": "dagger", "RoundResult": "dagger", "run_dagger": "dagger", "best_round": "dagger",
+    "DAggerTrainer": "dagger",
     "TRPOConfig": "trpo", "TRPO": "trpo",
     "evaluate": "evaluation", "EvalResult": "evaluation", "policy_controller": "evaluation",
     "expert_controller": "evaluation",

@@ -245,146 +245,214 @@ def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config
     """Run (or resume) DAgger into run_dir on the store; return every round's result.
 
     The env configuration is the store's.  beta_schedule overrides config.beta (any callable).
-    A second run on the same store while this one runs is refused (StoreError).
+    A second run on the same store while this one runs is refused (StoreError).  The same as
+    ``DAggerTrainer(...).run()``; the trainer shows each step of a round.
     """
-    with DemoStore(store_path).held_for_run():
-        return _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, expert, on_round,
-                           on_progress)
+    return DAggerTrainer(run_dir, store_path, config, init_checkpoint=init_checkpoint, beta_schedule=beta_schedule,
+                         expert=expert, on_round=on_round, on_progress=on_progress).run()
 
 
-def _run_dagger(run_dir, store_path, config, init_checkpoint, beta_schedule, expert, on_round,
-                on_progress) -> list[RoundResult]:
-    run_dir = Path(run_dir)
-    store = DemoStore(store_path)
-    env_config = store.env_config
-    clip = load_clip(env_config.clip)
-    expert = expert or PDExpert(clip, env_config.action_space)
-    beta_of = beta_schedule or schedule(config.beta)
-    say = on_progress or (lambda message: None)
-    state_path = run_dir / "state.json"
-    config_now = json.loads(json.dumps(asdict(config)))  # as state.json holds it (lists, not tuples)
-    # A run owns the store rounds it collected (state["store_rounds"]: its round k -> the store's
-    # round number) and trains on those and the mocap rounds only: another run's rounds in the
-    # same store are never taken as its own.  Its episodes' checkpoint_id starts with its run_id.
-    state = json.loads(state_path.read_text()) if state_path.exists() else {
-        "store": str(Path(store_path).resolve()), "config": config_now, "rounds": [],
-        "run_id": uuid.uuid4().hex[:8], "store_rounds": {}}
-    legacy = "run_id" not in state  # a run begun before runs owned their rounds: store round k is its round k
+class DAggerTrainer:
+    """A DAgger run in run_dir on a store, one step at a time, or all of it with ``run()``.
 
-    def data_rounds() -> list[int] | None:
+    Each round k >= 1 is ``collect(k)`` (the beta_k mixture of learner and expert drives; the
+    expert labels every visited state), ``aggregate(k, episodes)`` (the episodes join the store
+    as a round of this run's own), ``fit(k)`` (retrain on the mocap rounds and this run's rounds)
+    and ``evaluate_round(...)`` (the policy from phase 0; checkpoint, state.json and the learning
+    curve written); ``round(k)`` does the four, and ``start()`` is round 0 (SFT on the mocap
+    rounds, or init_checkpoint).  Everything is written atomically and the run folder alone
+    resumes it: a round collected or trained before an interruption is not done again.
+
+    A run owns the store rounds it collected (state.json's ``store_rounds``: its round k -> the
+    store's round) and never takes another run's rounds in the same store as its own: its
+    episodes' checkpoint_id starts with its ``run_id``.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, store_path: str | os.PathLike, config: DAggerConfig = DAggerConfig(),
+                 *, init_checkpoint: str | os.PathLike | None = None, beta_schedule: BetaSchedule | None = None,
+                 expert=None, on_round: Callable[[RoundResult], None] | None = None,
+                 on_progress: Callable[[str], None] | None = None):
+        self.run_dir, self.config = Path(run_dir), config
+        self.store = DemoStore(store_path)
+        self.env_config = self.store.env_config
+        self.clip = load_clip(self.env_config.clip)
+        self.expert = expert or PDExpert(self.clip, self.env_config.action_space)
+        self.beta_of = beta_schedule or schedule(config.beta)
+        self.init_checkpoint, self.on_round = init_checkpoint, on_round
+        self.say = on_progress or (lambda message: None)
+        state_path = self.run_dir / "state.json"
+        config_now = json.loads(json.dumps(asdict(config)))  # as state.json holds it (lists, not tuples)
+        self.state = json.loads(state_path.read_text()) if state_path.exists() else {
+            "store": str(Path(store_path).resolve()), "config": config_now, "rounds": [],
+            "run_id": uuid.uuid4().hex[:8], "store_rounds": {}}
+        self.legacy = "run_id" not in self.state  # begun before runs owned their rounds: store round k is round k
+        if self.state["store"] != str(Path(store_path).resolve()):
+            raise ConfigError(f"{run_dir}: this run uses the store {self.state['store']}, not {store_path}")
+        self.results = [RoundResult(**r) for r in self.state["rounds"]]
+        if config_now != self.state["config"]:  # resumed with other settings: keep a record of what ran when
+            self.state.setdefault("config_history", [{"from_round": 0, "config": self.state["config"]}])
+            self.state["config_history"].append({"from_round": len(self.results), "config": config_now})
+            self.state["config"] = config_now
+        if init_checkpoint is not None and not self.results:
+            load_checkpoint(init_checkpoint, self.env_config)  # refused before the run folder is made
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.policy = None
+        self._sim = None
+
+    # ----- what the run owns ------------------------------------------------------------
+    def data_rounds(self) -> list[int] | None:
         """The store rounds this run trains on: the mocap rounds and its own (legacy: all)."""
-        if legacy:
+        if self.legacy:
             return None
-        mocap = {e["round"] for e in store.episode_index() if e["source"] == "mocap"}
-        return sorted(mocap | set(state["store_rounds"].values()))
+        mocap = {e["round"] for e in self.store.episode_index() if e["source"] == "mocap"}
+        return sorted(mocap | set(self.state["store_rounds"].values()))
 
-    def steps_in(rounds) -> int:
-        return sum(e["length"] for e in store.episode_index() if rounds is None or e["round"] in rounds)
+    def _steps_in(self, rounds) -> int:
+        return sum(e["length"] for e in self.store.episode_index() if rounds is None or e["round"] in rounds)
 
-    def owned(r: int) -> bool:
+    def _owned(self, r: int) -> bool:
         """Whether store round r holds this run's episodes (collected before an interruption)."""
-        rows = [e for e in store.episode_index() if e["round"] == r]
-        return bool(rows) and (legacy or all(run_of(e) == state["run_id"] for e in rows))
+        rows = [e for e in self.store.episode_index() if e["round"] == r]
+        return bool(rows) and (self.legacy or all(run_of(e) == self.state["run_id"] for e in rows))
 
-    if state["store"] != str(Path(store_path).resolve()):
-        raise ConfigError(f"{run_dir}: this run uses the store {state['store']}, not {store_path}")
-    results = [RoundResult(**r) for r in state["rounds"]]
-    if config_now != state["config"]:  # resumed with other settings: keep a record of what ran when
-        state.setdefault("config_history", [{"from_round": 0, "config": state["config"]}])
-        state["config_history"].append({"from_round": len(results), "config": config_now})
-        state["config"] = config_now
-    eval_config = replace(env_config, random_start=False)
-    if init_checkpoint is not None and not results:
-        load_checkpoint(init_checkpoint, env_config)  # refused before the run folder is made
-    run_dir.mkdir(parents=True, exist_ok=True)
+    def _checkpoint_id(self) -> str:
+        last = self.results[-1].checkpoint
+        return last if self.legacy else f"{self.state['run_id']}:{last}"
 
-    def finish(k, beta, new_steps, policy, sft, share):
-        ckpt = run_dir / f"round_{k:03d}.pt"
-        if not ckpt.exists():
-            trained_on = data_rounds() if not legacy else json.loads(store.attrs()["rounds"])
-            save_checkpoint(ckpt, policy, env_config, round=k, store=str(store.path), store_rounds=trained_on,
-                            run_id=state.get("run_id", ""), sft=asdict(sft) | {"history": []})
-        say(f"round {k}: evaluating")
-        horizon = config.eval_horizon_s if clip.loop else min(config.eval_horizon_s, clip.duration_s)
-        ev = evaluate(policy_controller(policy), eval_config, episodes=config.eval_episodes,
-                      horizon_s=horizon, init_noise_rad=config.eval_init_noise_rad)
-        result = _round_result(k, beta, new_steps, steps_in(data_rounds()), sft, ev, ckpt, share)
-        results.append(result)
-        state["rounds"] = [asdict(r) for r in results]
-        _save_state(run_dir, state)
-        write_learning_curve(run_dir, results)
-        if on_round:
-            on_round(result)
-
-    # Round 0: the starting policy.
-    if not results:
-        if init_checkpoint is not None:
-            policy, _, _ = load_checkpoint(init_checkpoint, env_config)
-            sft = SFTResult(0, 0, float("nan"), float("nan"), float("nan"), 0, 0, 0.0)
-        else:
-            say("round 0: SFT on the store's mocap rounds" if not legacy else "round 0: SFT on the store")
-            policy, sft = sft_on_store(store, config.sft, policy_config=config.policy, rounds=data_rounds())
-        finish(0, 1.0, 0, policy, sft, 1.0)
-    policy, _, _ = load_checkpoint(run_dir / results[-1].checkpoint, env_config)
-
-    sim = None
-    for k in range(len(results), config.rounds + 1):
-        beta = float(beta_of(k))
-        rounds_in_store = json.loads(store.attrs()["rounds"])
-        pending = state.get("pending") or {}
-        r = k if legacy else state["store_rounds"].get(str(k), pending.get("store_round") if pending.get("round") == k
-                                                        else None)
-        if r is not None and r in rounds_in_store and owned(r):  # collected before an interruption
-            done = store.load(("actions", "expert_actions"), split=None, rounds=[r])
-            new_steps = len(done["actions"])
-            # an executed expert action equals its label, unless collect_noise moved it: unknown then
-            share = (float(np.mean(np.all(done["actions"] == done["expert_actions"], axis=1)))
-                     if config.collect_noise == 0 else float("nan"))
-        else:
-            say(f"round {k}: collecting with beta {beta:.3f}")
-            if not legacy:  # a store round of its own, recorded before appending so a resume finds it
-                r = max(rounds_in_store, default=-1) + 1
-                state["pending"] = {"round": k, "store_round": r}
-                _save_state(run_dir, state)
-            sim = sim or Simulation(replace(env_config, random_start=True), config.num_envs, clip=clip)
-            rng = np.random.default_rng([config.seed, k])
-            started = time.perf_counter()
-
-            def report(done, steps, k=k, started=started):  # a slow expert: say how far, at each quarter
-                if done * 4 // steps != (done - 1) * 4 // steps:
-                    labels = done * config.num_envs
-                    say(f"round {k}: {done}/{steps} steps, {labels} states labelled "
-                        f"({labels / (time.perf_counter() - started):.1f} per s, simulation and learner included)")
-
-            eps = collect(sim, policy.act, expert, beta, config.steps_per_env, rng,
-                          config.mixing, config.segment_steps, report, config.collect_noise)
-            new_steps = sum(len(e["obs"]) for e in eps)
-            labelled_by = provenance_json(expert)
-            share = float(np.average([e["expert_share"] for e in eps], weights=[len(e["obs"]) for e in eps]))
-            episodes = [Episode(obs=e["obs"], expert_actions=e["expert_actions"], actions=e["actions"],
-                                qpos=e["qpos"], qvel=e["qvel"], time_s=e["time_s"], phase=clip.phase(e["time_s"]),
-                                reward=e["reward"], terminated=e["terminated"], truncated=e["truncated"],
-                                source="dagger", clip=clip.name,
-                                checkpoint_id=results[-1].checkpoint if legacy else
-                                f"{state['run_id']}:{results[-1].checkpoint}",
-                                beta=beta, seed=config.seed * 1000 + k, labelled_by=labelled_by)
-                        for e in eps]
-            store.append_round(episodes, round=r, env_config=env_config)
-        if not legacy:
-            state["store_rounds"][str(k)] = r
-            state.pop("pending", None)
-            _save_state(run_dir, state)
-        existing = run_dir / f"round_{k:03d}.pt"
-        if existing.exists():  # trained before an interruption: do not train it twice
-            policy, _, meta = load_checkpoint(existing, env_config)
-            sft = SFTResult(**{**meta["sft"], "history": []})
-        else:
-            say(f"round {k}: retraining on {steps_in(data_rounds())} steps")
-            if config.retrain_from_scratch:
-                retrain = replace(config.sft, last_rounds=config.keep_rounds, seed=config.sft.seed + k)
-                policy, sft = sft_on_store(store, retrain, policy_config=policy.config, rounds=data_rounds())
+    # ----- the steps ----------------------------------------------------------------------
+    def start(self) -> RoundResult:
+        """Round 0 (SFT on the mocap rounds, or the init checkpoint), unless done; the current
+        policy is then the last finished round's."""
+        if not self.results:
+            if self.init_checkpoint is not None:
+                policy, _, _ = load_checkpoint(self.init_checkpoint, self.env_config)
+                sft = SFTResult(0, 0, float("nan"), float("nan"), float("nan"), 0, 0, 0.0)
             else:
-                retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
-                policy, sft = sft_on_store(store, retrain, policy=policy, rounds=data_rounds())
-        finish(k, beta, new_steps, policy, sft, share)
-    return results
+                self.say("round 0: SFT on the store's mocap rounds" if not self.legacy else "round 0: SFT on the store")
+                policy, sft = sft_on_store(self.store, self.config.sft, policy_config=self.config.policy,
+                                           rounds=self.data_rounds())
+            self.evaluate_round(0, 1.0, 0, policy, sft, 1.0)
+        self.policy, _, _ = load_checkpoint(self.run_dir / self.results[-1].checkpoint, self.env_config)
+        return self.results[-1]
+
+    def collect(self, k: int) -> tuple[list[Episode], float]:
+        """Round k's episodes, and the share of executed actions that were the expert's:
+        config.num_envs humanoids from random clip times, each step the expert's action with
+        probability beta_k (else the current policy's), every visited state labelled by the expert."""
+        config, beta = self.config, float(self.beta_of(k))
+        self.say(f"round {k}: collecting with beta {beta:.3f}")
+        self._sim = self._sim or Simulation(replace(self.env_config, random_start=True), config.num_envs,
+                                            clip=self.clip)
+        rng = np.random.default_rng([config.seed, k])
+        started = time.perf_counter()
+
+        def report(done, steps):  # a slow expert: say how far, at each quarter
+            if done * 4 // steps != (done - 1) * 4 // steps:
+                labels = done * config.num_envs
+                self.say(f"round {k}: {done}/{steps} steps, {labels} states labelled "
+                         f"({labels / (time.perf_counter() - started):.1f} per s, simulation and learner included)")
+
+        eps = collect(self._sim, self.policy.act, self.expert, beta, config.steps_per_env, rng, config.mixing,
+                      config.segment_steps, report, config.collect_noise)
+        labelled_by = provenance_json(self.expert)
+        share = float(np.average([e["expert_share"] for e in eps], weights=[len(e["obs"]) for e in eps]))
+        return [Episode(obs=e["obs"], expert_actions=e["expert_actions"], actions=e["actions"], qpos=e["qpos"],
+                        qvel=e["qvel"], time_s=e["time_s"], phase=self.clip.phase(e["time_s"]), reward=e["reward"],
+                        terminated=e["terminated"], truncated=e["truncated"], source="dagger", clip=self.clip.name,
+                        checkpoint_id=self._checkpoint_id(), beta=beta, seed=config.seed * 1000 + k,
+                        labelled_by=labelled_by)
+                for e in eps], share
+
+    def aggregate(self, k: int, episodes: list[Episode]) -> int:
+        """Append round k's episodes to the store as a round of this run's own; its store round."""
+        rounds_in_store = json.loads(self.store.attrs()["rounds"])
+        r = k if self.legacy else max(rounds_in_store, default=-1) + 1
+        if not self.legacy:  # recorded before appending, so that a resume finds the round
+            self.state["pending"] = {"round": k, "store_round": r}
+            _save_state(self.run_dir, self.state)
+        self.store.append_round(episodes, round=r, env_config=self.env_config)
+        self._record(k, r)
+        return r
+
+    def _record(self, k: int, r: int) -> None:
+        if not self.legacy:
+            self.state["store_rounds"][str(k)] = r
+            self.state.pop("pending", None)
+            _save_state(self.run_dir, self.state)
+
+    def collected(self, k: int) -> tuple[int, float] | None:
+        """(new steps, expert share) of round k if it was collected before an interruption, else None."""
+        rounds_in_store = json.loads(self.store.attrs()["rounds"])
+        pending = self.state.get("pending") or {}
+        r = k if self.legacy else self.state["store_rounds"].get(
+            str(k), pending.get("store_round") if pending.get("round") == k else None)
+        if r is None or r not in rounds_in_store or not self._owned(r):
+            return None
+        self._record(k, r)
+        done = self.store.load(("actions", "expert_actions"), split=None, rounds=[r])
+        # an executed expert action equals its label, unless collect_noise moved it: unknown then
+        share = (float(np.mean(np.all(done["actions"] == done["expert_actions"], axis=1)))
+                 if self.config.collect_noise == 0 else float("nan"))
+        return len(done["actions"]), share
+
+    def fit(self, k: int):
+        """Round k's policy and its SFTResult: retrained on the mocap rounds and this run's (or
+        read back, if trained before an interruption)."""
+        config, rounds = self.config, self.data_rounds()
+        existing = self.run_dir / f"round_{k:03d}.pt"
+        if existing.exists():  # trained before an interruption: do not train it twice
+            policy, _, meta = load_checkpoint(existing, self.env_config)
+            return policy, SFTResult(**{**meta["sft"], "history": []})
+        self.say(f"round {k}: retraining on {self._steps_in(rounds)} steps")
+        if config.retrain_from_scratch:
+            retrain = replace(config.sft, last_rounds=config.keep_rounds, seed=config.sft.seed + k)
+            return sft_on_store(self.store, retrain, policy_config=self.policy.config, rounds=rounds)
+        retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
+        return sft_on_store(self.store, retrain, policy=self.policy, rounds=rounds)
+
+    def evaluate_round(self, k: int, beta: float, new_steps: int, policy, sft: SFTResult, share: float) -> RoundResult:
+        """Checkpoint round k's policy (unless there), evaluate it from phase 0, and record the
+        round (state.json, learning curve, on_round)."""
+        config = self.config
+        ckpt = self.run_dir / f"round_{k:03d}.pt"
+        if not ckpt.exists():
+            trained_on = self.data_rounds() if not self.legacy else json.loads(self.store.attrs()["rounds"])
+            save_checkpoint(ckpt, policy, self.env_config, round=k, store=str(self.store.path),
+                            store_rounds=trained_on, run_id=self.state.get("run_id", ""),
+                            sft=asdict(sft) | {"history": []})
+        self.say(f"round {k}: evaluating")
+        horizon = config.eval_horizon_s if self.clip.loop else min(config.eval_horizon_s, self.clip.duration_s)
+        ev = evaluate(policy_controller(policy), replace(self.env_config, random_start=False),
+                      episodes=config.eval_episodes, horizon_s=horizon, init_noise_rad=config.eval_init_noise_rad)
+        result = _round_result(k, beta, new_steps, self._steps_in(self.data_rounds()), sft, ev, ckpt, share)
+        self.results.append(result)
+        self.policy = policy
+        self.state["rounds"] = [asdict(r) for r in self.results]
+        _save_state(self.run_dir, self.state)
+        write_learning_curve(self.run_dir, self.results)
+        if self.on_round:
+            self.on_round(result)
+        return result
+
+    def round(self, k: int) -> RoundResult:
+        """Round k: collect and aggregate (unless collected before an interruption), fit, evaluate."""
+        if self.policy is None:
+            self.start()
+        beta = float(self.beta_of(k))
+        before = self.collected(k)
+        if before is None:
+            episodes, share = self.collect(k)
+            self.aggregate(k, episodes)
+            new_steps = sum(len(e) for e in episodes)
+        else:
+            new_steps, share = before
+        policy, sft = self.fit(k)
+        return self.evaluate_round(k, beta, new_steps, policy, sft, share)
+
+    def run(self) -> list[RoundResult]:
+        """Every round up to config.rounds (resuming), holding the store for the run's length."""
+        with self.store.held_for_run():
+            self.start()
+            for k in range(len(self.results), self.config.rounds + 1):
+                self.round(k)
+        return self.results

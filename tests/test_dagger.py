@@ -765,3 +765,31 @@ def test_dagger_writes_its_learning_curve(clean_run):
         assert float(row["survival_s"]) == pytest.approx(r.evaluation["survival_s"]["mean"])
         assert int(row["total_steps"]) == r.total_steps and int(row["full_horizon"]) == r.evaluation["full_horizon"]
     assert (run_dir / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_round_step_by_step_is_the_same_as_run(clean_run, module_dir, tmp_path):
+    """collect -> aggregate -> fit -> evaluate_round by hand, with a look at the episodes between
+    the steps, gives the uninterrupted run's data and results."""
+    from imitate.dagger import DAggerTrainer
+
+    store = fresh_store(module_dir, tmp_path)
+    trainer = DAggerTrainer(tmp_path / "run", store, CONFIG)
+    first = trainer.start()
+    assert first.round == 0 and trainer.results == [first]
+    for k in (1, 2):
+        episodes, share = trainer.collect(k)
+        assert sum(len(e) for e in episodes) == CONFIG.num_envs * CONFIG.steps_per_env
+        assert all(e.source == "dagger" and np.isfinite(e.expert_actions).all() for e in episodes)
+        assert trainer.aggregate(k, episodes) == k  # the store's next round
+        policy, sft = trainer.fit(k)
+        result = trainer.evaluate_round(k, float(trainer.beta_of(k)), sum(len(e) for e in episodes), policy, sft,
+                                        share)
+        assert result.round == k
+    clean = read_store(clean_run[1])
+    mine = read_store(store)
+    assert [(e["attrs"]["round"], len(e["obs"])) for e in clean] == [(e["attrs"]["round"], len(e["obs"])) for e in mine]
+    for a, b in zip(clean, mine, strict=True):
+        np.testing.assert_allclose(a["expert_actions"], b["expert_actions"], atol=1e-4)
+    for a, b in zip(clean_run[2], trainer.results, strict=True):
+        assert (a.round, a.beta, a.new_steps, a.total_steps) == (b.round, b.beta, b.new_steps, b.total_steps)
+        assert a.expert_share == pytest.approx(b.expert_share)
