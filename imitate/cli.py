@@ -26,6 +26,13 @@ def _make_expert(name: str, clip, config, args):
                               label=args.search_label, warm_start=not args.search_cold, knots=args.search_knots,
                               noise_decay=args.search_noise_decay, seed=args.seed, planning_hz=args.planning_hz,
                               temperature=args.search_temperature)
+    if getattr(args, "ray", None) is not None:
+        if name != "search":
+            raise ConfigError(f"--ray spreads the search expert's labels; the {name} expert needs no workers "
+                              "(it labels in microseconds)")
+        from .distributed import RayExpert
+
+        return RayExpert(clip, config, search, workers=args.ray_workers, address=args.ray)
     if name not in ("best", "tracking"):
         return make_expert(name, clip, config, search=search)
     from .console import progress_bar
@@ -92,6 +99,11 @@ def _add_expert_options(p, default: str | None = "pd") -> None:
     p.add_argument("--search-cold", action="store_true",
                    help="search: no warm start; every decision searches afresh with the same noise draws, so the "
                         "label is a function of the state (learnable), at the cost of its cold iterations")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="search: label on Ray workers (pip install 'imitate[ray]'), the same labels as without; "
+                        "no ADDRESS: a local Ray instance of this machine's cores; auto: the running cluster")
+    p.add_argument("--ray-workers", type=int, default=None,
+                   help="search, with --ray: how many workers (default: one per CPU of the cluster)")
 
 
 def _cmd_motions(args) -> int:

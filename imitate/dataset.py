@@ -116,7 +116,8 @@ def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig
     times, qpos_all, qvel_all, obs_all, reward_all, states = (np.stack(x) for x in zip(*passes, strict=True))
     labels = np.empty((len(plan), steps, hum.NU), np.float32)
     labelled_by = provenance_json(expert)
-    chunk = 1 if hasattr(expert, "label_states") else len(plan)  # pass by pass when slow
+    # pass by pass when slow; an expert with workers (RayExpert) labels as many passes at once
+    chunk = max(1, getattr(expert, "workers", 1)) if hasattr(expert, "label_states") else len(plan)
     partial = Path(out).with_name(f".{Path(out).name}.partial.npz")
     key = json.dumps({"build": asdict(build), "env": env_config.to_json(), "expert": labelled_by}, sort_keys=True)
     done = _resume(partial, key, labels) if chunk < len(plan) else 0

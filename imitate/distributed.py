@@ -1,0 +1,123 @@
+"""The search expert's labels spread over Ray workers (``pip install 'imitate[ray]'``).
+
+``RayExpert`` stands where a ``SearchExpert`` stands (``label(sim)``, ``label_states``,
+``provenance``): each of its ``workers`` Ray actors holds a search expert of the same clip and
+settings, a state goes to the actor ``key % workers`` (its humanoid's or pass's number, so a
+warm-started plan stays on the actor that made it), and the labels come back in the states'
+order.  Labels, stores and checkpoints are then the same as in-process, whatever the number of
+workers: a label depends on its state, its time and its key's own seed, never on which task
+finished first.  (A cold search, the DAgger recipe's, is a function of the state and time alone;
+a warm-started one also of its plan, which a restarted actor has lost: after a worker failure
+its labels can differ.)
+
+Ray's own fault tolerance is used: an actor whose process dies is restarted and its task retried
+(``max_restarts``, ``max_task_retries``); nothing is appended twice because the store is written
+by the driver alone, from the returned arrays.  The driver checks at start that every worker
+imports this version of imitate, and names the node that does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from . import __version__
+from . import humanoid as hum
+from .env import EnvConfig
+from .errors import ConfigError
+from .experts.search import SearchConfig, SearchExpert
+from .motion import MotionClip
+
+RESTARTS = 3  # Ray's max_restarts and max_task_retries for each worker
+
+
+def connect(address: str | None = None):
+    """The ray module, connected: to the cluster at address ("auto": the running one), else a
+    local instance of this machine's cores (started once per process)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs the ray package: pip install 'imitate[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address if address not in (None, "", "local") else None, include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR")
+    return ray
+
+
+class _Worker:
+    """One Ray actor: a search expert of its own, labelling the states sent to it."""
+
+    def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig):
+        self.expert = SearchExpert(clip, env_config, config)
+
+    def identity(self) -> tuple[str, str]:
+        import ray
+
+        from . import __version__ as version
+
+        return version, ray.util.get_node_ip_address()
+
+    def label_states(self, states, times, keys):
+        return self.expert.label_states(states, times, keys)
+
+    def forget(self, keys) -> None:
+        for k in keys:
+            self.expert.plans.pop(int(k), None)
+
+
+class RayExpert:
+    """The search expert of clip, env_config and config with its labels computed by workers
+    Ray actors (module docstring); address as for ``connect``."""
+
+    def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig = SearchConfig(), *,
+                 workers: int | None = None, address: str | None = None):
+        ray = connect(address)
+        self._ray = ray
+        self.clip, self.env_config, self.config = clip, env_config, config
+        self.workers = int(workers or ray.cluster_resources().get("CPU", 1))
+        if self.workers < 1:
+            raise ConfigError(f"--ray-workers must be >= 1; found {self.workers}")
+        actor = ray.remote(num_cpus=1, max_restarts=RESTARTS, max_task_retries=RESTARTS)(_Worker)
+        # each actor plans on one thread: the workers are the parallelism
+        one_thread = SearchConfig(**{**asdict(config), "nthread": 1})
+        self._actors = [actor.remote(clip, env_config, one_thread) for _ in range(self.workers)]
+        try:
+            identities = ray.get([a.identity.remote() for a in self._actors])
+        except Exception as exc:  # the worker could not import imitate, or failed building its expert
+            raise ConfigError(f"a Ray worker could not start imitate's search expert ({type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[-1][:300]})") from None
+        for version, node in identities:
+            if version != __version__:
+                raise ConfigError(f"the Ray worker on node {node} has imitate {version}; this driver has "
+                                  f"{__version__}: install the same version on every node")
+        self._provenance = SearchExpert(clip, env_config, config).provenance()
+
+    def provenance(self) -> dict:
+        return dict(self._provenance)  # the same labeller as in-process: the labels are the same
+
+    def label(self, sim) -> np.ndarray:
+        """Labels (N, 28) for the humanoids of sim; a humanoid just reset starts a new plan."""
+        keys = np.arange(sim.num_envs)
+        reset = keys[sim.steps == 0]
+        if len(reset) and self.config.warm_start:
+            self._ray.get([a.forget.remote(reset[reset % self.workers == w]) for w, a in enumerate(self._actors)])
+        return self.label_states(np.array(sim.batch.state), sim.ref_time_s.copy(), keys)
+
+    def label_states(self, states: np.ndarray, times: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Labels (n, 28) of integration-state rows (n, nstate) at clip times (n,), state i on
+        the actor keys[i] % workers; in the rows' order."""
+        states, times, keys = np.atleast_2d(states), np.asarray(times, float), np.asarray(keys, int)
+        owner = keys % self.workers
+        rows = [np.flatnonzero(owner == w) for w in range(self.workers)]
+        refs = {w: self._actors[w].label_states.remote(states[r], times[r], keys[r]) for w, r in enumerate(rows)
+                if len(r)}
+        out = np.empty((len(states), hum.NU))
+        for w, labels in zip(refs, self._ray.get(list(refs.values())), strict=True):
+            out[rows[w]] = labels
+        return out
+
+    def close(self) -> None:
+        for a in self._actors:
+            self._ray.kill(a)
+        self._actors = []

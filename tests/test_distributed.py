@@ -1,0 +1,134 @@
+"""The search expert on Ray workers: the same labels, stores and checkpoints as in-process."""
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from imitate.env import EnvConfig, Simulation
+from imitate.errors import ConfigError
+from imitate.experts.search import DAGGER_LABELS, SearchExpert
+from imitate.motion import load_clip
+
+ray = pytest.importorskip("ray")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = replace(DAGGER_LABELS, candidates=6, horizon=4, planning_hz=150, nthread=1)  # cold, cheap
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def _states(config, clip, n=5, steps=3, seed=0):
+    """A simulation of n humanoids a few random-action steps from spread clip times."""
+    sim = Simulation(config, n, nthread=1, clip=clip)
+    sim.reset(np.arange(n), np.linspace(0.0, 0.9 * clip.duration_s, n))
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        sim.step(rng.uniform(-0.3, 0.3, (n, 28)))
+    return sim
+
+
+@pytest.mark.parametrize("search", [SMALL, replace(SMALL, warm_start=True)], ids=["cold", "warm"])
+def test_labels_are_the_same_on_any_number_of_workers(local_ray, synthetic_clip_path, search):
+    from imitate.distributed import RayExpert
+
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    clip = load_clip(config.clip)
+    sim = _states(config, clip)
+    local = SearchExpert(clip, config, search)
+    expected = [local.label(sim)]
+    sim.step(expected[0])
+    expected.append(local.label(sim))  # a second decision: warm plans carried over
+    for workers in (1, 2):
+        remote = RayExpert(clip, config, search, workers=workers)
+        sim2 = _states(config, clip)
+        got = [remote.label(sim2)]
+        sim2.step(got[0])
+        got.append(remote.label(sim2))
+        for a, b in zip(expected, got, strict=True):
+            np.testing.assert_array_equal(a, b)  # bit for bit
+        assert remote.provenance() == local.provenance()
+        remote.close()
+
+
+def test_a_killed_worker_is_restarted_and_its_task_retried(local_ray, synthetic_clip_path):
+    from imitate.distributed import RayExpert
+
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    clip = load_clip(config.clip)
+    sim = _states(config, clip)
+    expected = SearchExpert(clip, config, SMALL).label(sim)
+    remote = RayExpert(clip, config, SMALL, workers=2)
+    ray.kill(remote._actors[1], no_restart=False)  # its process dies; Ray restarts it
+    np.testing.assert_array_equal(remote.label(sim), expected)
+    remote.close()
+
+
+def test_a_worker_of_another_version_is_named(local_ray, synthetic_clip_path, monkeypatch):
+    import imitate.distributed as distributed
+
+    monkeypatch.setattr(distributed, "__version__", "0.0.0-driver")  # the driver's version differs
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    with pytest.raises(ConfigError, match=r"the Ray worker on node [\d.]+ has imitate .*; this driver has 0.0.0"):
+        distributed.RayExpert(load_clip(config.clip), config, SMALL, workers=1)
+
+
+def test_dagger_on_ray_writes_the_same_store_and_checkpoints(local_ray, synthetic_clip_path, tmp_path):
+    import h5py
+    import torch
+
+    from imitate.dagger import DAggerConfig, run_dagger
+    from imitate.dataset import BuildConfig, build_mocap_store
+    from imitate.distributed import RayExpert
+    from imitate.policy import load_checkpoint
+    from imitate.sft import SFTConfig
+
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    clip = load_clip(config.clip)
+    fit = SFTConfig(epochs=2, threads=1)
+    dagger = DAggerConfig(rounds=1, num_envs=2, steps_per_env=4, sft=fit, retrain=fit, eval_horizon_s=0.2)
+    runs = {}
+    for name, expert in (("local", SearchExpert(clip, config, SMALL)), ("ray", RayExpert(clip, config, SMALL,
+                                                                                          workers=2))):
+        store = tmp_path / f"{name}.h5"
+        build_mocap_store(store, config, BuildConfig(offsets=1, copies=1, joint_noise_rad=(0.05,),
+                                                     velocity_noise_rad_s=(0.5,)), expert=expert)
+        run_dagger(tmp_path / f"{name}-run", store, dagger, expert=expert)
+        runs[name] = store
+    with h5py.File(runs["local"], "r") as a, h5py.File(runs["ray"], "r") as b:
+        assert sorted(a["episodes"]) == sorted(b["episodes"])
+        for eid in a["episodes"]:
+            for field in ("expert_actions", "actions", "qpos", "obs"):
+                np.testing.assert_array_equal(a[f"episodes/{eid}/{field}"][()], b[f"episodes/{eid}/{field}"][()])
+    for k in (0, 1):
+        pa, _, _ = load_checkpoint(tmp_path / "local-run" / f"round_{k:03d}.pt")
+        pb, _, _ = load_checkpoint(tmp_path / "ray-run" / f"round_{k:03d}.pt")
+        for (na, ta), (nb, tb) in zip(pa.state_dict().items(), pb.state_dict().items(), strict=True):
+            assert na == nb and torch.equal(ta, tb), na
+
+
+def test_without_the_flag_ray_is_never_imported(tmp_path, synthetic_clip_path):
+    code = ("import sys; from imitate.cli import main; "
+            f"main(['dataset', 'build', {str(synthetic_clip_path)!r}, '--out', {str(tmp_path / 's.h5')!r}, "
+            "'--offsets', '1', '--copies', '1', '--expert', 'search', '--candidates', '4', '--horizon', '2', "
+            "'--planning-hz', '150']); print('ray' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=REPO), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_ray_with_an_expert_that_needs_no_workers_is_one_line(tmp_path, synthetic_clip_path):
+    done = subprocess.run([sys.executable, "-m", "imitate.cli", "dataset", "build", str(synthetic_clip_path),
+                           "--out", str(tmp_path / "s.h5"), "--ray"], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
+    assert done.returncode == 2 and "--ray spreads the search expert's labels" in done.stderr
+
+
