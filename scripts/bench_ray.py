@@ -72,7 +72,7 @@ def main() -> None:
             seconds, got = best_of(args.repeats, lambda remote=remote: remote.label_states(states, times, keys))
             rows.append((f"Ray, {workers} worker{'s' if workers > 1 else ''}", seconds, np.array_equal(got, expected)))
             remote.close()
-        idle = ray.remote(_Worker).remote(clip, config, replace(search, candidates=2, horizon=1))
+        idle = ray.remote(_Worker).remote(clip, config, replace(search, candidates=2, horizon=4))
         ray.get(idle.identity.remote())
         n = 50
         start = time.perf_counter()
