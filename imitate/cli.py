@@ -375,11 +375,13 @@ class _PipelineView:
         if stage.name == "store":
             console.rule(f"[bold]imitate pipeline: {stage.clip} ({self.config.action_space}) in {stage.run_dir}")
             console.print(f"resuming: {stage.path} exists" if stage.resumed else
-                          "1. building the mocap store (reference and perturbed states, PD-expert labels)")
+                          f"1. building the mocap store (reference and perturbed states, {self.config.expert}-expert "
+                          "labels)")
         elif stage.name == "dagger":
             for table in store_tables(summarize(DemoStore(stage.path)))[1:2]:
                 console.print(table)
-            console.print("2-3. SFT on the store, then DAgger rounds (the learner drives, the PD expert relabels)")
+            console.print(f"2-3. SFT on the store, then DAgger rounds (the learner drives, the {self.config.expert} "
+                          "expert relabels)")
             self.table = LiveTable(rounds_table, finished_rounds(stage.run_dir)).start()
         elif stage.name == "trpo":
             console.print(f"4. TRPO fine-tuning from the last DAgger policy ({self.config.trpo.samples:,} samples)")
@@ -410,24 +412,49 @@ def _cmd_pipeline(args) -> int:
     from dataclasses import replace
 
     from .console import console, evaluation_table
-    from .pipeline import PipelineConfig, run_pipeline
+    from .pipeline import RECIPES, run_pipeline
+    from .trpo import TRPOConfig
 
-    _at_least(("--rounds", args.rounds, 1), ("--episodes", args.episodes, 1), ("--trpo-samples", args.trpo_samples, 0))
-    default = PipelineConfig()
-    config = PipelineConfig(clip=args.clip, action_space=args.action_space,
-                            dagger=replace(default.dagger, rounds=args.rounds), eval_episodes=args.episodes,
-                            trpo=replace(default.trpo, samples=args.trpo_samples) if args.trpo_samples > 0 else None)
+    recipe = RECIPES[args.expert]
+    rounds = recipe.dagger.rounds if args.rounds is None else args.rounds
+    episodes = recipe.eval_episodes if args.episodes is None else args.episodes
+    samples = (recipe.trpo.samples if recipe.trpo else 0) if args.trpo_samples is None else args.trpo_samples
+    _at_least(("--rounds", rounds, 1), ("--episodes", episodes, 1), ("--trpo-samples", samples, 0))
+    config = replace(recipe, clip=args.clip, action_space=args.action_space,
+                     dagger=replace(recipe.dagger, rounds=rounds), eval_episodes=episodes,
+                     trpo=replace(recipe.trpo or TRPOConfig(), samples=samples) if samples > 0 else None)
     view = _PipelineView(config)
     try:
         result = run_pipeline(config, args.out, on_stage=view.on_stage, on_round=view.add_row,
                               on_iteration=view.add_row, on_progress=view.note)
     finally:
         view.end_table(finished=False)  # a stage that raised
-    console.print(evaluation_table(result.evaluation, f"'{result.clip}' from phase 0 ({args.episodes} episodes)"))
-    console.print("The PD expert tracks joints but cannot balance the unactuated root, so neither can a policy "
-                  "that imitates it: balance must come from TRPO (a short stage here; see the README for the "
-                  "full budget) or from the search expert (imitate dagger --expert search).")
+    console.print(evaluation_table(result.evaluation, f"'{result.clip}' from phase 0 ({episodes} episodes)"))
+    if args.video_seconds > 0:
+        _pipeline_video(result, args.video_seconds)
+    if config.expert == "pd":
+        console.print("The PD expert tracks joints but cannot balance the unactuated root, so neither can a policy "
+                      "that imitates it: balance must come from TRPO (a short stage here; see the README for the "
+                      "full budget) or from the search expert (imitate pipeline --expert search: about 35 min).")
     return 0
+
+
+def _pipeline_video(result, seconds: float) -> None:
+    """RUN_DIR/best.mp4 (and best.png, a strip of its frames) of the best DAgger round, or one
+    line saying why there is none."""
+    from .console import console
+    from .evaluation import policy_controller
+    from .policy import load_checkpoint
+    from .render import render_video
+
+    policy, env_config, _ = load_checkpoint(result.best)
+    path = result.run_dir / "best.mp4"
+    try:
+        render_video(policy_controller(policy), env_config, path, seconds=seconds)
+    except ConfigError as exc:  # no offscreen OpenGL or no imageio here
+        console.print(f"no video: {exc}")
+        return
+    console.print(f"wrote {path} and {path.with_suffix('.png')}: {result.best.name} beside its reference")
 
 
 def _cmd_dataset_build(args) -> int:
@@ -705,9 +732,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", default="walk", help="clip name or path (default: walk)")
     p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"],
                    help="pd_target: actions are servo targets; torque: actions are joint torques")
-    p.add_argument("--rounds", type=int, default=3, help="DAgger rounds (default 3)")
-    p.add_argument("--episodes", type=int, default=3, help="evaluation episodes (default 3)")
-    p.add_argument("--trpo-samples", type=int, default=8192, help="TRPO samples after DAgger (0: no TRPO)")
+    p.add_argument("--expert", default="pd", choices=["pd", "search"],
+                   help="the recipe: pd (about a minute; its policies fall, the teaching example) or search (the "
+                        "search expert's DAgger recipe, planner at 150 Hz: about 35 min on 2 cores, walk walks)")
+    p.add_argument("--rounds", type=int, default=None, help="DAgger rounds (default: the recipe's, 3 or 12)")
+    p.add_argument("--episodes", type=int, default=None, help="final evaluation episodes (default: the recipe's, 3 "
+                                                                "or 5)")
+    p.add_argument("--trpo-samples", type=int, default=None,
+                   help="TRPO samples after DAgger, 0: no TRPO (default: the recipe's, 8192 or 0)")
+    p.add_argument("--video-seconds", type=float, default=10.0,
+                   help="seconds of RUN_DIR/best.mp4, the best DAgger round beside its reference (0: none)")
     p.add_argument("--out", default=None, help="run folder (default runs/pipeline-CLIP; resumes if present)")
     p.set_defaults(func=_cmd_pipeline)
     _set_formatter(parser)

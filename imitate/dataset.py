@@ -129,6 +129,7 @@ def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig
         if chunk < len(plan) and sl.stop < len(plan):
             buffer = io.BytesIO()
             np.savez(buffer, labels=labels[:sl.stop], key=np.array(key))
+            partial.parent.mkdir(parents=True, exist_ok=True)
             write_bytes(partial, buffer.getvalue())
         if progress:
             progress(min(start + chunk, len(plan)), len(plan))

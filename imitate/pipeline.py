@@ -1,11 +1,16 @@
 """The main job: a store from the clip, SFT and DAgger rounds, a short TRPO stage, evaluation.
 
+Two named recipes (``RECIPES``): ``"pd"`` (the default, about a minute: the PD expert, which
+tracks joints but cannot balance, so its policies fall within 1.5 s: the teaching example) and
+``"search"`` (the search expert with labels a learner can fit and the planner at 150 Hz, 12 rounds
+with a residual learner, no TRPO: about 35 minutes on 2 cores, and on walk a policy that walks).
+
 ``run_pipeline(config, run_dir)`` runs it into run_dir (default ``runs/pipeline-CLIP``):
-- ``CLIP.h5``: the store; round 0 is built from mocap, labelled by the PD expert, if missing;
+- ``CLIP.h5``: the store; round 0 is built from mocap, labelled by the expert, if missing;
 - ``round_NNN.pt``, ``state.json``: SFT (round 0) and the DAgger rounds (imitate.dagger);
 - ``trpo/``: TRPO fine-tuning of the last DAgger policy (imitate.trpo), unless config.trpo is None
   (``imitate pipeline`` adds its learning_curve.png);
-then the PD expert and every policy are evaluated from phase 0.  Killed at any point, the same
+then every policy (and the PD expert, on the pd recipe) is evaluated from phase 0.  Killed at any point, the same
 call resumes: an existing store is reused, and finished rounds and TRPO iterations do not run
 again (the evaluation does).  Nothing here prints: stages and progress go to callbacks.
 """
@@ -14,18 +19,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import humanoid as hum
-from .dagger import DAggerConfig, RoundResult, finished_rounds, run_dagger
+from .dagger import DAggerConfig, RoundResult, best_round, finished_rounds, run_dagger
 from .dataset import BuildConfig, build_mocap_store
 from .env import EnvConfig
 from .errors import ConfigError
 from .evaluation import EvalResult, evaluate, expert_controller, policy_controller
+from .experts import make_expert
 from .experts.pd import PDExpert
+from .experts.search import DAGGER_LABELS, SearchConfig
 from .motion import load_clip
-from .policy import load_checkpoint
+from .policy import PolicyConfig, load_checkpoint
 from .store import DemoStore
 from .trpo import STATE_FILE, IterationLog, TRPOConfig, start
 
@@ -38,6 +45,8 @@ class PipelineConfig:
 
     clip: str = "walk"  # clip name or path
     action_space: str = "pd_target"  # "pd_target" or "torque"
+    expert: str = "pd"  # "pd" or "search": labels the store and every DAgger round
+    search: SearchConfig = field(default_factory=lambda: replace(DAGGER_LABELS, planning_hz=150.0))  # for "search"
     build: BuildConfig = field(default_factory=lambda: BuildConfig(offsets=8, copies=8))  # the mocap round
     dagger: DAggerConfig = field(default_factory=DAggerConfig)  # 3 rounds of 8 envs x 150 steps
     trpo: TRPOConfig | None = field(default_factory=lambda: TRPOConfig(samples=8192))  # None: no TRPO stage
@@ -50,6 +59,8 @@ class PipelineConfig:
             object.__setattr__(self, "clip", str(self.clip))
         if not isinstance(self.clip, str) or not self.clip:
             raise ConfigError(f"PipelineConfig.clip must be a clip name or path; found {self.clip!r}")
+        if self.expert not in ("pd", "search"):
+            raise ConfigError(f"PipelineConfig.expert must be 'pd' or 'search'; found {self.expert!r}")
         if self.action_space not in hum.ACTION_SPACES:
             raise ConfigError(f"PipelineConfig.action_space must be one of {hum.ACTION_SPACES}; "
                               f"found {self.action_space!r}")
@@ -64,6 +75,16 @@ class PipelineConfig:
             raise ConfigError(f"PipelineConfig.eval_horizon_s must be > 0 or None; found {self.eval_horizon_s}")
         if not self.eval_init_noise_rad >= 0:
             raise ConfigError(f"PipelineConfig.eval_init_noise_rad must be >= 0; found {self.eval_init_noise_rad}")
+
+
+RECIPES = {
+    "pd": PipelineConfig(),
+    # the DAgger recipe of docs/search_expert.md, planner at 150 Hz: walk walks at round 11
+    "search": PipelineConfig(expert="search", build=BuildConfig(offsets=4, copies=4),
+                             dagger=DAggerConfig(rounds=12, steps_per_env=100, policy=PolicyConfig(residual=True),
+                                                 eval_episodes=2, eval_horizon_s=20.0),
+                             trpo=None, eval_episodes=5),
+}
 
 
 @dataclass(frozen=True)
@@ -86,8 +107,9 @@ class PipelineResult:
     store: Path
     rounds: list[RoundResult]  # every DAgger round, 0 (SFT) first
     iterations: list[IterationLog]  # the TRPO iterations this call ran (none if skipped or already done)
-    checkpoints: dict[str, Path]  # "SFT (round 0)", "DAgger (round K)" and "+ TRPO" -> the policy's file
-    evaluation: dict[str, EvalResult]  # "PD expert" and each checkpoint's label -> its evaluation
+    checkpoints: dict[str, Path]  # "SFT (round 0)", "DAgger (round K)", its best round, "+ TRPO" -> the file
+    evaluation: dict[str, EvalResult]  # ("PD expert" and) each checkpoint's label -> its evaluation
+    best: Path | None = None  # the best DAgger round's checkpoint (by its own evaluation)
 
 
 def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.PathLike | None = None, *,
@@ -114,13 +136,17 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     if store_path.exists():
         _check_store(store_path, env_config)
         env_config = DemoStore(store_path).env_config  # every stage in the env the store was built for
-    else:
-        build_mocap_store(store_path, env_config, config.build)
+    expert = make_expert(config.expert, clip, env_config, search=config.search)
+    if not store_path.exists():
+        build_mocap_store(store_path, env_config, config.build, expert=expert)
 
     stage("dagger", store_path, bool(finished_rounds(run_dir)))
-    rounds = run_dagger(run_dir, store_path, config.dagger, on_round=on_round, on_progress=on_progress)
+    rounds = run_dagger(run_dir, store_path, config.dagger, expert=expert, on_round=on_round, on_progress=on_progress)
     last = f"DAgger (round {rounds[-1].round})"
     checkpoints = {"SFT (round 0)": run_dir / rounds[0].checkpoint, last: run_dir / rounds[-1].checkpoint}
+    best = best_round(rounds[1:] or rounds)
+    if best.round != rounds[-1].round:
+        checkpoints[f"DAgger (best: round {best.round})"] = run_dir / best.checkpoint
 
     iterations = []
     if config.trpo is not None:
@@ -131,14 +157,15 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
         checkpoints["+ TRPO"] = trpo_dir / "policy.pt"
 
     stage("evaluation", run_dir)
-    controllers = {"PD expert": expert_controller(PDExpert(clip, config.action_space))}
+    controllers = {"PD expert": expert_controller(PDExpert(clip, config.action_space))} if config.expert == "pd" \
+        else {}  # the search expert alone would take minutes: its policies are what is measured
     for label, path in checkpoints.items():
         controllers[label] = policy_controller(load_checkpoint(path, env_config)[0])
     evaluation = {label: evaluate(controller, env_config, episodes=config.eval_episodes,
                                   horizon_s=config.eval_horizon_s, init_noise_rad=config.eval_init_noise_rad)
                   for label, controller in controllers.items()}
     return PipelineResult(clip=clip.name, run_dir=run_dir, store=store_path, rounds=rounds, iterations=iterations,
-                          checkpoints=checkpoints, evaluation=evaluation)
+                          checkpoints=checkpoints, evaluation=evaluation, best=run_dir / best.checkpoint)
 
 
 def _check_store(path: Path, env_config: EnvConfig) -> None:

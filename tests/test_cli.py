@@ -54,6 +54,7 @@ def test_main_job_runs_end_to_end(tmp_path):
     state = json.loads((run / "state.json").read_text())
     assert [r["round"] for r in state["rounds"]] == [0, 1]
     assert (run / "round_001.pt").is_file() and (run / "walk.h5").is_file() and (run / "trpo" / "policy.pt").is_file()
+    assert (run / "best.mp4").is_file() or "no video" in proc.stdout  # the best round beside its reference
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert again.returncode == 0 and "resuming" in again.stdout and "collecting" not in again.stdout
 

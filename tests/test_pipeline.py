@@ -155,3 +155,30 @@ def test_a_second_call_resumes_without_recomputing(run):
     assert again.notes == ["resuming TRPO at iteration 2 (128 samples)"]
     assert result.rounds == first.rounds and result.checkpoints == first.checkpoints
     assert result.evaluation == first.evaluation  # the same policies, the same seeded evaluation
+
+
+def test_the_search_recipe_labels_with_the_search_expert(tmp_path):
+    """RECIPES["search"], made tiny: the store and every round are labelled by the search expert
+    (its settings recorded), the learner is residual, there is no TRPO stage and no PD-expert row."""
+    from imitate.experts.search import DAGGER_LABELS
+    from imitate.pipeline import RECIPES
+
+    clip = write_clip(tmp_path / "synthetic.txt", synthetic_frames())
+    recipe = RECIPES["search"]
+    assert recipe.expert == "search" and recipe.trpo is None and recipe.dagger.policy.residual
+    assert recipe.search == replace(DAGGER_LABELS, planning_hz=150.0) and recipe.dagger.rounds == 12
+    small = replace(recipe, clip=str(clip), build=BuildConfig(offsets=1, copies=1, joint_noise_rad=(0.05,),
+                                                            velocity_noise_rad_s=(0.5,)),
+                    search=replace(recipe.search, candidates=4, horizon=4),
+                    dagger=replace(recipe.dagger, rounds=1, num_envs=2, steps_per_env=5, eval_episodes=1,
+                                   eval_horizon_s=0.3, sft=SFTConfig(epochs=2, threads=1),
+                                   retrain=SFTConfig(epochs=1, threads=1)),
+                    eval_episodes=1, eval_horizon_s=0.3)
+    result = run_pipeline(small, tmp_path / "run")
+    with h5py.File(result.store, "r") as f:
+        kinds = {json.loads(g.attrs["labelled_by"])["kind"] for g in f["episodes"].values()}
+        assert kinds == {"search"}
+        assert {g.attrs["source"] for g in f["episodes"].values()} == {"mocap", "dagger"}
+    assert "PD expert" not in result.evaluation and "+ TRPO" not in result.checkpoints
+    policy, _, _ = load_checkpoint(result.best)
+    assert policy.config.residual and result.best.name == "round_001.pt"
