@@ -220,12 +220,12 @@ def write_learning_curve(run_dir: Path, results: list[RoundResult]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text(run_dir / "learning_curve.csv", buffer.getvalue())
-    horizon = max(r["horizon_s"] for r in rows)
+    horizon, episodes = max(r["horizon_s"] for r in rows), rows[-1]["episodes"]
+    evaluated = f"{episodes} episode{'s' if episodes > 1 else ''} of {horizon:g} s a round"
     learning_curve_png(run_dir / "learning_curve.png", [r["round"] for r in rows],
                        {"normalised return": [r["normalised_return"] for r in rows],
                         f"survival / {horizon:g} s": [r["survival_s"] / horizon for r in rows]},
-                       xlabel="DAgger round", title=f"DAgger: {run_dir.name} ({rows[-1]['episodes']} episodes "
-                                                    f"of {horizon:g} s a round)")
+                       xlabel="DAgger round", title=f"DAgger: {run_dir.name} ({evaluated})")
 
 
 def _save_state(run_dir: Path, state: dict) -> None:

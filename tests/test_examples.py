@@ -79,3 +79,7 @@ def test_the_readme_python_example_runs(tmp_path, synthetic_clip_path):
     assert done.returncode == 0, done.stderr
     mean_return, survival = map(float, done.stdout.split())
     assert 0 <= mean_return <= 1 and survival > 0
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                           env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
+    assert again.returncode == 0, again.stderr  # run again, it resumes: the same figures, nothing rebuilt
+    assert again.stdout == done.stdout
