@@ -44,7 +44,8 @@ _LAZY = {
     "evaluate": "evaluation", "EvalResult": "evaluation", "policy_controller": "evaluation",
     "expert_controller": "evaluation",
     "render_video": "render",
-    "PipelineConfig": "pipeline", "run_pipeline": "pipeline",
+    "PipelineConfig": "pipeline", "run_pipeline": "pipeline", "RECIPES": "pipeline",
+    "learn": "learn", "LearnResult": "learn",
 }
 
 

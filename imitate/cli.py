@@ -439,6 +439,48 @@ def _cmd_pipeline(args) -> int:
     return 0
 
 
+def _cmd_learn(args) -> int:
+    """imitate learn: the recipe end to end (imitate.learn), with the pipeline's live view."""
+    from dataclasses import replace
+
+    from .console import console, evaluation_table
+    from .learn import learn
+    from .pipeline import RECIPES
+
+    recipe = RECIPES[args.expert]
+    rounds = recipe.dagger.rounds if args.rounds is None else args.rounds
+    _at_least(("--rounds", rounds, 1), ("--episodes", args.episodes, 1), ("--trpo-samples", args.trpo_samples, 0))
+    config = replace(recipe, dagger=replace(recipe.dagger, rounds=rounds), eval_episodes=args.episodes,
+                     stop_when_whole=True)
+    view = _PipelineView(replace(config, clip=args.clip))
+    started, done = time.perf_counter(), []
+
+    def on_round(result):  # the live row, and how long the rest may take
+        view.add_row(result)
+        done.append(time.perf_counter())
+        if result.round >= 1 and result.round < rounds and len(done) >= 2:
+            per_round = (done[-1] - done[0]) / (len(done) - 1)
+            view.note(f"round {result.round} of at most {rounds}: about {per_round * (rounds - result.round) / 60:.0f} "
+                      f"min left at most (DAgger stops at the first round that keeps every episode up)")
+
+    try:
+        result = learn(args.clip, args.out, config=config, trpo_samples=args.trpo_samples,
+                       video_seconds=args.video_seconds, on_stage=view.on_stage, on_round=on_round,
+                       on_iteration=view.add_row, on_progress=view.note)
+    finally:
+        view.end_table(finished=False)
+    summary = result.summary
+    console.print(evaluation_table(result.pipeline.evaluation,
+                                   f"'{summary['clip']}' from phase 0 ({args.episodes} episodes)"))
+    out = result.policy.parent
+    video = " and best.mp4" if (out / "best.mp4").exists() else ""
+    console.print(f"{summary['stopped']} after round {summary['rounds'][-1]['round']}; {summary['labels']['total']} "
+                  f"labels, {summary['env_samples']['total']} env samples, {(time.perf_counter() - started) / 60:.1f} "
+                  f"min this call. Wrote {out}/policy.pt ({summary['final']}), summary.json, learning_curve.png"
+                  f"{video}")
+    return 0
+
+
 def _pipeline_video(result, seconds: float) -> None:
     """RUN_DIR/best.mp4 (and best.png, a strip of its frames) of the best DAgger round, or one
     line saying why there is none."""
@@ -727,6 +769,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=5, help="write the checkpoint every N iterations")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling and the initial weights")
     p.set_defaults(func=_cmd_trpo)
+
+    p = sub.add_parser("learn", help="from a clip to a policy that performs it: the search expert's DAgger recipe, "
+                                     "resumable",
+                       description="Build the mocap store, fit, run DAgger rounds until a round keeps every "
+                       "episode up for the whole horizon (or the rounds run out), optionally TRPO, evaluate, and "
+                       "write policy.pt, summary.json, learning_curve.png/.csv and best.mp4 into --out. The same "
+                       "command resumes a stopped run. Example: imitate learn walk (about 35 min on 2 cores)")
+    p.add_argument("clip", help="clip name or path to your own clip")
+    p.add_argument("--out", default=None, help="output folder (default runs/learn-CLIP; resumes if present)")
+    p.add_argument("--expert", default="search", choices=["search", "pd"],
+                   help="the recipe's expert: search (the one that teaches balance) or pd (fast; cannot balance)")
+    p.add_argument("--rounds", type=int, default=None, help="the most DAgger rounds, the label budget (default: the "
+                                                              "recipe's, 12 or 3)")
+    p.add_argument("--episodes", type=int, default=5, help="final evaluation episodes from phase 0")
+    p.add_argument("--trpo-samples", type=int, default=0, help="TRPO samples after DAgger (0: none)")
+    p.add_argument("--video-seconds", type=float, default=10.0, help="seconds of best.mp4 (0: none)")
+    p.set_defaults(func=_cmd_learn)
 
     p = sub.add_parser("pipeline", help="the main job on a small default: store, SFT, DAgger, TRPO, evaluation")
     p.add_argument("--clip", default="walk", help="clip name or path (default: walk)")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import humanoid as hum
-from .dagger import DAggerConfig, RoundResult, best_round, finished_rounds, run_dagger
+from .dagger import DAggerConfig, DAggerTrainer, RoundResult, best_round, finished_rounds
 from .dataset import BuildConfig, build_mocap_store
 from .env import EnvConfig
 from .errors import ConfigError
@@ -53,6 +53,9 @@ class PipelineConfig:
     eval_episodes: int = 3  # episodes per controller in the final evaluation
     eval_horizon_s: float | None = None  # None: 20 s for a looping clip, else the clip's length
     eval_init_noise_rad: float = 0.01  # std of the starting hinge-angle noise, so episodes differ
+    # stop DAgger at the first round (after round 0) whose own evaluation kept every episode up
+    # for the whole horizon; dagger.rounds is then the most it runs (the label budget)
+    stop_when_whole: bool = False
 
     def __post_init__(self):
         if isinstance(self.clip, os.PathLike):
@@ -141,7 +144,15 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
         build_mocap_store(store_path, env_config, config.build, expert=expert)
 
     stage("dagger", store_path, bool(finished_rounds(run_dir)))
-    rounds = run_dagger(run_dir, store_path, config.dagger, expert=expert, on_round=on_round, on_progress=on_progress)
+    trainer = DAggerTrainer(run_dir, store_path, config.dagger, expert=expert, on_round=on_round,
+                            on_progress=on_progress)
+    with trainer.store.held_for_run():
+        trainer.start()
+        for k in range(len(trainer.results), config.dagger.rounds + 1):
+            if config.stop_when_whole and _whole(trainer.results[-1]):
+                break
+            trainer.round(k)
+    rounds = trainer.results
     last = f"DAgger (round {rounds[-1].round})"
     checkpoints = {"SFT (round 0)": run_dir / rounds[0].checkpoint, last: run_dir / rounds[-1].checkpoint}
     best = best_round(rounds[1:] or rounds)
@@ -166,6 +177,11 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
                   for label, controller in controllers.items()}
     return PipelineResult(clip=clip.name, run_dir=run_dir, store=store_path, rounds=rounds, iterations=iterations,
                           checkpoints=checkpoints, evaluation=evaluation, best=run_dir / best.checkpoint)
+
+
+def _whole(result: RoundResult) -> bool:
+    """A DAgger round (not round 0) whose evaluation kept every episode up for the whole horizon."""
+    return result.round >= 1 and result.evaluation["full_horizon"] == result.evaluation["episodes"]
 
 
 def _check_store(path: Path, env_config: EnvConfig) -> None:
