@@ -169,6 +169,8 @@ def _cmd_sft(args) -> int:
     from .sft import SFTConfig, sft_on_store
     from .store import DemoStore
 
+    _at_least(("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1), ("--patience", args.patience, 1))
+    _positive(("--lr", args.lr))
     if Path(args.out).exists() and not args.overwrite:  # before the training, not after
         raise ConfigError(f"{args.out}: already exists (pass --overwrite to replace it)")
     store = DemoStore(args.data)
@@ -195,6 +197,13 @@ def _at_least(*checks: tuple[str, float, float]) -> None:
     for flag, value, minimum in checks:
         if not value >= minimum:
             raise ConfigError(f"{flag} must be >= {minimum}; found {value}")
+
+
+def _positive(*checks: tuple[str, float]) -> None:
+    """ConfigError naming the first flag whose value is not > 0: (flag, value)."""
+    for flag, value in checks:
+        if not value > 0:
+            raise ConfigError(f"{flag} must be > 0; found {value}")
 
 
 def _dagger_config(args):
@@ -331,6 +340,9 @@ def _cmd_trpo(args) -> int:
     from .policy import load_checkpoint
     from .trpo import TRPOConfig, start
 
+    _at_least(("--samples", args.samples, 1), ("--num-envs", args.num_envs, 1), ("--steps", args.steps, 1),
+              ("--checkpoint-every", args.checkpoint_every, 1), ("--sim-threads", args.sim_threads, 0))
+    _positive(("--max-kl", args.max_kl))
     if args.init:
         _, trained_for, _ = load_checkpoint(args.init)
         if args.action_space not in (None, trained_for.action_space):
@@ -506,6 +518,7 @@ def _cmd_dataset_build(args) -> int:
     from .store import DemoStore
     from .store_stats import summarize
 
+    _at_least(("--offsets", args.offsets, 1), ("--copies", args.copies, 0), ("--valid-every", args.valid_every, 2))
     build = BuildConfig(offsets=args.offsets, joint_noise_rad=args.joint_noise,
                         velocity_noise_rad_s=args.velocity_noise, copies=args.copies, seed=args.seed,
                         valid_every=args.valid_every)

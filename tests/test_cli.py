@@ -229,7 +229,12 @@ def test_bad_options_are_refused_before_any_work(tmp_path, synthetic_clip_path):
              (("evaluate", "--expert", "pd", "--clip", synthetic_clip_path, "--init-noise", "-1"),
               "--init-noise must be >= 0"),
              (("evaluate", "--expert", "pd", "--clip", "punch", "--seconds", "10"),
-              "--seconds 10 is past the end of punch")]
+              "--seconds 10 is past the end of punch"),
+             (("sft", "--data", store, "--out", run, "--epochs", "0"), "--epochs must be >= 1; found 0"),
+             (("sft", "--data", store, "--out", run, "--lr", "-1"), "--lr must be > 0; found -1.0"),
+             (("trpo", "--samples", "0", "--out", run), "--samples must be >= 1; found 0"),
+             (("trpo", "--max-kl", "-1", "--out", run), "--max-kl must be > 0"),
+             (("dataset", "build", synthetic_clip_path, "--out", run, "--offsets", "0"), "--offsets must be >= 1")]
     for argv, words in cases:
         rc, out, err = _imitate(*argv)
         assert rc == 2 and words in err and err.count("\n") == 1, (argv, err)
