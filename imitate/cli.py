@@ -396,8 +396,11 @@ class _PipelineView:
                           "expert relabels)")
             self.table = LiveTable(rounds_table, finished_rounds(stage.run_dir)).start()
         elif stage.name == "trpo":
+            from .trpo import logged_iterations
+
             console.print(f"4. TRPO fine-tuning from the last DAgger policy ({self.config.trpo.samples:,} samples)")
-            self.table = LiveTable(trpo_table, last=15).start()
+            # a resumed run shows the iterations it logged before, not an empty table
+            self.table = LiveTable(trpo_table, logged_iterations(stage.path), last=15).start()
         else:
             console.print("5. evaluation from phase 0, 20 s horizon")
 

@@ -15,6 +15,7 @@ with its root shifted, per cycle, by the horizontal displacement from its first 
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -323,6 +324,10 @@ def resolve_clip(name_or_path: str | Path) -> Path:
             if candidate.is_file():
                 return candidate
     hint = "" if pybullet_motion_dir() else " (pybullet is not installed: pip install 'imitate[clips]')"
+    known = sorted({clip_name(f) for folder, _ in motion_dirs() for f in folder.glob("*.txt")})
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if close:
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?{hint}"
     raise ClipNotFoundError(f"no clip {str(name_or_path)!r}: looked for {', '.join(tried) or 'nothing'}{hint}")
 
 

@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +194,18 @@ class IterationLog:
     value_loss: float
     log_std: float
     seconds: float
+
+
+def logged_iterations(run_dir: str | os.PathLike) -> list[IterationLog]:
+    """The iterations a TRPO run folder has logged (its log.csv), first to last; [] if none."""
+    path = Path(run_dir) / "log.csv"
+    if not path.exists():
+        return []
+    # field types are strings here (from __future__ import annotations)
+    parse = {"bool": lambda text: text == "True", "int": int, "float": float}
+    kinds = {f.name: parse[str(f.type)] for f in fields(IterationLog)}
+    return [IterationLog(**{name: kinds[name](text) for name, text in row.items()})
+            for row in csv.DictReader(path.open())]
 
 
 def _rollout(sim: Simulation, policy: GaussianPolicy, critic: Critic, steps: int, rng: np.random.Generator,

@@ -279,3 +279,13 @@ def test_dance_a_reference_leaves_the_hinge_ranges_less_than_the_unranged_euler_
 
     ours = clip.frame_qpos[:, hum.HINGE_QPOS][:, list(joint.hinges)]
     assert excess(ours) < 0.5 * excess(continuous_euler_xyz(local))  # 37 against 533 rad-frames
+
+
+def test_a_mistyped_clip_name_gets_a_did_you_mean(tmp_path, monkeypatch):
+    from imitate.errors import ClipNotFoundError
+    from imitate.motion import resolve_clip
+
+    (tmp_path / "my_dance.txt").write_text("{}")
+    monkeypatch.setenv("IMITATE_MOTIONS", str(tmp_path))
+    with pytest.raises(ClipNotFoundError, match="did you mean 'my_dance'"):
+        resolve_clip("my_danse")

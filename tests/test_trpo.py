@@ -638,3 +638,22 @@ def test_set_log_std_sets_it_exactly_even_below_the_checkpoints(clip_config, tmp
     np.testing.assert_array_equal(trainer.policy.log_std.detach().numpy(), np.full(28, -2.5, np.float32))
     with pytest.raises(ConfigError, match="set_log_std"):
         small_config(set_log_std=float("nan"))
+
+
+def test_logged_iterations_read_back_the_log(tmp_path):
+    """The iterations of log.csv as TRPO wrote them (what a resumed pipeline shows, not an empty table)."""
+    import csv
+    from dataclasses import asdict
+
+    from imitate.trpo import IterationLog, logged_iterations
+
+    rows = [IterationLog(iteration=i, samples=128 * i, mean_step_reward=0.1 * i,
+                         mean_episode_return=float("nan") if i == 1 else 3.5, mean_episode_length_s=1.5, fall_rate=1.0, kl=0.01, step_fraction=0.5, warmup=i == 1,
+                         surrogate_gain=0.2, value_loss=0.3, log_std=-1.0, seconds=2.0) for i in (1, 2)]
+    with (tmp_path / "log.csv").open("w", newline="") as f:  # the way TRPO.run writes it
+        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    back = logged_iterations(tmp_path)
+    assert [asdict(b) for b in back][1] == asdict(rows[1]) and back[0].warmup and not back[1].warmup
+    assert np.isnan(back[0].mean_episode_return) and logged_iterations(tmp_path / "none") == []
