@@ -648,7 +648,8 @@ def test_logged_iterations_read_back_the_log(tmp_path):
     from imitate.trpo import IterationLog, logged_iterations
 
     rows = [IterationLog(iteration=i, samples=128 * i, mean_step_reward=0.1 * i,
-                         mean_episode_return=float("nan") if i == 1 else 3.5, mean_episode_length_s=1.5, fall_rate=1.0, kl=0.01, step_fraction=0.5, warmup=i == 1,
+                         mean_episode_return=float("nan") if i == 1 else 3.5, mean_episode_length_s=1.5,
+                         fall_rate=1.0, kl=0.01, step_fraction=0.5, warmup=i == 1,
                          surrogate_gain=0.2, value_loss=0.3, log_std=-1.0, seconds=2.0) for i in (1, 2)]
     with (tmp_path / "log.csv").open("w", newline="") as f:  # the way TRPO.run writes it
         writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
