@@ -320,15 +320,14 @@ def _cmd_evaluate(args) -> int:
 
 def _learning_curve(run_dir: Path) -> None:
     """run_dir/learning_curve.png from TRPO's log.csv."""
-    import csv
-
     from .plots import learning_curve_png
+    from .trpo import logged_iterations
 
-    rows = list(csv.DictReader((run_dir / "log.csv").open()))
+    rows = logged_iterations(run_dir)
     if rows:
-        learning_curve_png(run_dir / "learning_curve.png", [int(r["samples"]) for r in rows],
-                           {"mean per-step reward": [float(r["mean_step_reward"]) for r in rows],
-                            "episode length / 20 s": [float(r["mean_episode_length_s"]) / 20.0 for r in rows]},
+        learning_curve_png(run_dir / "learning_curve.png", [r.samples for r in rows],
+                           {"mean per-step reward": [r.mean_step_reward for r in rows],
+                            "episode length / 20 s": [r.mean_episode_length_s / 20.0 for r in rows]},
                            xlabel="env samples", title=f"TRPO: {run_dir.name}")
 
 

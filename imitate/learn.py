@@ -25,8 +25,8 @@ from . import __version__
 from .atomic import replaced_on_success, write_text
 from .errors import ConfigError
 from .motion import load_clip
-from .pipeline import RECIPES, PipelineConfig, PipelineResult, run_pipeline
-from .trpo import TRPOConfig
+from .pipeline import RECIPES, PipelineConfig, PipelineResult, is_whole, run_pipeline
+from .trpo import TRPOConfig, logged_iterations
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,14 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
         shutil.copyfile(final, tmp)
     labels = sum(r.new_steps for r in result.rounds)
     mocap = result.rounds[0].total_steps
-    trpo_samples_done = _trpo_samples(out / "trpo")
+    logged = logged_iterations(out / "trpo")
+    trpo_samples_done = logged[-1].samples if logged else 0
     summary = {
         "clip": name, "imitate_version": __version__, "policy": str(policy), "final": str(final.relative_to(out)),
         "labels": {"mocap": mocap, "dagger": labels, "total": mocap + labels},
         "env_samples": {"dagger": labels, "trpo": trpo_samples_done, "total": labels + trpo_samples_done},
         "rounds": [asdict(r) for r in result.rounds],
-        "stopped": ("every episode whole" if result.rounds[-1].round >= 1 and
-                    result.rounds[-1].evaluation["full_horizon"] == result.rounds[-1].evaluation["episodes"]
-                    else "label budget spent"),
+        "stopped": "every episode whole" if is_whole(result.rounds[-1]) else "label budget spent",
         "evaluation": {label: ev.to_dict() for label, ev in result.evaluation.items()},
         "wall_s_this_call": time.perf_counter() - started,
         "settings": json.loads(json.dumps(asdict(recipe), default=str)),
@@ -85,14 +84,3 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
             if on_progress:
                 on_progress(f"no video: {exc}")
     return LearnResult(policy=policy, summary=summary, pipeline=result)
-
-
-def _trpo_samples(trpo_dir: Path) -> int:
-    """Env samples TRPO has taken in trpo_dir (its log's last row), 0 if none."""
-    import csv
-
-    log = trpo_dir / "log.csv"
-    if not log.exists():
-        return 0
-    rows = list(csv.DictReader(log.open()))
-    return int(rows[-1]["samples"]) if rows else 0

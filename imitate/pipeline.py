@@ -149,7 +149,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     with trainer.store.held_for_run():
         trainer.start()
         for k in range(len(trainer.results), config.dagger.rounds + 1):
-            if config.stop_when_whole and _whole(trainer.results[-1]):
+            if config.stop_when_whole and is_whole(trainer.results[-1]):
                 break
             trainer.round(k)
     rounds = trainer.results
@@ -179,7 +179,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
                           checkpoints=checkpoints, evaluation=evaluation, best=run_dir / best.checkpoint)
 
 
-def _whole(result: RoundResult) -> bool:
+def is_whole(result: RoundResult) -> bool:
     """A DAgger round (not round 0) whose evaluation kept every episode up for the whole horizon."""
     return result.round >= 1 and result.evaluation["full_horizon"] == result.evaluation["episodes"]
 
