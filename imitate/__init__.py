@@ -31,7 +31,8 @@ if "imitate/Track-v0" not in _gym.registry:
                   vector_entry_point="imitate.env:make_vec_env")
 
 # The rest of the public API, imported on first use (PEP 562) so that `import imitate` stays
-# light: torch and the trainers load only when a script asks for them.
+# light: torch and the trainers load only when a script asks for them.  No module may share a
+# name with what it exports: importing imitate.X sets the attribute X to the module.
 _LAZY = {
     "Expert": "experts", "make_expert": "experts", "EXPERTS": "experts",
     "DemoStore": "store", "Episode": "store",
@@ -45,7 +46,8 @@ _LAZY = {
     "expert_controller": "evaluation",
     "render_video": "render",
     "PipelineConfig": "pipeline", "run_pipeline": "pipeline", "RECIPES": "pipeline",
-    "learn": "learn", "LearnResult": "learn",
+    "learn": "learning", "LearnResult": "learning", "zoo": "learning", "ZooRow": "learning",
+    "CLASSIC_CLIPS": "learning",
 }
 
 

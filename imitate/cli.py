@@ -453,19 +453,53 @@ def _cmd_pipeline(args) -> int:
     return 0
 
 
-def _cmd_learn(args) -> int:
-    """imitate learn: the recipe end to end (imitate.learn), with the pipeline's live view."""
+def _learn_recipe(args):
+    """learn's and zoo's recipe from --expert, --rounds and --episodes; and its most rounds."""
     from dataclasses import replace
 
-    from .console import console, evaluation_table
-    from .learn import learn
     from .pipeline import RECIPES
 
     recipe = RECIPES[args.expert]
     rounds = recipe.dagger.rounds if args.rounds is None else args.rounds
     _at_least(("--rounds", rounds, 1), ("--episodes", args.episodes, 1), ("--trpo-samples", args.trpo_samples, 0))
-    config = replace(recipe, dagger=replace(recipe.dagger, rounds=rounds), eval_episodes=args.episodes,
-                     stop_when_whole=True)
+    return replace(recipe, dagger=replace(recipe.dagger, rounds=rounds), eval_episodes=args.episodes,
+                   stop_when_whole=True), rounds
+
+
+def _cmd_zoo(args) -> int:
+    """imitate zoo: learn over many clips, one table (imitate.learning)."""
+    from .console import console, zoo_table
+    from .learning import CLASSIC_CLIPS, zoo
+
+    config, _ = _learn_recipe(args)
+    _at_least(("--cpus-per-clip", args.cpus_per_clip, 1))
+    clips = args.clips or list(CLASSIC_CLIPS)
+
+    def on_clip(name, i, n):
+        console.rule(f"[bold]imitate zoo: {name} ({i + 1} of {n} to learn) into {args.out}/{name}")
+
+    def on_row(row):
+        console.log(f"{row.clip}: " + (f"not learned: {row.error}" if row.error else
+                                       f"return {row.normalised_return:.3f}, {row.whole} of {row.episodes} whole, "
+                                       f"{row.minutes:.1f} min"))
+
+    rows = zoo(clips, args.out, config=config, trpo_samples=args.trpo_samples, video_seconds=args.video_seconds,
+               address=args.ray, cpus_per_clip=args.cpus_per_clip, on_clip=on_clip, on_row=on_row)
+    console.print(zoo_table(rows, f"imitate zoo: {len(rows)} clips, the final policy from phase 0 "
+                                  f"({args.episodes} episodes)"))
+    console.print(f"Wrote {args.out}/zoo.md and {args.out}/zoo.csv; each clip's policy.pt and summary.json are in "
+                  f"{args.out}/CLIP")
+    return 0
+
+
+def _cmd_learn(args) -> int:
+    """imitate learn: the recipe end to end (imitate.learning), with the pipeline's live view."""
+    from dataclasses import replace
+
+    from .console import console, evaluation_table
+    from .learning import learn
+
+    config, rounds = _learn_recipe(args)
     view = _PipelineView(replace(config, clip=args.clip))
     started, done = time.perf_counter(), []
 
@@ -793,14 +827,23 @@ def build_parser() -> argparse.ArgumentParser:
                        "command resumes a stopped run. Example: imitate learn walk (about 35 min on 2 cores)")
     p.add_argument("clip", help="clip name or path to your own clip")
     p.add_argument("--out", default=None, help="output folder (default runs/learn-CLIP; resumes if present)")
-    p.add_argument("--expert", default="search", choices=["search", "pd"],
-                   help="the recipe's expert: search (the one that teaches balance) or pd (fast; cannot balance)")
-    p.add_argument("--rounds", type=int, default=None, help="the most DAgger rounds, the label budget (default: the "
-                                                              "recipe's, 12 or 3)")
-    p.add_argument("--episodes", type=int, default=5, help="final evaluation episodes from phase 0")
-    p.add_argument("--trpo-samples", type=int, default=0, help="TRPO samples after DAgger (0: none)")
-    p.add_argument("--video-seconds", type=float, default=10.0, help="seconds of best.mp4 (0: none)")
+    _learn_options(p)
     p.set_defaults(func=_cmd_learn)
+
+    p = sub.add_parser("zoo", help="learn over many clips (the classic 15 by default), one table; resumable",
+                       description="Run imitate learn on every clip with the same recipe into OUT/CLIP, one after "
+                       "another (or as Ray tasks with --ray), and print one table: normalised return, survival, "
+                       "episodes whole, how they ended, errors, labels, env samples and minutes. Writes OUT/zoo.md "
+                       "and OUT/zoo.csv after every clip. The same command resumes; finished clips are not learned "
+                       "again. Example: imitate zoo walk run --out runs/zoo")
+    p.add_argument("clips", nargs="*", help="clip names or paths (default: the 15 classic clips)")
+    p.add_argument("--out", default="runs/zoo", help="output folder (resumes if present)")
+    _learn_options(p)
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="learn each clip as a Ray task (pip install 'imitate[ray]'): auto joins the running "
+                        "cluster, no address starts one here; --out must be on a filesystem every node sees")
+    p.add_argument("--cpus-per-clip", type=int, default=2, help="with --ray: CPUs each clip's task holds")
+    p.set_defaults(func=_cmd_zoo)
 
     p = sub.add_parser("pipeline", help="the main job on a small default: store, SFT, DAgger, TRPO, evaluation")
     p.add_argument("--clip", default="walk", help="clip name or path (default: walk)")
@@ -820,6 +863,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_pipeline)
     _set_formatter(parser)
     return parser
+
+
+def _learn_options(p: argparse.ArgumentParser) -> None:
+    """The recipe's options, shared by learn and zoo."""
+    p.add_argument("--expert", default="search", choices=["search", "pd"],
+                   help="the recipe's expert: search (the one that teaches balance) or pd (fast; cannot balance)")
+    p.add_argument("--rounds", type=int, default=None, help="the most DAgger rounds, the label budget (default: the "
+                                                              "recipe's, 12 or 3)")
+    p.add_argument("--episodes", type=int, default=5, help="final evaluation episodes from phase 0")
+    p.add_argument("--trpo-samples", type=int, default=0, help="TRPO samples after DAgger (0: none)")
+    p.add_argument("--video-seconds", type=float, default=10.0, help="seconds of best.mp4 (0: none)")
 
 
 def _set_formatter(parser: argparse.ArgumentParser) -> None:

@@ -55,6 +55,18 @@ def evaluation_table(results: dict[str, EvalResult], title: str) -> Table:
     return table
 
 
+def zoo_table(rows, title: str) -> Table:
+    """`imitate zoo`'s table: one row per clip (zoo.ZooRow), zoo.COLUMNS."""
+    from .learning import COLUMNS, cells
+
+    table = Table(title=escape(title))
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column in ("clip", "how they ended") else "right")
+    for row in rows:
+        table.add_row(*(escape(c) for c in cells(row)))
+    return table
+
+
 def _fmt(x, fmt=".3g") -> str:
     return "-" if x is None else f"{x:{fmt}}"
 

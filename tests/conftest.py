@@ -38,3 +38,24 @@ def write_clip(path, frames, loop="wrap"):
 @pytest.fixture
 def synthetic_clip_path(tmp_path):
     return write_clip(tmp_path / "synthetic.txt", synthetic_frames())
+
+
+def _tiny(recipe):
+    """A learn recipe made small for a test: one pass, short rounds, short evaluations."""
+    from dataclasses import replace
+
+    from imitate.dataset import BuildConfig
+    from imitate.sft import SFTConfig
+
+    return replace(recipe, build=BuildConfig(offsets=1, copies=1, joint_noise_rad=(0.05,), velocity_noise_rad_s=(0.5,)),
+                   search=replace(recipe.search, candidates=4, horizon=4),
+                   dagger=replace(recipe.dagger, rounds=3, num_envs=2, steps_per_env=5, eval_episodes=1,
+                                  eval_horizon_s=0.3, sft=SFTConfig(epochs=2, threads=1),
+                                  retrain=SFTConfig(epochs=1, threads=1)),
+                   eval_episodes=1, eval_horizon_s=0.3)
+
+
+@pytest.fixture
+def tiny():
+    """recipe -> the recipe made small for a test (learn, zoo)."""
+    return _tiny

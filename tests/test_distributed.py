@@ -132,3 +132,26 @@ def test_ray_with_an_expert_that_needs_no_workers_is_one_line(tmp_path, syntheti
     assert done.returncode == 2 and "--ray spreads the search expert's labels" in done.stderr
 
 
+
+
+def test_zoo_on_ray_equals_the_in_process_zoo(local_ray, tmp_path, tiny):
+    """Each clip's learn as a Ray task: the same policies and table as one after another here."""
+    from dataclasses import replace as copy_with
+
+    import torch
+    from conftest import synthetic_frames, write_clip
+
+    import imitate
+    from imitate.learning import zoo
+    from imitate.policy import load_checkpoint
+
+    clips = [str(write_clip(tmp_path / f"clip{seed}.txt", synthetic_frames(seed=seed))) for seed in (1, 2)]
+    recipe = tiny(imitate.RECIPES["search"])
+    here = zoo(clips, tmp_path / "here", config=recipe, video_seconds=0)
+    there = zoo(clips, tmp_path / "ray", config=recipe, video_seconds=0, address="auto", cpus_per_clip=1)
+    assert [copy_with(r, minutes=None) for r in there] == [copy_with(r, minutes=None) for r in here]
+    for row in here:  # the same weights (the files also name their folders)
+        ours, theirs = (load_checkpoint(tmp_path / side / row.clip / "policy.pt")[0].state_dict()
+                        for side in ("here", "ray"))
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert (tmp_path / "ray" / "zoo.csv").exists()

@@ -83,3 +83,19 @@ def test_the_readme_python_example_runs(tmp_path, synthetic_clip_path):
                            env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
     assert again.returncode == 0, again.stderr  # run again, it resumes: the same figures, nothing rebuilt
     assert again.stdout == done.stdout
+
+
+def test_no_submodule_hides_a_public_name_once_imported():
+    """Importing imitate.X sets the package's attribute X to the module: a module named like one
+    of the names the package exports would replace that name for every script after it."""
+    import importlib
+    import pkgutil
+    import types
+
+    import imitate
+
+    for info in pkgutil.walk_packages(imitate.__path__, "imitate."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    hidden = [name for name in imitate.__all__ if isinstance(getattr(imitate, name), types.ModuleType)]
+    assert hidden == []

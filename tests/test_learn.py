@@ -4,28 +4,15 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
 
-from imitate.dataset import BuildConfig
 from imitate.policy import load_checkpoint
-from imitate.sft import SFTConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def tiny(recipe):
-    """A recipe made small for a test: one pass, short rounds, short evaluations."""
-    return replace(recipe, build=BuildConfig(offsets=1, copies=1, joint_noise_rad=(0.05,), velocity_noise_rad_s=(0.5,)),
-                   search=replace(recipe.search, candidates=4, horizon=4),
-                   dagger=replace(recipe.dagger, rounds=3, num_envs=2, steps_per_env=5, eval_episodes=1,
-                                  eval_horizon_s=0.3, sft=SFTConfig(epochs=2, threads=1),
-                                  retrain=SFTConfig(epochs=1, threads=1)),
-                   eval_episodes=1, eval_horizon_s=0.3)
-
-
-def test_learn_writes_the_policy_and_its_summary_and_stops_at_a_whole_round(tmp_path, synthetic_clip_path):
+def test_learn_writes_the_policy_and_its_summary_and_stops_at_a_whole_round(tmp_path, synthetic_clip_path, tiny):
     import imitate
 
     out = tmp_path / "out"

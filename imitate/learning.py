@@ -1,0 +1,281 @@
+"""From a clip to a policy that performs it, in one call: ``learn(clip, out)`` (``imitate learn``);
+many clips and one table of their results: ``zoo(clips, out)`` (``imitate zoo``).
+
+The recipe is the pipeline's ``"search"`` (``pipeline.RECIPES``): a mocap store labelled by the
+search expert, SFT, then DAgger rounds with a residual learner until a round's own evaluation
+keeps every episode up for the whole horizon, or the rounds (the label budget) run out; an
+optional TRPO stage; then the evaluation from phase 0.  No per-clip settings: the defaults are
+the recipe.  Into ``out`` (default ``runs/learn-CLIP``; the same call resumes a stopped run):
+- ``policy.pt``: the final policy (TRPO's if it ran, else the best DAgger round's);
+- ``summary.json``: every stage's evaluation (``final_evaluation`` names policy.pt's), the labels,
+  env samples, wall time (``wall_s``: every call's, a killed one's up to its last round) and settings;
+- ``learning_curve.csv`` / ``.png``: per DAgger round (TRPO's own, in ``trpo/``);
+- ``best.mp4`` (and ``best.png``): the final policy beside its reference (where rendering works);
+plus the store, the round checkpoints and state the stages keep.
+
+``zoo``: each clip is learned into ``out/CLIP`` by ``learn`` with the same recipe (no per-clip
+settings), one after another, or as Ray tasks (``address``; ``pip install 'imitate[ray]'``).
+A clip whose ``summary.json`` already holds this recipe's result is not learned again, and an
+unfinished one resumes where it stopped, so the same call resumes a stopped zoo.  After every
+clip, ``out/zoo.md`` and ``out/zoo.csv`` hold the table so far: one row per clip with the final
+policy's evaluation from phase 0 (normalised return, survival, episodes whole, how they ended,
+joint and end-effector errors), the labels, env samples and minutes.  A clip that cannot be
+learned (it does not load, or its store is of another env) gets a row that says why, and the
+zoo goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from . import __version__
+from .atomic import replaced_on_success, write_text
+from .errors import ConfigError, ImitateError
+from .evaluation import summarize_endings
+from .motion import load_clip
+from .pipeline import RECIPES, PipelineConfig, PipelineResult, is_whole, run_pipeline
+from .trpo import TRPOConfig, logged_iterations
+
+
+def settings_json(recipe: PipelineConfig) -> dict:
+    """recipe as summary.json records it (JSON-native)."""
+    return json.loads(json.dumps(asdict(recipe), default=str))
+
+
+@dataclass(frozen=True)
+class LearnResult:
+    policy: Path  # out/policy.pt
+    summary: dict  # what out/summary.json holds
+    pipeline: PipelineResult
+
+
+def recipe_of(clip: str, config: PipelineConfig | None = None, trpo_samples: int = 0) -> PipelineConfig:
+    """The pipeline config learn runs for clip: config (default ``RECIPES["search"]``) on that
+    clip, stopping at the first whole round, with a TRPO stage of trpo_samples if > 0."""
+    recipe = replace(config or RECIPES["search"], clip=str(clip), stop_when_whole=True)
+    if trpo_samples > 0:
+        recipe = replace(recipe, trpo=replace(recipe.trpo or TRPOConfig(), samples=trpo_samples))
+    return recipe
+
+
+def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | None = None,
+          trpo_samples: int = 0, video_seconds: float = 10.0, on_stage: Callable | None = None,
+          on_round: Callable | None = None, on_iteration: Callable | None = None,
+          on_progress: Callable[[str], None] | None = None) -> LearnResult:
+    """Learn clip (a name or a path) into out (module docstring).  config: the recipe (default
+    ``RECIPES["search"]``, its clip replaced by clip, stopping at the first whole round);
+    trpo_samples > 0 adds a TRPO stage of that many samples from the DAgger policy."""
+    started = time.perf_counter()
+    name = load_clip(clip).name
+    out = Path(out if out is not None else f"runs/learn-{name}")
+    if trpo_samples < 0:
+        raise ConfigError(f"learn: trpo_samples must be >= 0; found {trpo_samples}")
+    recipe = recipe_of(clip, config, trpo_samples)
+    timing = out / "timing.json"  # wall time of every call so far, saved at each round (so a killed call counts)
+    before = json.loads(timing.read_text())["wall_s"] if timing.exists() else 0.0
+
+    def save_time(*_):
+        if out.is_dir():
+            write_text(timing, json.dumps({"wall_s": before + time.perf_counter() - started}))
+
+    def round_done(r):
+        save_time()
+        if on_round:
+            on_round(r)
+
+    def iteration_done(it):
+        save_time()
+        if on_iteration:
+            on_iteration(it)
+
+    result = run_pipeline(recipe, out, on_stage=on_stage, on_round=round_done, on_iteration=iteration_done,
+                          on_progress=on_progress)
+    final = result.checkpoints.get("+ TRPO") or result.best
+    final_label = next(label for label, path in result.checkpoints.items() if path == final)
+    policy = out / "policy.pt"
+    with replaced_on_success(policy) as tmp:
+        shutil.copyfile(final, tmp)
+    labels = sum(r.new_steps for r in result.rounds)
+    mocap = result.rounds[0].total_steps
+    logged = logged_iterations(out / "trpo")
+    trpo_samples_done = logged[-1].samples if logged else 0
+    summary = {
+        "clip": name, "imitate_version": __version__, "policy": str(policy), "final": str(final.relative_to(out)),
+        "labels": {"mocap": mocap, "dagger": labels, "total": mocap + labels},
+        "env_samples": {"dagger": labels, "trpo": trpo_samples_done, "total": labels + trpo_samples_done},
+        "rounds": [asdict(r) for r in result.rounds],
+        "stopped": "every episode whole" if is_whole(result.rounds[-1]) else "label budget spent",
+        "evaluation": {label: ev.to_dict() for label, ev in result.evaluation.items()},
+        "final_evaluation": final_label,  # the key in "evaluation" of policy.pt's
+        "wall_s_this_call": time.perf_counter() - started,
+        "wall_s": before + time.perf_counter() - started,  # every call's, up to its last finished round
+        "settings": settings_json(recipe),
+    }
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
+    save_time()
+    if video_seconds > 0:
+        from .evaluation import policy_controller
+        from .policy import load_checkpoint
+        from .render import render_video
+
+        try:
+            net, env_config, _ = load_checkpoint(policy)
+            render_video(policy_controller(net), env_config, out / "best.mp4", seconds=video_seconds)
+        except ConfigError as exc:  # no offscreen OpenGL or no imageio here
+            if on_progress:
+                on_progress(f"no video: {exc}")
+    return LearnResult(policy=policy, summary=summary, pipeline=result)
+
+
+# DeepMimic's 15 humanoid clips, as the pybullet wheel ships them
+CLASSIC_CLIPS = ("walk", "run", "jump", "crawl", "roll", "cartwheel", "backflip", "spin", "spinkick", "kick",
+                 "punch", "dance_a", "dance_b", "getup_facedown", "getup_faceup")
+
+
+@dataclass(frozen=True)
+class ZooRow:
+    """One clip's result: the final policy's evaluation from phase 0 and what it cost."""
+
+    clip: str
+    normalised_return: float | None = None  # mean over the evaluation's episodes
+    survival_s: float | None = None  # mean [s]
+    horizon_s: float | None = None
+    whole: int | None = None  # episodes that survived the whole horizon
+    episodes: int | None = None
+    ended: str = ""  # how the episodes ended, grouped by cause
+    joint_error_deg: float | None = None
+    end_effector_error_cm: float | None = None
+    labels: int | None = None  # expert labels: mocap round + DAgger rounds
+    env_samples: int | None = None  # control steps of the learner's own env (DAgger + TRPO)
+    minutes: float | None = None  # wall time of learn's calls for this clip
+    error: str = ""  # why the clip has no result
+
+    @classmethod
+    def from_summary(cls, summary: dict) -> ZooRow:
+        ev = summary["evaluation"][summary["final_evaluation"]]
+        return cls(clip=summary["clip"], normalised_return=ev["normalised_return"]["mean"],
+                   survival_s=ev["survival_s"]["mean"], horizon_s=ev["horizon_s"], whole=ev["full_horizon"],
+                   episodes=ev["episodes"], ended=summarize_endings(ev["endings"]),
+                   joint_error_deg=ev["joint_error_deg"]["mean"],
+                   end_effector_error_cm=ev["end_effector_error_cm"]["mean"], labels=summary["labels"]["total"],
+                   env_samples=summary["env_samples"]["total"], minutes=summary["wall_s"] / 60.0)
+
+
+def finished_summary(folder: Path, settings: dict) -> dict | None:
+    """folder's summary.json if learn finished there with these settings, else None."""
+    path = folder / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("settings") == settings and "final_evaluation" in summary else None
+
+
+def _learn_one(clip: str, folder: str, config, trpo_samples: int, video_seconds: float) -> dict:
+    """learn one clip; its summary (a Ray task runs this on a worker)."""
+    return learn(clip, folder, config=config, trpo_samples=trpo_samples, video_seconds=video_seconds).summary
+
+
+def zoo(clips=None, out: str | Path = "runs/zoo", *, config: PipelineConfig | None = None, trpo_samples: int = 0,
+        video_seconds: float = 10.0, address: str | None = None, cpus_per_clip: int = 2,
+        on_clip: Callable[[str, int, int], None] | None = None,
+        on_row: Callable[[ZooRow], None] | None = None, learn_kwargs: dict | None = None) -> list[ZooRow]:
+    """Learn every clip (names or paths; default ``CLASSIC_CLIPS``) into out/CLIP and write
+    out/zoo.md and out/zoo.csv (module docstring); the rows in the clips' order.
+
+    address: run each clip as a Ray task of cpus_per_clip CPUs (``distributed.connect``: "auto"
+    joins the running cluster, "local" starts one here); out must then be a folder every node
+    sees.  on_clip(clip, i, n) as clip i of n starts (in-process only); on_row(row) as each
+    clip's row is ready; learn_kwargs: extra arguments of learn (its progress callbacks).
+    """
+    clips = [str(c) for c in (clips or CLASSIC_CLIPS)]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, ZooRow] = {}
+    pending: list[tuple[str, str, Path]] = []  # (clip as given, its name, its folder)
+    for clip in clips:
+        try:
+            name = load_clip(clip).name
+        except ImitateError as exc:
+            rows[clip] = ZooRow(clip=clip, error=str(exc))
+            continue
+        folder = out / name
+        done = finished_summary(folder, settings_json(recipe_of(clip, config, trpo_samples)))
+        if done is not None:
+            rows[clip] = ZooRow.from_summary(done)
+        else:
+            pending.append((clip, name, folder))
+    for row in rows.values():
+        if on_row:
+            on_row(row)
+    write_table(out, [rows[c] for c in clips if c in rows])
+
+    def finish(clip: str, name: str, summary: dict | None, error: str = "") -> None:
+        rows[clip] = ZooRow.from_summary(summary) if summary is not None else ZooRow(clip=name, error=error)
+        if on_row:
+            on_row(rows[clip])
+        write_table(out, [rows[c] for c in clips if c in rows])
+
+    if address is None:
+        for i, (clip, name, folder) in enumerate(pending):
+            if on_clip:
+                on_clip(name, i, len(pending))
+            try:
+                summary = learn(clip, folder, config=config, trpo_samples=trpo_samples, video_seconds=video_seconds,
+                                **(learn_kwargs or {})).summary
+            except ImitateError as exc:  # this clip cannot be learned here; the others can
+                finish(clip, name, None, str(exc))
+                continue
+            finish(clip, name, summary)
+    elif pending:
+        from .distributed import connect
+
+        ray = connect(address)
+        task = ray.remote(num_cpus=cpus_per_clip, max_retries=3)(_learn_one)
+        refs = {task.remote(clip, str(folder.resolve()), config, trpo_samples, video_seconds): (clip, name)
+                for clip, name, folder in pending}
+        waiting = list(refs)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            clip, name = refs[ready[0]]
+            try:
+                finish(clip, name, ray.get(ready[0]))
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if isinstance(getattr(exc, "cause", None), ImitateError) else None
+                if cause is None:
+                    raise
+                finish(clip, name, None, str(cause))
+    return [rows[c] for c in clips]
+
+
+COLUMNS = ("clip", "normalised return", "survival [s]", "whole", "how they ended", "joint error [deg]",
+           "end-effector error [cm]", "labels", "env samples", "minutes")
+
+
+def cells(row: ZooRow) -> list[str]:
+    """row's table cells, in COLUMNS' order ("-" where it has no result)."""
+    if row.error:
+        return [row.clip, "-", "-", "-", f"not learned: {row.error}", "-", "-", "-", "-", "-"]
+    return [row.clip, f"{row.normalised_return:.3f}", f"{row.survival_s:.2f} of {row.horizon_s:g}",
+            f"{row.whole} of {row.episodes}", row.ended, f"{row.joint_error_deg:.1f}",
+            f"{row.end_effector_error_cm:.1f}", f"{row.labels:,}", f"{row.env_samples:,}", f"{row.minutes:.1f}"]
+
+
+def write_table(out: Path, rows: list[ZooRow]) -> None:
+    """out/zoo.md (a Markdown table, for the README) and out/zoo.csv (the rows' fields)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells(r)) + " |" for r in rows]
+    write_text(out / "zoo.md", "\n".join(lines) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(asdict(ZooRow(clip="")).keys()))
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(asdict(r))
+    write_text(out / "zoo.csv", buffer.getvalue())

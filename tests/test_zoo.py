@@ -1,0 +1,62 @@
+"""`imitate zoo`: learn over several clips, one table (Markdown and CSV), resumable."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import synthetic_frames, write_clip
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def two_clips(tmp_path):
+    return [str(write_clip(tmp_path / f"clip{seed}.txt", synthetic_frames(seed=seed))) for seed in (1, 2)]
+
+
+def test_zoo_tabulates_each_clips_final_policy_and_resumes_without_learning_again(tmp_path, two_clips, tiny,
+                                                                                monkeypatch):
+    import imitate
+    from imitate import learning
+
+    out = tmp_path / "zoo"
+    recipe = tiny(imitate.RECIPES["search"])
+    rows = learning.zoo([*two_clips, "no_such_clip"], out, config=recipe, video_seconds=0)
+    assert [r.clip for r in rows] == ["clip1", "clip2", "no_such_clip"]
+    assert "no clip 'no_such_clip'" in rows[2].error
+    for row in rows[:2]:
+        summary = json.loads((out / row.clip / "summary.json").read_text())
+        final = summary["evaluation"][summary["final_evaluation"]]
+        # the row is the final policy's evaluation: the one of the checkpoint policy.pt copies
+        assert (out / row.clip / "policy.pt").read_bytes() == (out / row.clip / summary["final"]).read_bytes()
+        assert summary["final"] in [r["checkpoint"] for r in summary["rounds"]]
+        assert row.normalised_return == final["normalised_return"]["mean"]
+        assert row.whole == final["full_horizon"] and row.episodes == 1
+        assert row.labels == summary["labels"]["mocap"] + sum(r["new_steps"] for r in summary["rounds"])
+        assert row.minutes > 0 and not row.error
+    md = (out / "zoo.md").read_text().splitlines()
+    assert md[0].startswith("| clip | normalised return |") and len(md) == 2 + 3
+    assert md[2].startswith(f"| clip1 | {rows[0].normalised_return:.3f} |")
+    assert "not learned: no clip" in md[4]
+    table = list(csv.DictReader((out / "zoo.csv").open()))
+    assert [t["clip"] for t in table] == ["clip1", "clip2", "no_such_clip"]
+    assert float(table[1]["normalised_return"]) == rows[1].normalised_return
+
+    # resumed: finished clips are read back, not learned again
+    def must_not_learn(*args, **kwargs):
+        raise AssertionError("learn ran again on a finished clip")
+
+    monkeypatch.setattr(learning, "learn", must_not_learn)
+    again = learning.zoo(two_clips, out, config=recipe, video_seconds=0)
+    assert again == rows[:2]
+
+
+def test_zoo_from_the_command_line_refuses_bad_options_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "imitate.cli", "zoo", "walk", "--out", str(tmp_path / "z"),
+                           "--cpus-per-clip", "0"], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
+    assert done.returncode == 2 and "--cpus-per-clip must be >= 1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
