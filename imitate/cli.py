@@ -635,6 +635,19 @@ def _cmd_dataset_upgrade(args) -> int:
     return 0
 
 
+def _cmd_dataset_copy(args) -> int:
+    from .store import DemoStore
+    from .store_stats import validate
+
+    copy = DemoStore(args.src).copy(args.dst, rounds=args.rounds, sources=args.sources, runs=args.runs,
+                                    overwrite=args.overwrite)
+    counts = validate(copy)
+    index = copy.episode_index()
+    print(f"{args.dst}: {counts['episodes']} episodes, {sum(e['length'] for e in index):,} steps, rounds "
+          f"{sorted({e['round'] for e in index})}, copied from {args.src} (imitate dataset stats {args.dst})")
+    return 0
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Every option's default at the end of its help (unless the help says it already)."""
 
@@ -717,6 +730,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="export only these episode sources (default: all)")
     x.add_argument("--author", default=None, help="the dataset's author (default: the user name)")
     x.set_defaults(func=_cmd_dataset_export)
+    c = dsub.add_parser("copy", help="a new store of some of a store's episodes: a store per experiment",
+                        description="Copy the episodes that pass every filter given into a new store (checksummed, "
+                        "written whole then renamed into place), keeping their ids, splits, rounds and labels. "
+                        "Example: imitate dataset copy datasets/walk.h5 /tmp/walk-mocap.h5 --sources mocap")
+    c.add_argument("src", help="the store to copy from (never changed)")
+    c.add_argument("dst", help="the new store")
+    c.add_argument("--rounds", type=int, nargs="+", default=None, help="keep these store rounds only")
+    c.add_argument("--sources", nargs="+", default=None, choices=["mocap", "dagger", "rollout"],
+                   help="keep these sources only")
+    c.add_argument("--runs", nargs="+", default=None, metavar="RUN_ID",
+                   help="keep the mocap rounds and these DAgger runs' rounds (run ids: imitate dataset stats)")
+    c.add_argument("--overwrite", action="store_true", help="replace dst if it exists")
+    c.set_defaults(func=_cmd_dataset_copy)
     u = dsub.add_parser("upgrade", help="add checksums to a store written by an older imitate (validated first)")
     u.add_argument("path", help="the store (.h5)")
     u.set_defaults(func=_cmd_dataset_upgrade)

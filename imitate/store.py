@@ -225,6 +225,18 @@ def _merge_stats(group: h5py.Group, x: np.ndarray, is_action: bool) -> None:
         group["at_limit"][...] = group["at_limit"][()] + (np.abs(x) >= AT_LIMIT).sum(axis=0)
 
 
+def _empty_stats(f: h5py.File) -> None:
+    """stats/<field>/... of no rows yet."""
+    for name in STAT_FIELDS:
+        g = f.create_group(f"stats/{name}")
+        width = _WIDTHS[name]
+        g["count"] = np.int64(0)
+        for key in ("mean", "m2", "min", "max"):
+            g[key] = np.zeros(width)
+        if name != "obs":
+            g["at_limit"] = np.zeros(width, np.int64)
+
+
 class DemoStore:
     """A demonstration store at ``path``.  Reads take a shared lock per call; appends an
     exclusive one.  Nothing is held open between calls."""
@@ -267,16 +279,75 @@ class DemoStore:
             for split in ("train", "valid"):
                 f.create_dataset(f"mask/{split}", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,),
                                  fletcher32=True)
-            for name in STAT_FIELDS:
-                g = f.create_group(f"stats/{name}")
-                width = _WIDTHS[name]
-                g["count"] = np.int64(0)
-                for key in ("mean", "m2", "min", "max"):
-                    g[key] = np.zeros(width)
-                if name != "obs":
-                    g["at_limit"] = np.zeros(width, np.int64)
+            _empty_stats(f)
             f.attrs["digest"] = _digest(f)
         return cls(path)
+
+    def copy(self, dst: str | os.PathLike, *, rounds: list[int] | None = None, sources: list[str] | None = None,
+             runs: list[str] | None = None, overwrite: bool = False) -> DemoStore:
+        """A new store at dst (complete, then renamed into place) holding this store's episodes
+        that pass every filter given: rounds, sources, and runs (DAgger run ids, ``run_of``:
+        their rounds and the mocap rounds, which every run trains on).  Episodes keep their ids,
+        splits, rounds, attributes and labels; the statistics are merged again from them, round
+        by round as the appends did (so a copy of everything has the same statistics); the copy
+        carries checksums whatever this store's schema, and ``copied_from`` says what it holds."""
+        dst = self.check_target(dst, overwrite)
+        if dst.resolve() == self.path.resolve():
+            raise StoreError(f"{dst}: expected another path than the store's own to copy it to")
+        index = self.episode_index()
+        found_runs = sorted({run_of(e) for e in index} - {""})
+        for name, wanted, have in (("rounds", rounds, sorted({e["round"] for e in index})),
+                                   ("sources", sources, sorted({e["source"] for e in index})),
+                                   ("runs", runs, found_runs)):
+            missing = sorted(set(wanted or ()) - set(have))
+            if missing:
+                raise StoreError(f"{self.path}: no {name} {missing} in this store; it has {have}")
+        keep = [e for e in index if (rounds is None or e["round"] in rounds)
+                and (sources is None or e["source"] in sources)
+                and (runs is None or e["source"] == "mocap" or run_of(e) in runs)]
+        if not keep:
+            raise StoreError(f"{self.path}: no episode is in rounds {rounds}, sources {sources} and runs {runs} "
+                             "at once")
+        ids = np.array([e["id"] for e in keep])
+        with self._read() as src, replaced_on_success(dst) as tmp, h5py.File(tmp, "w", libver="latest") as f:
+            try:
+                for key, value in src.attrs.items():
+                    f.attrs[key] = value
+                f.attrs["schema_version"], f.attrs["imitate_version"] = SCHEMA_VERSION, __version__
+                f.attrs["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                f.attrs["copied_from"] = json.dumps({"path": str(self.path),
+                                                     "created_utc": str(src.attrs["created_utc"]),
+                                                     "rounds": rounds, "sources": sources, "runs": runs})
+                f.attrs["rounds"] = json.dumps(sorted({e["round"] for e in keep}))
+                rows = src["index"][()]
+                f.create_dataset("index", data=rows[np.isin(rows["id"], ids)], maxshape=(None,), chunks=(1024,),
+                                 fletcher32=True)
+                for split in ("train", "valid"):
+                    mask = src[f"mask/{split}"][()]
+                    f.create_dataset(f"mask/{split}", data=mask[np.isin(mask, ids)], maxshape=(None,), chunks=(4096,),
+                                     fletcher32=True)
+                _empty_stats(f)
+                f.create_group("episodes")
+                by_round: dict[int, list[int]] = {}
+                for e in keep:
+                    by_round.setdefault(e["round"], []).append(e["id"])
+                for group_ids in by_round.values():  # one merge per round, as its append made
+                    merged = {name: [] for name in STAT_FIELDS}
+                    for eid in group_ids:
+                        source, g = src[f"episodes/{eid:07d}"], f.create_group(f"episodes/{eid:07d}")
+                        for key, value in source.attrs.items():
+                            g.attrs[key] = value
+                        for name, ds in source.items():
+                            data = ds[()]
+                            g.create_dataset(name, data=data, chunks=data.shape, fletcher32=True)
+                            if name in merged:
+                                merged[name].append(data)
+                    for name, parts in merged.items():
+                        _merge_stats(f[f"stats/{name}"], np.concatenate(parts), name != "obs")
+                f.attrs["digest"] = _digest(f)
+            except _DAMAGE as exc:
+                raise StoreError(f"{self.path}: cannot copy a damaged store ({_first_line(exc)})") from None
+        return DemoStore(dst)
 
     @staticmethod
     def check_target(path: str | os.PathLike, overwrite: bool = False) -> Path:

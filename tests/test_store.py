@@ -216,3 +216,74 @@ def test_concurrent_reader_during_appends(tmp_path):
         loads += 1
     assert loads > 0
     assert _check_consistent(path) == 15
+
+
+def _two_runs(store):
+    """A store of a mocap round and two DAgger runs' rounds (run ids A and B)."""
+    from dataclasses import replace
+
+    store.append_round([make_episode(s, 20 + s, "mocap") for s in range(3)], round=0, env_config=CONFIG)
+    for r, run in ((1, "A"), (2, "B"), (3, "A")):
+        store.append_round([replace(make_episode(10 * r + s, 15 + s), checkpoint_id=f"{run}:round_{r:03d}.pt")
+                            for s in range(4)], round=r, env_config=CONFIG)
+    return store
+
+
+def test_copy_of_a_run_holds_the_mocap_rounds_and_that_runs_episodes_unchanged(store, tmp_path):
+    from imitate.store_stats import validate
+
+    _two_runs(store)
+    before = store.path.read_bytes()
+    copy = store.copy(tmp_path / "a.h5", runs=["A"])
+    assert store.path.read_bytes() == before  # the source is never changed
+    validate(copy)  # statistics, splits and digest against the data itself
+    original = {e["id"]: e for e in store.episode_index()}
+    kept = copy.episode_index()
+    assert sorted({e["round"] for e in kept}) == [0, 1, 3]
+    assert [e["id"] for e in kept] == [i for i, e in original.items() if e["round"] in (0, 1, 3)]
+    assert all(e == original[e["id"]] for e in kept)  # same ids, splits, rounds and attributes
+    with h5py.File(store.path, "r") as f, h5py.File(copy.path, "r") as g:  # plain h5py reads
+        for e in kept:
+            for name in Episode.ARRAYS:
+                np.testing.assert_array_equal(g[f"episodes/{e['id']:07d}/{name}"][()],
+                                              f[f"episodes/{e['id']:07d}/{name}"][()])
+        assert json.loads(g.attrs["copied_from"])["runs"] == ["A"]
+    # the copy's statistics are those of its own data
+    obs = copy.load(("obs",), split=None)["obs"].astype(np.float64)
+    np.testing.assert_allclose(copy.normalisation("obs")["mean"], obs.mean(axis=0), rtol=1e-6, atol=1e-9)
+
+
+def test_copy_of_everything_has_the_same_statistics_and_refusals_name_what_is_there(store, tmp_path):
+    _two_runs(store)
+    everything = store.copy(tmp_path / "all.h5")
+    with h5py.File(store.path, "r") as f, h5py.File(everything.path, "r") as g:
+        for name in ("obs", "expert_actions", "actions"):
+            for key in f[f"stats/{name}"]:
+                np.testing.assert_array_equal(g[f"stats/{name}/{key}"][()], f[f"stats/{name}/{key}"][()])
+    mocap = store.copy(tmp_path / "mocap.h5", sources=["mocap"])
+    assert {e["source"] for e in mocap.episode_index()} == {"mocap"}
+    with pytest.raises(StoreError, match=r"no runs \['C'\] in this store; it has \['A', 'B'\]"):
+        store.copy(tmp_path / "c.h5", runs=["C"])
+    with pytest.raises(StoreError, match="no episode is in rounds"):
+        store.copy(tmp_path / "d.h5", rounds=[2], runs=["A"])
+    with pytest.raises(StoreError, match="already exists"):
+        store.copy(tmp_path / "mocap.h5")
+    with pytest.raises(StoreError, match="another path"):
+        store.copy(store.path, overwrite=True)
+    assert not (tmp_path / "c.h5").exists() and not (tmp_path / "d.h5").exists()
+
+
+def test_dataset_copy_from_the_command_line(store, tmp_path):
+    import subprocess
+    import sys
+
+    _two_runs(store)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = lambda *argv: subprocess.run([sys.executable, "-m", "imitate.cli", "dataset", "copy", *argv],  # noqa: E731
+                                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=repo),
+                                       timeout=120)
+    done = run(str(store.path), str(tmp_path / "b.h5"), "--runs", "B")
+    assert done.returncode == 0, done.stderr
+    assert "7 episodes" in done.stdout and "rounds [0, 2]" in done.stdout
+    bad = run(str(store.path), str(tmp_path / "c.h5"), "--runs", "C")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "it has ['A', 'B']" in bad.stderr
