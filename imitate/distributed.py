@@ -51,12 +51,15 @@ class _Worker:
     def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig):
         self.expert = SearchExpert(clip, env_config, config)
 
-    def identity(self) -> tuple[str, str]:
+    def identity(self) -> tuple[str, str, int]:
+        """This worker's imitate version, node address and process id."""
+        import os
+
         import ray
 
         from . import __version__ as version
 
-        return version, ray.util.get_node_ip_address()
+        return version, ray.util.get_node_ip_address(), os.getpid()
 
     def label_states(self, states, times, keys):
         return self.expert.label_states(states, times, keys)
@@ -87,7 +90,8 @@ class RayExpert:
         except Exception as exc:  # the worker could not import imitate, or failed building its expert
             raise ConfigError(f"a Ray worker could not start imitate's search expert ({type(exc).__name__}: "
                               f"{str(exc).strip().splitlines()[-1][:300]})") from None
-        for version, node in identities:
+        self.pids = [pid for _, _, pid in identities]  # the workers' processes (as started)
+        for version, node, _ in identities:
             if version != __version__:
                 raise ConfigError(f"the Ray worker on node {node} has imitate {version}; this driver has "
                                   f"{__version__}: install the same version on every node")

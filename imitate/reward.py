@@ -121,7 +121,9 @@ def joint_angle_errors(sim_qpos: np.ndarray, ref_qpos: np.ndarray) -> tuple[np.n
 def pose_error(sim_qpos: np.ndarray, ref_qpos: np.ndarray) -> np.ndarray:
     """Weighted sum (N,) of squared joint rotation angles [rad^2] between two poses."""
     root, sph, rev = joint_angle_errors(sim_qpos, ref_qpos)
-    return _W_ROOT * root**2 + (sph**2) @ _W_SPH + (rev**2) @ _W_REV
+    # weighted sums row by row, not a matrix-vector product: BLAS's blocking makes a row's
+    # rounding depend on the batch it is in, and a label must not (the search's rollouts)
+    return _W_ROOT * root**2 + np.sum(sph**2 * _W_SPH, axis=-1) + np.sum(rev**2 * _W_REV, axis=-1)
 
 
 def end_effector_offsets(pose: Pose) -> np.ndarray:
@@ -136,7 +138,7 @@ def velocity_error(sim_qvel: np.ndarray, ref_qvel: np.ndarray) -> np.ndarray:
     dh = d[:, hum.HINGE_QVEL]
     sph = np.sum(dh[:, _SPHERICAL] ** 2, axis=-1)
     rev = dh[:, _REVOLUTE] ** 2
-    return _W_ROOT * root + sph @ _W_SPH + rev @ _W_REV
+    return _W_ROOT * root + np.sum(sph * _W_SPH, axis=-1) + np.sum(rev * _W_REV, axis=-1)  # (pose_error: why)
 
 
 def imitation_reward(sim: Pose, ref: Pose, config: RewardConfig = RewardConfig()) -> RewardTerms:

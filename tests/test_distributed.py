@@ -71,6 +71,42 @@ def test_a_killed_worker_is_restarted_and_its_task_retried(local_ray, synthetic_
     remote.close()
 
 
+def test_a_worker_killed_by_its_pid_mid_round_leaves_the_round_exactly_as_in_process(local_ray, synthetic_clip_path,
+                                                                                       tmp_path):
+    """SIGKILL to a worker's process while its labels are in flight, in the middle of a DAgger
+    round's collection: Ray restarts the actor and retries the task, and the round's labels and
+    executed actions are those of the in-process run."""
+    import signal
+
+    from imitate.dagger import collect
+    from imitate.distributed import RayExpert
+
+    config = EnvConfig(clip=str(synthetic_clip_path), random_start=True)
+    clip = load_clip(config.clip)
+    runs = {}
+    for name in ("local", "ray"):
+        expert = SearchExpert(clip, config, SMALL) if name == "local" else RayExpert(clip, config, SMALL, workers=2)
+        if name == "ray":
+            calls, get = [], expert._ray.get
+
+            def get_after_a_kill(refs, _get=get, _expert=expert, _calls=calls):
+                _calls.append(1)
+                if len(_calls) == 3:  # the third step's labels are being computed: kill worker 1
+                    os.kill(_expert.pids[1], signal.SIGKILL)
+                return _get(refs)
+
+            expert._ray = type("Ray", (), {"get": staticmethod(get_after_a_kill)})()
+        sim = Simulation(config, 3, nthread=1, clip=clip)
+        policy = lambda obs: np.zeros((len(obs), 28))  # noqa: E731
+        runs[name] = collect(sim, policy, expert, 0.5, 6, np.random.default_rng(0))
+    assert calls == [1] * 6
+    for a, b in zip(runs["local"], runs["ray"], strict=True):
+        for field in ("expert_actions", "actions", "qpos"):
+            np.testing.assert_array_equal(a[field], b[field])
+    new_pids = [p for _, _, p in ray.get([a.identity.remote() for a in expert._actors])]
+    assert new_pids[1] != expert.pids[1] and new_pids[0] == expert.pids[0]  # worker 1 was restarted
+
+
 def test_a_worker_of_another_version_is_named(local_ray, synthetic_clip_path, monkeypatch):
     import imitate.distributed as distributed
 

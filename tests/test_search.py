@@ -1,5 +1,7 @@
 """The search expert: never worse than its nominal candidate, deterministic, batch-invariant."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,30 @@ def test_batched_labelling_equals_one_by_one(setup):
         apart = np.concatenate([single.label_states(states[i:i + 1], times[i:i + 1], keys[i:i + 1]) for i in range(3)])
         np.testing.assert_array_equal(together, apart)
         times = times + config.control_dt
+
+
+def test_a_cold_mppi_label_does_not_depend_on_the_batch_it_is_computed_in(synthetic_clip_path):
+    """The DAgger recipe's labels (cold, MPPI, knots): the same bits for a state whatever other
+    states share its batch (Ray workers split batches; a BLAS kernel's blocking must not show)."""
+    from imitate.experts.search import DAGGER_LABELS
+
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    clip = load_clip(synthetic_clip_path)
+    n = 7
+    sim = Simulation(config, n, nthread=1, clip=clip)
+    sim.reset(np.arange(n), np.linspace(0.0, 0.25, n))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        sim.step(rng.uniform(-0.3, 0.3, (n, 28)))
+    cold = replace(DAGGER_LABELS, candidates=6, horizon=4, nthread=1)
+    states, times, keys = np.array(sim.batch.state), sim.ref_time_s.copy(), np.arange(n)
+    expert = SearchExpert(clip, config, cold)
+    together = expert.label_states(states, times, keys)
+    for parts in ([[0, 2, 4, 6], [1, 3, 5]], [[0, 1, 2], [3, 4, 5, 6]], [[i] for i in range(n)]):
+        split = np.empty_like(together)
+        for rows in parts:
+            split[rows] = expert.label_states(states[rows], times[rows], keys[rows])
+        np.testing.assert_array_equal(split, together)
 
 
 def test_mppi_label_weights_the_candidates_and_keeps_the_best_plan(setup):

@@ -179,9 +179,11 @@ class SearchExpert:
                 scale = self.config.temperature * (np.median(costs, axis=1, keepdims=True) - lo) + 1e-9
                 weights = np.exp(-(costs - lo) / scale)
                 weights /= weights.sum(axis=1, keepdims=True)
-                first[rows] = np.einsum("nk,nkj->nj", weights, candidates[:, :, 0])
+                # plain sums, not einsum or BLAS: their blocking and threads may depend on the batch,
+                # and a label must not depend on which other states it was computed with (Ray workers)
+                first[rows] = np.sum(weights[:, :, None] * candidates[:, :, 0], axis=1)
                 if not warm:  # re-centre on the weighted mean: smooth in the state, unlike the best
-                    plans[rows] = np.einsum("nk,nkhj->nhj", weights, candidates)
+                    plans[rows] = np.sum(weights[:, :, None, None] * candidates, axis=1)
             self.last_costs = costs
         qpos = states[:, 1:1 + hum.NQ]  # integration state: time, qpos, qvel, ...
         target = self.clip.qpos(times + self.env_config.control_dt)[:, hum.HINGE_QPOS] + first
@@ -210,7 +212,8 @@ class SearchExpert:
         k, h, m = self.config.candidates, self.config.horizon, self.config.knots or self.config.horizon
         noise = np.stack([rng.normal(0.0, self.config.noise_rad * scale, (k, m, hum.NU)) for rng in rngs])
         if m < h:
-            noise = np.einsum("hm,nkmj->nkhj", knot_weights(h, m), noise)
+            weights = knot_weights(h, m)  # plain sums (the labels' comment in label_states: why)
+            noise = np.sum(weights[None, None, :, :, None] * noise[:, :, None], axis=3)
         out = plans[:, None] + noise  # (n, K, H, 28), noise broadcast if shared
         out[:, 0] = plans
         out[:, 1] = 0.0
