@@ -21,7 +21,8 @@ if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
 # "imitate:imitate/Track-v0", which imports it); make_vec uses the native vector env.
 import gymnasium as _gym  # noqa: E402
 
-from .env import EnvConfig, ImitationEnv, ImitationVecEnv, make_env, make_vec_env  # noqa: E402
+from .config import EnvConfig  # noqa: E402
+from .env import ImitationEnv, ImitationVecEnv, make_env, make_vec_env  # noqa: E402
 from .errors import ClipNotFoundError, ConfigError, ImitateError, MotionFormatError  # noqa: E402
 from .motion import MotionClip, list_clips, load_clip  # noqa: E402
 from .reward import RewardConfig  # noqa: E402

@@ -21,11 +21,9 @@ def _make_expert(name: str, clip, config, args):
     search = None
     if name == "search":
         from .experts.search import SearchConfig
+        from .options import config_from
 
-        search = SearchConfig(candidates=args.candidates, horizon=args.horizon, noise_rad=args.search_noise,
-                              label=args.search_label, warm_start=not args.search_cold, knots=args.search_knots,
-                              noise_decay=args.search_noise_decay, seed=args.seed, planning_hz=args.planning_hz,
-                              temperature=args.search_temperature)
+        search = config_from(args, SearchConfig, seed=args.seed)
     if getattr(args, "ray", None) is not None:
         if name != "search":
             raise ConfigError(f"--ray spreads the search expert's labels; the {name} expert needs no workers "
@@ -59,18 +57,25 @@ def _make_expert(name: str, clip, config, args):
 
 def _new_env_config(clip: str, action_space: str, args):
     """The EnvConfig of a new run on clip; --fall-bodies if given, else EnvConfig's default rule."""
-    from .env import EnvConfig
+    from .config import EnvConfig
 
     rule = {"fall_bodies": args.fall_bodies} if args.fall_bodies else {}
     return EnvConfig(clip=clip, action_space=action_space, **rule)
 
 
 def _add_fall_option(p, default_help: str = "clip") -> None:
-    from .env import FALL_RULES
+    from .config import FALL_RULES
 
     rules = "; ".join(f"{k}: {v}" for k, v in FALL_RULES.items())
     p.add_argument("--fall-bodies", default=None, choices=list(FALL_RULES),
                    help=f"which bodies' floor contact ends an episode (default: {default_help}): {rules}")
+
+
+# the search's settings a command line may change (SearchConfig field -> flag; "!": a negation)
+SEARCH_FLAGS = {"candidates": "--candidates", "horizon": "--horizon", "noise_rad": "--search-noise",
+                "label": "--search-label", "temperature": "--search-temperature", "knots": "--search-knots",
+                "noise_decay": "--search-noise-decay", "planning_hz": "--planning-hz", "warm_start": "!--search-cold",
+                "cold_iterations": "--search-cold-iterations"}
 
 
 def _add_expert_options(p, default: str | None = "pd") -> None:
@@ -79,26 +84,10 @@ def _add_expert_options(p, default: str | None = "pd") -> None:
                         "search at every label (slow, balances on walk); tracking: linear feedback around a "
                         "trajectory reconstructed offline once per clip (fast labels; cached in $IMITATE_CACHE or "
                         "~/.cache/imitate); best: the recommended expert (today: tracking)")
-    p.add_argument("--candidates", type=int, default=32, help="search: sequences sampled per decision (K)")
-    p.add_argument("--horizon", type=int, default=15, help="search: control steps per rollout (H)")
-    p.add_argument("--search-noise", type=float, default=0.1, help="search: std of the target offsets [rad]")
-    p.add_argument("--search-label", default="best", choices=["best", "mppi"],
-                   help="search: the best candidate's first step, or the cost-weighted mean of all (smoother)")
-    p.add_argument("--search-temperature", type=float, default=0.1,
-                   help="search, mppi labels: weights exp(-(cost - min) / (T (median - min))); higher T averages "
-                        "more candidates: smaller, more learnable corrections that balance less")
-    p.add_argument("--search-knots", type=int, default=0,
-                   help="search: draw the offsets' noise at this many knots over the horizon, interpolated "
-                        "linearly (0: at every step); fewer dimensions to search, smoother labels")
-    p.add_argument("--search-noise-decay", type=float, default=1.0,
-                   help="search: each further search iteration's noise is this times the last one's (with a warm "
-                        "start only the searches after a reset iterate; with --search-cold every decision does)")
-    p.add_argument("--planning-hz", type=float, default=None,
-                   help="search: physics rate of the planner's rollouts (default: the env's, exact); 300 halves "
-                        "the cost of a decision")
-    p.add_argument("--search-cold", action="store_true",
-                   help="search: no warm start; every decision searches afresh with the same noise draws, so the "
-                        "label is a function of the state (learnable), at the cost of its cold iterations")
+    from .experts.search import SearchConfig
+    from .options import add_options
+
+    add_options(p, SearchConfig, SEARCH_FLAGS)
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="search: label on Ray workers (pip install 'imitate[ray]'), the same labels as without; "
                         "no ADDRESS: a local Ray instance of this machine's cores; auto: the running cluster")
@@ -125,7 +114,7 @@ def _cmd_motions(args) -> int:
 
 
 def _track(clip: str, action_spaces: list[str], seconds: float | None):
-    from .env import EnvConfig
+    from .config import EnvConfig
     from .evaluation import evaluate, expert_controller
     from .experts.pd import PDExpert
     from .motion import load_clip
@@ -151,42 +140,36 @@ def _cmd_track(args) -> int:
     return 0
 
 
-def _add_fit_options(p, policy_prefix: str) -> None:
-    p.add_argument("--ensemble", type=int, default=1, metavar="M",
-                   help=f"{policy_prefix}M MLPs from different initial weights, each fitted to the labels, "
-                        "their means averaged (default 1: one MLP)")
-    p.add_argument("--residual", action="store_true",
-                   help=f"{policy_prefix}the servo targets of the observed reference plus the networks' output, "
-                        "so they learn only the expert's correction (pd_target only)")
-    p.add_argument("--drop-before-fall", type=float, default=0.0, metavar="S",
-                   help="train without the states of an episode that fell within S seconds before its fall "
-                        "(labels no expert can act on; default 0: keep all)")
+# the policy's settings a command line may change (PolicyConfig field -> flag)
+POLICY_FLAGS = {"hidden": "--hidden", "linear_skip": "--linear-skip", "members": "--ensemble", "residual": "--residual"}
 
 
 def _cmd_sft(args) -> int:
     from .console import console, progress_bar, sft_table
+    from .options import config_from, given
     from .policy import PolicyConfig, save_checkpoint
     from .sft import SFTConfig, sft_on_store
     from .store import DemoStore
 
-    _at_least(("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1), ("--patience", args.patience, 1))
-    _positive(("--lr", args.lr))
+    _at_least(*((flag, given(args, SFTConfig, name), 1) for flag, name in
+                (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--patience", "patience"))))
+    _positive(("--lr", given(args, SFTConfig, "lr")))
     if Path(args.out).exists() and not args.overwrite:  # before the training, not after
         raise ConfigError(f"{args.out}: already exists (pass --overwrite to replace it)")
     store = DemoStore(args.data)
-    config = SFTConfig(loss=args.loss, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       patience=args.patience, seed=args.seed, drop_before_fall_s=args.drop_before_fall)
+    config = config_from(args, SFTConfig, seed=args.seed)
     with progress_bar() as bar:
         task = bar.add_task("SFT epochs", total=config.epochs)
         def progress(epoch, epochs, train_loss, valid_loss):
             bar.update(task, completed=epoch, description=f"SFT  train {train_loss:.5f}  valid {valid_loss:.5f}")
 
-        policy_config = PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip, members=args.ensemble,
-                                     residual=args.residual)
+        policy_config = config_from(args, PolicyConfig)
         policy, result = sft_on_store(store, config, policy_config=policy_config, progress=progress)
-    options = {k: v for k, v in vars(args).items() if k != "func"}
+    from dataclasses import asdict
+
     save_checkpoint(args.out, policy, store.env_config, store=str(store.path),
-                    store_rounds=json.loads(store.attrs()["rounds"]), sft=options)
+                    store_rounds=json.loads(store.attrs()["rounds"]), sft=asdict(result) | {"history": []},
+                    sft_config=asdict(config))
     console.print(sft_table(result, f"SFT on {args.data}"))
     console.print(f"wrote {args.out}")
     return 0
@@ -207,34 +190,32 @@ def _positive(*checks: tuple[str, float]) -> None:
 
 
 def _dagger_config(args):
+    """The DAggerConfig of `imitate dagger`'s options (the rest: DAggerConfig's defaults)."""
     from .dagger import DAggerConfig
+    from .options import config_from
     from .policy import PolicyConfig
     from .sft import SFTConfig
 
-    return DAggerConfig(policy=PolicyConfig(hidden=tuple(args.hidden), linear_skip=args.linear_skip,
-                                            members=args.ensemble, residual=args.residual),
-                        rounds=args.rounds, num_envs=args.num_envs, steps_per_env=args.steps, beta=args.beta,
-                        mixing=args.mixing, segment_steps=args.segment_steps, keep_rounds=args.keep_rounds,
-                        retrain_from_scratch=args.retrain_from_scratch, collect_noise=args.collect_noise,
-                        sft=SFTConfig(epochs=args.sft_epochs, patience=15, seed=args.seed),
-                        retrain=SFTConfig(epochs=args.epochs, patience=8, seed=args.seed,
-                                          epoch_samples=args.epoch_samples,
-                                          drop_before_fall_s=args.drop_before_fall),
-                        eval_episodes=args.eval_episodes, eval_horizon_s=args.eval_seconds, seed=args.seed)
+    defaults = DAggerConfig()
+    return config_from(args, DAggerConfig, policy=config_from(args, PolicyConfig), seed=args.seed,
+                       sft=config_from(args, SFTConfig, group="sft", preset=defaults.sft, seed=args.seed),
+                       retrain=config_from(args, SFTConfig, group="retrain", preset=defaults.retrain, seed=args.seed))
 
 
 def _cmd_dagger(args) -> int:
     from .console import LiveTable, console, rounds_table
-    from .dagger import best_round, finished_rounds, run_dagger, schedule
+    from .dagger import DAggerConfig, best_round, finished_rounds, run_dagger, schedule
     from .motion import load_clip
+    from .options import given
     from .policy import load_checkpoint
     from .store import DemoStore
 
-    _at_least(("--rounds", args.rounds, 1), ("--num-envs", args.num_envs, 1), ("--steps", args.steps, 1),
-              ("--segment-steps", args.segment_steps, 1), ("--eval-episodes", args.eval_episodes, 1),
-              ("--collect-noise", args.collect_noise, 0))
+    _at_least(*((flag, given(args, DAggerConfig, name), least) for flag, name, least in
+                (("--rounds", "rounds", 1), ("--num-envs", "num_envs", 1), ("--steps", "steps_per_env", 1),
+                 ("--segment-steps", "segment_steps", 1), ("--eval-episodes", "eval_episodes", 1),
+                 ("--collect-noise", "collect_noise", 0))))
     try:
-        schedule(args.beta)
+        schedule(given(args, DAggerConfig, "beta"))
     except ConfigError as exc:
         raise ConfigError(f"--beta: {exc}") from None
     store = DemoStore(args.data)
@@ -334,8 +315,8 @@ def _learning_curve(run_dir: Path) -> None:
 def _cmd_trpo(args) -> int:
     from dataclasses import replace
 
+    from .config import EnvConfig
     from .console import LiveTable, console, trpo_table
-    from .env import EnvConfig
     from .policy import load_checkpoint
     from .trpo import TRPOConfig, start
 
@@ -551,13 +532,13 @@ def _cmd_dataset_build(args) -> int:
     from .console import console, progress_bar, store_tables
     from .dataset import BuildConfig, build_mocap_store
     from .motion import clip_name, load_clip, resolve_clip
+    from .options import config_from, given
     from .store import DemoStore
     from .store_stats import summarize
 
-    _at_least(("--offsets", args.offsets, 1), ("--copies", args.copies, 0), ("--valid-every", args.valid_every, 2))
-    build = BuildConfig(offsets=args.offsets, joint_noise_rad=args.joint_noise,
-                        velocity_noise_rad_s=args.velocity_noise, copies=args.copies, seed=args.seed,
-                        valid_every=args.valid_every)
+    _at_least(*((flag, given(args, BuildConfig, name), least) for flag, name, least in
+                (("--offsets", "offsets", 1), ("--copies", "copies", 0), ("--valid-every", "valid_every", 2))))
+    build = config_from(args, BuildConfig, seed=args.seed)
     config = _new_env_config(args.clip, args.action_space, args)
     out = args.out or f"datasets/{clip_name(resolve_clip(args.clip))}.h5"
     DemoStore.check_target(out, args.overwrite)  # before the expert's preparation and the labelling
@@ -653,8 +634,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (not action.option_strings or "default" in text or action.default in (None, False, argparse.SUPPRESS)
-                or action.nargs == 0):
+        unset = any(action.default is x for x in (None, False, argparse.SUPPRESS))  # (0.0 == False: not "in")
+        if not action.option_strings or "default" in text or unset or action.nargs == 0:
             return text
         return f"{text} (default: %(default)s)"
 
@@ -670,6 +651,11 @@ EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .dataset import BuildConfig
+    from .options import add_options
+    from .policy import PolicyConfig
+    from .sft import SFTConfig
+
     parser = argparse.ArgumentParser(prog="imitate", description="DAgger-centred imitation learning of "
                                      "physics-based character motion (MuJoCo humanoid, DeepMimic clips).",
                                      epilog=EXAMPLES, formatter_class=_HelpFormatter)
@@ -695,14 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="store path (default: datasets/CLIP.h5)")
     b.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"],
                    help="pd_target: actions are servo targets; torque: actions are joint torques")
-    b.add_argument("--offsets", type=int, default=4, help="clean passes over the clip (default 4)")
-    b.add_argument("--joint-noise", type=float, nargs="*", default=[0.05, 0.1],
-                   help="hinge-angle noise std per level [rad]")
-    b.add_argument("--velocity-noise", type=float, nargs="*", default=[0.5, 1.0],
-                   help="hinge-rate noise std per level [rad/s]")
-    b.add_argument("--copies", type=int, default=4, help="perturbed passes per noise level (default 4)")
+    add_options(b, BuildConfig, {"offsets": "--offsets", "joint_noise_rad": "--joint-noise",
+                                 "velocity_noise_rad_s": "--velocity-noise", "copies": "--copies",
+                                 "valid_every": "--valid-every"})
     b.add_argument("--seed", type=int, default=0, help="seed of the sampled offsets and noise")
-    b.add_argument("--valid-every", type=int, default=10, help="every N-th episode is validation (default 10)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing store")
     _add_fall_option(b)
     _add_expert_options(b)
@@ -751,17 +733,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the store")
     p.add_argument("--out", required=True, help="checkpoint to write (refused if it exists, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--loss", default="mse", choices=["mse", "nll"],
-                   help="mse: squared error of the mean action; nll: Gaussian negative log-likelihood")
-    p.add_argument("--epochs", type=int, default=100, help="training epochs (at most; early stopping ends sooner)")
-    p.add_argument("--batch-size", type=int, default=256, help="minibatch size")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--patience", type=int, default=15, help="early stopping patience [epochs]")
-    p.add_argument("--hidden", type=int, nargs="+", default=[1024, 512], help="hidden layer sizes")
-    p.add_argument("--linear-skip", action="store_true",
-                   help="add a learned linear map of the observation to the MLP's output (fits PD-like labels "
-                        "from few samples)")
-    _add_fit_options(p, "")
+    add_options(p, SFTConfig, {"loss": "--loss", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+                               "patience": "--patience", "drop_before_fall_s": "--drop-before-fall"})
+    add_options(p, PolicyConfig, POLICY_FLAGS)
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the minibatch order")
     p.set_defaults(func=_cmd_sft)
 
@@ -769,35 +743,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the store (its mocap round trains round 0)")
     p.add_argument("--out", required=True, help="run folder: checkpoints and state.json (resumes if present)")
     p.add_argument("--clip", default=None, help="check that the store is of this clip")
-    p.add_argument("--rounds", type=int, default=3, help="DAgger rounds after round 0 (the SFT on the mocap round)")
     p.add_argument("--init", default=None, help="start from this checkpoint instead of SFT on the store")
-    p.add_argument("--beta", default="exponential:0.5", help="constant:B, linear:START,END,ROUNDS, exponential:P")
-    p.add_argument("--mixing", default="step", choices=["step", "segment"],
-                   help="step: expert or learner chosen each step with probability beta; segment: for whole segments")
-    p.add_argument("--segment-steps", type=int, default=15, help="control steps per segment with --mixing segment")
-    p.add_argument("--num-envs", type=int, default=8, help="humanoids collecting in parallel each round")
-    p.add_argument("--steps", type=int, default=150, help="control steps per env per round")
-    p.add_argument("--keep-rounds", type=int, default=None, help="train on mocap + the last M rounds only")
-    p.add_argument("--collect-noise", type=float, default=0.0,
-                   help="std of Gaussian noise on every executed action while collecting (action units; DART): "
-                        "the expert also labels the states a perturbed learner drifts into")
-    p.add_argument("--retrain-from-scratch", action="store_true",
-                   help="each round fits a new policy on the kept data (round 0's SFT settings) instead of "
-                        "warm-starting the last round's")
-    p.add_argument("--sft-epochs", type=int, default=100, help="epochs of round 0's SFT (and of every round "
-                   "with --retrain-from-scratch)")
-    p.add_argument("--epochs", type=int, default=30, help="retraining epochs per round")
-    p.add_argument("--hidden", type=int, nargs="+", default=[1024, 512], help="round 0's policy: hidden sizes")
-    p.add_argument("--linear-skip", action="store_true", help="round 0's policy: add a learned linear map of the "
-                   "observation to the MLP's output")
-    p.add_argument("--epoch-samples", type=int, default=None,
-                   help="samples drawn per retraining epoch (default: all kept data); a fixed figure, e.g. a "
-                        "round's size, keeps each round's training cost constant as the store grows")
-    _add_fit_options(p, "round 0's policy: ")
-    p.add_argument("--eval-episodes", type=int, default=1,
-                   help="evaluation episodes of each round's policy, from phase 0")
-    p.add_argument("--eval-seconds", type=float, default=10.0,
-                   help="evaluation horizon of each round [s] (at most the clip's length where it does not loop)")
+    from .dagger import DAggerConfig
+
+    defaults = DAggerConfig()
+    add_options(p, DAggerConfig, {"rounds": "--rounds", "beta": "--beta", "mixing": "--mixing",
+                                  "segment_steps": "--segment-steps", "num_envs": "--num-envs",
+                                  "steps_per_env": "--steps", "keep_rounds": "--keep-rounds",
+                                  "collect_noise": "--collect-noise", "retrain_from_scratch": "--retrain-from-scratch",
+                                  "eval_episodes": "--eval-episodes", "eval_horizon_s": "--eval-seconds"})
+    add_options(p, SFTConfig, {"epochs": "--sft-epochs"}, preset=defaults.sft, group="sft",
+                help_prefix="round 0's SFT (and every retrain with --retrain-from-scratch): ")
+    add_options(p, SFTConfig, {"epochs": "--epochs", "epoch_samples": "--epoch-samples",
+                               "drop_before_fall_s": "--drop-before-fall"}, preset=defaults.retrain, group="retrain",
+                help_prefix="each round's retraining: ")
+    add_options(p, PolicyConfig, POLICY_FLAGS, help_prefix="round 0's policy: ")
     p.add_argument("--seed", type=int, default=0, help="seed of the collection, the training and the expert's search")
     _add_expert_options(p)
     p.set_defaults(func=_cmd_dagger)

@@ -32,14 +32,16 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_text
-from .env import Simulation, with_action_noise
+from .config import with_action_noise
 from .errors import ConfigError
 from .evaluation import EvalResult, evaluate, policy_controller
 from .experts import label, provenance_json
 from .experts.pd import PDExpert
 from .motion import load_clip
+from .options import setting
 from .policy import PolicyConfig, load_checkpoint, save_checkpoint
 from .sft import SFTConfig, SFTResult, sft_on_store
+from .simulation import Simulation
 from .store import DemoStore, Episode, run_of
 
 BetaSchedule = Callable[[int], float]
@@ -79,28 +81,35 @@ def schedule(spec: str) -> BetaSchedule:
 
 @dataclass(frozen=True)
 class DAggerConfig:
-    rounds: int = 3  # DAgger rounds after round 0
-    num_envs: int = 8
-    steps_per_env: int = 150  # control steps each env runs per round (5 s at 30 Hz)
-    beta: str = "exponential:0.5"
-    mixing: str = "step"  # "step" or "segment"
-    segment_steps: int = 15
-    keep_rounds: int | None = None  # train on mocap + the last M rounds (None: all)
+    rounds: int = setting(3, "DAgger rounds after round 0 (the SFT on the mocap rounds)")
+    num_envs: int = setting(8, "humanoids collecting in parallel each round")
+    steps_per_env: int = setting(150, "control steps per env per round (150: 5 s at 30 Hz)")
+    beta: str = setting("exponential:0.5", "the expert's share of the driving in round k: constant:B, "
+                                           "linear:START,END,ROUNDS, exponential:P (P^(k-1))")
+    mixing: str = setting("step", "step: expert or learner chosen each step with probability beta; segment: for "
+                                  "whole segments", choices=("step", "segment"))
+    segment_steps: int = setting(15, "control steps per segment with mixing segment")
+    keep_rounds: int | None = setting(None, "train on the mocap rounds and the last M rounds only (default: all)")
     # True: each round fits a new policy (same architecture, round 0's SFT settings, the store's
     # current statistics) on the kept data, as in Ross et al.; False: warm-start from round k-1
-    retrain_from_scratch: bool = False
+    retrain_from_scratch: bool = setting(False, "each round fits a new policy on the kept data (round 0's SFT "
+                                                "settings, the retrains' data settings) instead of warm-starting "
+                                                "the last round's")
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=100, patience=15))
     retrain: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=30, patience=8))
     policy: PolicyConfig = field(default_factory=PolicyConfig)  # round 0's new policy (no --init)
-    eval_episodes: int = 1
-    eval_horizon_s: float = 10.0  # at most the clip's length where the clip does not loop
+    eval_episodes: int = setting(1, "evaluation episodes of each round's policy, from phase 0")
+    eval_horizon_s: float = setting(10.0, "evaluation horizon of each round [s] (at most the clip's length where it "
+                                          "does not loop)")
     # noise on the starting hinge angles of each evaluation episode [rad], as `imitate evaluate`
     # (without it the episodes of a deterministic policy are all the same one)
     eval_init_noise_rad: float = 0.01
     # std of Gaussian noise on every executed action while collecting (action units, clipped to
     # [-1, 1]; DART, Laskey et al. 2017): the rollouts drift as a slightly worse policy's would, so
     # the expert labels the states the next learner drifts into before it gets there
-    collect_noise: float = 0.0
+    collect_noise: float = setting(0.0, "std of Gaussian noise on every executed action while collecting (action "
+                                        "units; DART): the expert also labels the states a perturbed learner drifts "
+                                        "into")
     seed: int = 0
 
     def __post_init__(self):
@@ -404,8 +413,10 @@ class DAggerTrainer:
             policy, _, meta = load_checkpoint(existing, self.env_config)
             return policy, SFTResult(**{**meta["sft"], "history": []})
         self.say(f"round {k}: retraining on {self._steps_in(rounds)} steps")
-        if config.retrain_from_scratch:
-            retrain = replace(config.sft, last_rounds=config.keep_rounds, seed=config.sft.seed + k)
+        if config.retrain_from_scratch:  # round 0's training settings, the retrains' choice of data
+            retrain = replace(config.sft, last_rounds=config.keep_rounds, seed=config.sft.seed + k,
+                              epoch_samples=config.retrain.epoch_samples,
+                              drop_before_fall_s=config.retrain.drop_before_fall_s)
             return sft_on_store(self.store, retrain, policy_config=self.policy.config, rounds=rounds)
         retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
         return sft_on_store(self.store, retrain, policy=self.policy, rounds=rounds)

@@ -25,11 +25,13 @@ import numpy as np
 
 from . import humanoid as hum
 from .atomic import write_bytes
-from .env import EnvConfig, Simulation
+from .config import EnvConfig
 from .errors import ConfigError
 from .experts import Expert, expert_id, provenance_json
 from .experts.pd import PDExpert
 from .motion import load_clip
+from .options import setting
+from .simulation import Simulation
 from .store import DemoStore, Episode
 
 
@@ -37,12 +39,12 @@ from .store import DemoStore, Episode
 class BuildConfig:
     """How densely and how far off the reference the mocap round samples."""
 
-    offsets: int = 4  # clean passes, each shifted by control_dt / offsets
-    joint_noise_rad: tuple[float, ...] = (0.05, 0.1)  # std of hinge-angle noise, per level
-    velocity_noise_rad_s: tuple[float, ...] = (0.5, 1.0)  # std of hinge-rate noise, per level
-    copies: int = 4  # perturbed passes per noise level
+    offsets: int = setting(4, "clean passes over the clip, each shifted by control_dt / offsets")
+    joint_noise_rad: tuple[float, ...] = setting((0.05, 0.1), "hinge-angle noise std per level [rad]")
+    velocity_noise_rad_s: tuple[float, ...] = setting((0.5, 1.0), "hinge-rate noise std per level [rad/s]")
+    copies: int = setting(4, "perturbed passes per noise level")
     seed: int = 0
-    valid_every: int = 10  # every valid_every-th episode goes to the validation split
+    valid_every: int = setting(10, "every N-th episode goes to the validation split")
 
     def __post_init__(self):
         object.__setattr__(self, "joint_noise_rad", tuple(self.joint_noise_rad))

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import __version__
 from . import humanoid as hum
-from .env import EnvConfig
+from .config import EnvConfig
 from .errors import ConfigError
 from .experts.search import SearchConfig, SearchExpert
 from .motion import MotionClip

@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from . import humanoid as hum
-from .env import LOOPING_EPISODE_S, EnvConfig, Simulation, with_action_noise
+from .config import LOOPING_EPISODE_S, EnvConfig, with_action_noise
 from .errors import ConfigError
 from .motion import load_clip
 from .reward import RewardTerms, end_effector_offsets, joint_angle_errors
+from .simulation import Simulation
 
 Controller = Callable[[Simulation], np.ndarray]  # reads sim.obs or the sim's state -> (N, 28)
 

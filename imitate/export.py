@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import replaced_on_success
-from .env import Simulation
 from .errors import ConfigError, StoreError
 from .observation import OBS_GROUPS
+from .simulation import Simulation
 from .store import SOURCES, DemoStore
 
 ACTIONS = ("labels", "executed")

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import humanoid as hum
+from .config import EnvConfig
 from .dagger import DAggerConfig, DAggerTrainer, RoundResult, best_round, finished_rounds
 from .dataset import BuildConfig, build_mocap_store
-from .env import EnvConfig
 from .errors import ConfigError
 from .evaluation import EvalResult, evaluate, expert_controller, policy_controller
 from .experts import make_expert

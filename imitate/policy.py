@@ -28,9 +28,10 @@ from torch import nn
 from . import __version__
 from . import humanoid as hum
 from .atomic import replaced_on_success
-from .env import EnvConfig
+from .config import EnvConfig
 from .errors import CheckpointError, ConfigError
 from .observation import OBS_NAMES
+from .options import setting
 
 # the raw observation's columns of the reference hinge angles ahead (the servo targets a
 # reference-tracking expert aims at), in hinge order
@@ -42,19 +43,22 @@ CHECKPOINT_VERSION = 1
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    hidden: tuple[int, ...] = (1024, 512)  # DeepMimic's sizes
+    hidden: tuple[int, ...] = setting((1024, 512), "hidden layer sizes (DeepMimic's)")
     activation: str = "relu"  # relu or tanh
     init_log_std: float = -1.0  # initial log-std of the action noise (std 0.37 of the [-1, 1] range)
     obs_clip: float = 10.0  # normalised observations are clipped to +-obs_clip
     # add a linear map of the normalised observation to the mean (zero at first): expert laws
     # that are near-linear in the state (PD servo targets around the observed reference) are
     # then fitted from few samples, and the MLP learns only what is not linear
-    linear_skip: bool = False
-    members: int = 1  # M MLPs whose means are averaged (an ensemble); 1: a single MLP
+    linear_skip: bool = setting(False, "add a learned linear map of the observation to the MLP's output (fits "
+                                       "PD-like labels from few samples)")
+    members: int = setting(1, "M MLPs from different initial weights, each fitted to the labels, their means "
+                              "averaged (1: one MLP)")
     # pd_target only: the mean is the action that aims the servos at the observed reference ahead
     # (a fixed map of the raw observation's ref_q columns) plus the networks' output, so they learn
     # only the expert's correction to the reference, not the whole gait's swing of the targets
-    residual: bool = False
+    residual: bool = setting(False, "the servo targets of the observed reference plus the networks' output, so "
+                                    "they learn only the expert's correction (pd_target only)")
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))

@@ -15,10 +15,11 @@ import mujoco
 import numpy as np
 
 from .atomic import replaced_on_success
-from .env import EnvConfig, Simulation
+from .config import EnvConfig
 from .errors import ConfigError
 from .evaluation import Controller
 from .motion import load_clip
+from .simulation import Simulation
 
 REFERENCE_RGBA = np.array([0.95, 0.55, 0.2, 0.45], dtype=np.float32)
 

@@ -19,18 +19,20 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, StoreError
+from .options import setting
 from .policy import GaussianPolicy, PolicyConfig
 from .store import DemoStore, iterate_batches
 
 
 @dataclass(frozen=True)
 class SFTConfig:
-    loss: str = "mse"  # "mse" of the mean, or "nll" (Gaussian, log-std learned)
-    epochs: int = 100  # at most
-    batch_size: int = 256
-    lr: float = 1e-3
+    loss: str = setting("mse", "mse: squared error of the mean action; nll: Gaussian negative log-likelihood "
+                               "(log-std learned)", choices=("mse", "nll"))
+    epochs: int = setting(100, "training epochs (at most; early stopping ends sooner)")
+    batch_size: int = setting(256, "minibatch size")
+    lr: float = setting(1e-3, "Adam learning rate")
     weight_decay: float = 0.0
-    patience: int = 15  # stop after this many epochs without a better validation loss
+    patience: int = setting(15, "early stopping: stop after this many epochs without a better validation loss")
     seed: int = 0
     # torch threads (0: all cores).  1 by default: on a shared 2-core machine, 2 threads made 5
     # epochs of the 1024-512 MLP take 8.8 s against 0.5 s on one (threads spin waiting for a core)
@@ -38,12 +40,15 @@ class SFTConfig:
     last_rounds: int | None = None  # train on the mocap round plus only the last M rounds
     # samples drawn (without replacement) from the train split per epoch; None: all of it.  A fixed
     # figure keeps the cost of a DAgger retrain constant while the store grows round by round.
-    epoch_samples: int | None = None
+    epoch_samples: int | None = setting(None, "samples drawn per epoch (default: all the train split); a fixed "
+                                              "figure, e.g. a round's size, keeps each DAgger retrain's cost "
+                                              "constant as the store grows")
     # leave out the states of an episode that ended in a fall within this many seconds of the fall
     # (train and validation alike): from the last ~0.7 s before a learner's fall not even the search
     # expert recovers (experiments/expert_recovery.py).  Measured on walk, dropping them cost a third of
     # the survival (their labels still delay the fall): off by default
-    drop_before_fall_s: float = 0.0
+    drop_before_fall_s: float = setting(0.0, "train without the states of an episode that fell within S seconds "
+                                             "before its fall (labels no expert can act on; 0: keep all)")
 
     def __post_init__(self):
         if self.loss not in ("mse", "nll"):

@@ -53,7 +53,7 @@ import numpy as np
 from . import __version__
 from . import humanoid as hum
 from .atomic import replaced_on_success
-from .env import EnvConfig
+from .config import EnvConfig
 from .errors import StoreError
 from .journal import JournaledFile, journal_path, recover
 from .observation import OBS_NAMES

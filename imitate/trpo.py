@@ -32,10 +32,11 @@ import torch
 from torch import nn
 
 from .atomic import replaced_on_success, write_text
-from .env import EnvConfig, Simulation
+from .config import EnvConfig
 from .errors import CheckpointError, ConfigError
 from .observation import OBS_DIM
 from .policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
+from .simulation import Simulation
 
 
 # ----- the pure pieces ---------------------------------------------------------------------

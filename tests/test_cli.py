@@ -61,7 +61,7 @@ def test_main_job_runs_end_to_end(tmp_path):
 
 def test_search_options_reach_the_search_expert(synthetic_clip_path):
     from imitate.cli import _make_expert, build_parser
-    from imitate.env import EnvConfig
+    from imitate.config import EnvConfig
     from imitate.motion import load_clip
 
     args = build_parser().parse_args(["dagger", "--data", "x.h5", "--out", "run", "--expert", "search",
@@ -87,7 +87,7 @@ def test_dagger_options_reach_the_dagger_config():
 
 def test_documented_dagger_search_options_are_the_named_recipe(synthetic_clip_path):
     from imitate.cli import _make_expert, build_parser
-    from imitate.env import EnvConfig
+    from imitate.config import EnvConfig
     from imitate.experts.search import DAGGER_LABELS, SearchConfig
     from imitate.motion import load_clip
 
@@ -281,7 +281,7 @@ def test_a_closed_pipe_is_not_a_traceback():
 
 
 def test_evaluate_reports_progress_to_the_end(synthetic_clip_path):
-    from imitate.env import EnvConfig
+    from imitate.config import EnvConfig
     from imitate.evaluation import evaluate, expert_controller
     from imitate.experts.pd import PDExpert
     from imitate.motion import load_clip

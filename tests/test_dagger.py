@@ -22,15 +22,16 @@ import pytest
 import torch
 from conftest import synthetic_frames, write_clip
 
+from imitate.config import EnvConfig
 from imitate.dagger import DAggerConfig, best_round, collect, constant, exponential, linear, run_dagger, schedule
 from imitate.dataset import BuildConfig, build_mocap_store
-from imitate.env import EnvConfig, Simulation
 from imitate.errors import CheckpointError, ConfigError
 from imitate.evaluation import evaluate, policy_controller
 from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
 from imitate.sft import SFTConfig, fit, sft_on_store
+from imitate.simulation import Simulation
 from imitate.store import DemoStore
 
 
@@ -695,12 +696,14 @@ def test_round_evaluation_noises_each_episode_start(clean_run):
 
 def test_retrain_from_scratch_fits_a_new_policy_each_round(module_dir, tmp_path):
     """retrain_from_scratch: round 1's policy is exactly a fresh SFT (round 0's settings, seed + 1,
-    round 0's architecture) on the store's rounds 0-1, not a warm start from round 0."""
+    round 0's architecture, the retrains' choice of data: epoch_samples) on the store's rounds
+    0-1, not a warm start from round 0."""
     store_path = fresh_store(module_dir, tmp_path)
-    config = replace(CONFIG, rounds=1, retrain_from_scratch=True, policy=PolicyConfig(hidden=(16,), members=2))
+    config = replace(CONFIG, rounds=1, retrain_from_scratch=True, policy=PolicyConfig(hidden=(16,), members=2),
+                     retrain=replace(CONFIG.retrain, epoch_samples=64))
     results = run_dagger(tmp_path / "run", store_path, config)
     got, _, _ = load_checkpoint(tmp_path / "run" / results[1].checkpoint)
-    want, _ = sft_on_store(DemoStore(store_path), replace(config.sft, seed=config.sft.seed + 1),
+    want, _ = sft_on_store(DemoStore(store_path), replace(config.sft, seed=config.sft.seed + 1, epoch_samples=64),
                            policy_config=config.policy)
     assert got.config == config.policy
     for name, value in want.state_dict().items():

@@ -11,11 +11,12 @@ import pytest
 from conftest import synthetic_frames, write_clip
 
 from imitate.cli import main
+from imitate.config import EnvConfig
 from imitate.dataset import BuildConfig, build_mocap_store
-from imitate.env import EnvConfig, Simulation
 from imitate.errors import ConfigError, StoreError
 from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
+from imitate.simulation import Simulation
 
 # The humanoid's layout, written out: qpos = root pos (3), root quat (4), 28 hinges; qvel =
 # root linear (3), root angular (3), 28 hinge rates.

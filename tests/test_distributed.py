@@ -8,10 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from imitate.env import EnvConfig, Simulation
+from imitate.config import EnvConfig
 from imitate.errors import ConfigError
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.motion import load_clip
+from imitate.simulation import Simulation
 
 ray = pytest.importorskip("ray")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,8 +15,10 @@ import pytest
 
 import imitate
 from imitate import humanoid as hum
-from imitate.env import EnvConfig, ImitationEnv, ImitationVecEnv, Simulation, action_to_ctrl, targets_to_action
+from imitate.config import EnvConfig, action_to_ctrl, targets_to_action
+from imitate.env import ImitationEnv, ImitationVecEnv
 from imitate.observation import OBS_NAMES, observe
+from imitate.simulation import Simulation
 
 # The 15 classic DeepMimic clips (shared/deepmimic/README.md).
 CLASSIC_CLIPS = ("backflip", "cartwheel", "crawl", "dance_a", "dance_b", "getup_facedown",
@@ -625,7 +627,7 @@ def _lowered_clip(tmp_path, drop_m: float):
 
 @pytest.mark.parametrize("drop_m", [0.0, 0.6])
 def test_clip_rule_spares_exactly_the_bodies_the_reference_puts_near_the_floor(tmp_path, drop_m):
-    from imitate.env import REFERENCE_FLOOR_MARGIN_M, clip_fall_bodies
+    from imitate.config import REFERENCE_FLOOR_MARGIN_M, clip_fall_bodies
 
     clip = _lowered_clip(tmp_path, drop_m)
     model = hum.load_model()
@@ -649,7 +651,7 @@ def test_clip_rule_spares_exactly_the_bodies_the_reference_puts_near_the_floor(t
 
 def test_clip_rule_on_classic_clips_spares_the_cartwheels_hands_only():
     pytest.importorskip("pybullet_data")
-    from imitate.env import clip_fall_bodies
+    from imitate.config import clip_fall_bodies
 
     assert clip_fall_bodies(imitate.load_clip("walk")) == hum.NON_FOOT_BODIES  # only the feet touch
     spared = set(hum.NON_FOOT_BODIES) - set(clip_fall_bodies(imitate.load_clip("cartwheel")))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from imitate import make_env
-from imitate.env import EnvConfig
+from imitate.config import EnvConfig
 from imitate.evaluation import evaluate, expert_controller
 from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip

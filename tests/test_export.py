@@ -8,10 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from imitate.env import EnvConfig, Simulation
+from imitate.config import EnvConfig
 from imitate.errors import StoreError
 from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
+from imitate.simulation import Simulation
 from imitate.store import DemoStore, Episode
 
 minari = pytest.importorskip("minari")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from imitate import humanoid as hum
-from imitate.env import action_to_ctrl
+from imitate.config import action_to_ctrl
 from imitate.errors import ConfigError
 from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from conftest import synthetic_frames, write_clip
 
+from imitate.config import EnvConfig
 from imitate.dagger import DAggerConfig
 from imitate.dataset import BuildConfig
-from imitate.env import EnvConfig
 from imitate.errors import ConfigError
 from imitate.observation import OBS_DIM
 from imitate.pipeline import STAGES, PipelineConfig, run_pipeline

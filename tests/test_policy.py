@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import synthetic_frames, write_clip
 
-from imitate.env import EnvConfig
+from imitate.config import EnvConfig
 from imitate.errors import CheckpointError, ConfigError
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
 from imitate.reward import RewardConfig
@@ -342,8 +342,8 @@ def test_residual_adds_the_servo_targets_of_the_reference_ahead(tmp_path, synthe
     servos at the clip's hinge angles one lookahead ahead, computed here from the clip and the
     humanoid's joint ranges (not from the observation); a checkpoint keeps it."""
     from imitate import humanoid as hum
-    from imitate.env import Simulation
     from imitate.motion import load_clip
+    from imitate.simulation import Simulation
 
     clip = load_clip(synthetic_clip_path)
     env_config = EnvConfig(clip=str(synthetic_clip_path))

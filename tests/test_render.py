@@ -14,7 +14,7 @@ import mujoco  # noqa: E402
 import imitate.render as render_module  # noqa: E402
 from imitate import make_env  # noqa: E402
 from imitate.cli import main  # noqa: E402
-from imitate.env import EnvConfig  # noqa: E402
+from imitate.config import EnvConfig  # noqa: E402
 from imitate.errors import ConfigError  # noqa: E402
 from imitate.evaluation import expert_controller  # noqa: E402
 from imitate.experts.pd import PDExpert  # noqa: E402

@@ -5,10 +5,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from imitate.env import EnvConfig, Simulation
+from imitate.config import EnvConfig
 from imitate.errors import ConfigError
 from imitate.experts.search import SearchConfig, SearchExpert
 from imitate.motion import load_clip
+from imitate.simulation import Simulation
 
 SMALL = SearchConfig(candidates=6, horizon=3, noise_rad=0.1, cold_iterations=2, seed=3, nthread=1)
 
@@ -43,7 +44,7 @@ def test_costs_reproduce_a_rollout_of_the_env(setup):
     first, again = expert.costs(states, times, plan)[:, 0], expert.costs(states, times, plan)[:, 0]
     np.testing.assert_array_equal(first, again)  # the same rollout twice: the same numbers
     # step the env with the reference targets (zero offsets) and compare the planner's first state
-    from imitate.env import action_to_ctrl, targets_to_action
+    from imitate.config import action_to_ctrl, targets_to_action
 
     action = np.clip(targets_to_action(clip.qpos(times + config.control_dt)[:, 7:]), -1, 1)
     expert._batch(3).state[:] = states
@@ -141,7 +142,7 @@ def test_torque_label_applies_the_servo_force(setup, synthetic_clip_path):
     import mujoco
 
     from imitate import humanoid as hum
-    from imitate.env import action_to_ctrl
+    from imitate.config import action_to_ctrl
 
     _, clip, sim = setup
     pd = SearchExpert(clip, EnvConfig(clip=str(synthetic_clip_path)), SMALL).label(sim)

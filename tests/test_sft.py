@@ -12,8 +12,8 @@ from conftest import synthetic_frames, write_clip
 
 import imitate.sft as sft_module
 from imitate.cli import main
+from imitate.config import EnvConfig
 from imitate.dataset import BuildConfig, build_mocap_store
-from imitate.env import EnvConfig
 from imitate.errors import ImitateError
 from imitate.evaluation import evaluate, expert_controller
 from imitate.experts.pd import PDExpert
@@ -273,7 +273,7 @@ def test_sft_and_evaluate_commands(store, tmp_path, synthetic_clip_path, capsys)
     assert str(ckpt) in capsys.readouterr().out
     policy, trained_for, meta = load_checkpoint(ckpt, store.env_config)
     assert trained_for == store.env_config and policy.config.hidden == (32,)
-    assert meta["store"] == str(store.path) and meta["sft"]["epochs"] == 2
+    assert meta["store"] == str(store.path) and meta["sft_config"]["epochs"] == 2 and meta["sft"]["epochs_run"] <= 2
 
     assert main(["evaluate", str(ckpt), "--episodes", "2", "--seconds", "0.5", "--json"]) == 0
     _check_eval_json(capsys.readouterr().out, 2, 0.5)

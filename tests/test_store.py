@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from imitate.env import EnvConfig
+from imitate.config import EnvConfig
 from imitate.errors import StoreError
 from imitate.journal import journal_path
 from imitate.store import DemoStore, Episode

@@ -10,8 +10,8 @@ import pytest
 from conftest import synthetic_frames, write_clip
 
 from imitate.cli import main
+from imitate.config import EnvConfig
 from imitate.dataset import BuildConfig, build_mocap_store
-from imitate.env import EnvConfig
 from imitate.errors import StoreError
 from imitate.store import DemoStore, Episode, _digest
 from imitate.store_stats import summarize, validate

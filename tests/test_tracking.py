@@ -11,7 +11,7 @@ import scipy.linalg
 from conftest import synthetic_frames, write_clip
 
 from imitate import humanoid as hum
-from imitate.env import EnvConfig, Simulation, targets_to_action
+from imitate.config import EnvConfig, targets_to_action
 from imitate.errors import ConfigError
 from imitate.experts import Expert, expert_id, make_expert
 from imitate.experts.feedback import linearise, riccati_gains, state_deviation, tangent_difference
@@ -19,6 +19,7 @@ from imitate.experts.pd import PDExpert
 from imitate.experts.reconstruct import ReconstructConfig, reconstruct, start_state
 from imitate.experts.tracking import ExpertCacheError, TrackingConfig, TrackingExpert
 from imitate.motion import load_clip
+from imitate.simulation import Simulation
 
 SMALL = ReconstructConfig(samples=12, elites=3, window_steps=2, lookahead_steps=1, seed=1, nthread=1)
 SMALL_TRACKING = TrackingConfig(reconstruct=SMALL, horizon_s=0.2)  # 6 control steps
@@ -241,7 +242,7 @@ def test_best_is_the_tracking_expert_behind_the_expert_protocol(clip_and_config,
 def test_torque_labels_exert_the_servo_force(prepared, clip_and_config, synthetic_clip_path):
     """Torque-space labels, with the model's passive damping, exert the pd_target label's
     servo force (MuJoCo's force fields, mj_forward) wherever neither is at its limit."""
-    from imitate.env import action_to_ctrl
+    from imitate.config import action_to_ctrl
 
     clip, config = clip_and_config
     torque_expert = TrackingExpert(clip, EnvConfig(clip=str(synthetic_clip_path), action_space="torque"),

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import synthetic_frames, write_clip
 
-from imitate.env import EnvConfig
+from imitate.config import EnvConfig
 from imitate.errors import CheckpointError, ConfigError
 from imitate.observation import OBS_DIM
 from imitate.policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint

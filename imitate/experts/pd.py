@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import humanoid as hum
-from ..env import targets_to_action
+from ..config import targets_to_action
 from ..errors import ConfigError
 from ..motion import MotionClip
 

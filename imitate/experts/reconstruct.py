@@ -37,10 +37,11 @@ import numpy as np
 from mujoco.batch import Batch
 
 from .. import humanoid as hum
-from ..env import EnvConfig, Simulation
+from ..config import EnvConfig, fallen
 from ..errors import ConfigError
 from ..motion import MotionClip
 from ..reward import Pose, end_effector_offsets, pose_error, velocity_error
+from ..simulation import Simulation
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def reconstruct(clip: MotionClip, env_config: EnvConfig, horizon_steps: int,
         ref_body = hum.body_positions(ref_q)
         feedforward = ref_q[:, hum.HINGE_QPOS] + (hum.KD / hum.KP) * ref_v[:, hum.HINGE_QVEL]
         cost, window_costs = np.zeros(n), np.zeros((n, steps))
-        fallen = np.zeros(n, bool)
+        down = np.zeros(n, bool)
         targets = np.zeros((n, steps, hum.NU))
         for s in range(len(times)):
             a = min(1.0, (s + 1) / steps)
@@ -162,12 +163,12 @@ def reconstruct(clip: MotionClip, env_config: EnvConfig, horizon_steps: int,
                                   env_config.max_root_drop_m)
             c = c + cfg.offset_weight * np.sum(offset**2, axis=1)  # the offset asked, not what clipping left
             cost += c
-            fallen |= falls
+            down |= falls
             if s < steps:
                 targets[:, s], window_costs[:, s] = target, c
             if s == steps - 1:
                 ends = np.array(batch.state)
-        cost[fallen] = np.inf
+        cost[down] = np.inf
         best = np.argsort(cost)[:cfg.elites]
         best = best[np.isfinite(cost[best])]
         if len(best) < max(1, cfg.elites // 5):
@@ -228,6 +229,7 @@ def step_cost(cfg: ReconstructConfig, batch: Batch, body_ids, fall_ids, ref_q, r
             + cfg.root_height_weight * (q[:, 2] - rq[:, 2]) ** 2
             + cfg.root_position_weight * np.sum((q[:, :2] - rq[:, :2]) ** 2, axis=1)
             + cfg.root_velocity_weight * np.sum((v[:, :3] - rv[:, :3]) ** 2, axis=1))
-    falls = (batch.sensordata[:, fall_ids] > 0).any(axis=1) | (q[:, 2] < rq[:, 2] - max_drop)
+    contacts, dropped = fallen(batch.sensordata[:, fall_ids], q[:, 2], rq[:, 2], max_drop)  # the env's own test
+    falls = contacts.any(axis=1) | dropped
     falls |= ~(np.isfinite(q).all(axis=1) & np.isfinite(v).all(axis=1))
     return np.nan_to_num(cost, nan=np.inf), falls

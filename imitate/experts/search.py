@@ -48,44 +48,54 @@ import numpy as np
 from mujoco.batch import Batch
 
 from .. import humanoid as hum
-from ..env import EnvConfig, targets_to_action
+from ..config import EnvConfig, fallen, target_action
 from ..errors import ConfigError
 from ..motion import MotionClip
+from ..options import setting
 from ..reward import Pose, end_effector_offsets, pose_error
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    candidates: int = 32  # K, the nominal and the reference included
-    horizon: int = 15  # H control steps (0.5 s at 30 Hz)
-    noise_rad: float = 0.1  # std of the offsets' sampling noise
-    iterations: int = 1  # searches per decision with a warm start
-    cold_iterations: int = 3  # searches per decision without one (after a reset)
+    candidates: int = setting(32, "search: sequences sampled per decision (K), the nominal and the reference included")
+    horizon: int = setting(15, "search: control steps per rollout (H; 15 is 0.5 s at 30 Hz)")
+    noise_rad: float = setting(0.1, "search: std of the target offsets' sampling noise [rad]")
+    iterations: int = setting(1, "search: searches per decision with a warm start")
+    cold_iterations: int = setting(3, "search: searches per decision without one (after a reset, or every decision "
+                                      "without a warm start)")
     # False: every decision is a cold search with the same noise draws (common random numbers), so
     # the label is a function of the state and time alone, not of the plan history: a learner that
     # sees only the state can fit it.  (With a warm start the plan's drift is invisible to it.)
-    warm_start: bool = True
+    warm_start: bool = setting(True, "keep each humanoid's plan, shifted a step, as the next decision's nominal; "
+                                     "without it every decision searches afresh with the same noise draws, so the "
+                                     "label is a function of the state (learnable), at the cost of its cold "
+                                     "iterations")
     pose_weight: float = 1.0
     end_effector_weight: float = 10.0
     root_position_weight: float = 1.0
     root_height_weight: float = 10.0
     offset_weight: float = 0.2  # x the squared offsets [rad^2]: keeps joints that barely matter near the reference
     fall_penalty: float = 1000.0
-    label: str = "best"  # "best": the first step of the best candidate; "mppi": the cost-weighted mean
-    temperature: float = 0.1  # mppi: weights exp(-(cost - min) / (temperature * (median - min)))
+    label: str = setting("best", "search: the best candidate's first step, or the cost-weighted mean of all "
+                                 "(mppi: smoother)", choices=("best", "mppi"))
+    temperature: float = setting(0.1, "search, mppi labels: weights exp(-(cost - min) / (T (median - min))); a "
+                                      "higher T averages more candidates: smaller, more learnable corrections that "
+                                      "balance less")
     # 0: independent noise at every step of the horizon; M >= 1: noise drawn at M knots spread
     # evenly over the horizon and interpolated linearly (1: one constant offset), so the search
     # samples a smaller space and its optimum (the label) is less noisy.  noise_rad is then the
     # std at the knots (between two knots it is smaller: noise_rad / sqrt(2) midway)
-    knots: int = 0
-    noise_decay: float = 1.0  # the noise of search iteration i is noise_rad x noise_decay**i (refines)
+    knots: int = setting(0, "search: draw the offsets' noise at this many knots over the horizon, interpolated "
+                            "linearly (0: at every step); fewer dimensions to search, smoother labels")
+    noise_decay: float = setting(1.0, "search: each further search iteration's noise is this times the last one's")
     seed: int = 0
     nthread: int = 0  # rollout threads; 0: all cores
     # physics rate of the planner's rollouts [Hz]; None: the env's (rollouts reproduce the
     # simulator bit for bit).  Lower (a multiple of the control rate, e.g. 300 against the env's
     # 600) costs proportionally less per decision: the search is all physics.  The plan is then
     # made on a slightly different model than the one that executes it (model predictive control)
-    planning_hz: float | None = None
+    planning_hz: float | None = setting(None, "search: physics rate of the planner's rollouts [Hz] (None: the "
+                                              "env's, exact); 300 halves the cost of a decision, 150 quarters it")
 
     def __post_init__(self):
         if self.candidates < 2 or self.horizon < 1 or self.iterations < 1 or self.cold_iterations < 1:
@@ -192,17 +202,7 @@ class SearchExpert:
                 self.plans[k] = np.concatenate([plans[i, 1:], plans[i, -1:]])
                 self._decisions[k] = self._decisions.get(k, 0) + 1
         self.seconds_per_decision = (time.perf_counter() - start) / n
-        return self._to_action(target, qpos)
-
-    def _to_action(self, target: np.ndarray, qpos: np.ndarray) -> np.ndarray:
-        lo, hi = hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1]
-        target = np.clip(target, lo, hi)
-        if self.env_config.action_space == "pd_target":
-            return np.clip(targets_to_action(target), -1.0, 1.0)
-        # the torque the servo would apply now for that target, less its damping -kd dq: the torque
-        # model applies that itself, as passive joint damping (humanoid.load_model)
-        torque = hum.KP * (target - qpos[:, hum.HINGE_QPOS])
-        return np.clip(torque / hum.TORQUE_LIMIT, -1.0, 1.0)
+        return target_action(target, qpos, self.env_config.action_space)
 
     # ----- the search -------------------------------------------------------------------
     def _candidates(self, plans: np.ndarray, rngs, scale: float = 1.0) -> np.ndarray:
@@ -232,7 +232,7 @@ class SearchExpert:
         ref_body = hum.body_positions(ref_q.reshape(-1, hum.NQ)).reshape(n, h, -1, 3)
         targets = np.clip(ref_q[:, None, :, hum.HINGE_QPOS] + candidates, hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
         cost = np.zeros(n * k)
-        fallen = np.zeros(n * k, bool)
+        down = np.zeros(n * k, bool)  # fallen earlier in the horizon
         for step in range(h):
             planner.ctrl[:] = targets[:, :, step].reshape(n * k, hum.NU)
             planner.step(nstep=self.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
@@ -247,13 +247,13 @@ class SearchExpert:
                          + cfg.end_effector_weight * np.sum(end**2, axis=(-1, -2))
                          + cfg.root_position_weight * np.sum(d_root[:, :2] ** 2, axis=-1)
                          + cfg.root_height_weight * d_root[:, 2] ** 2)
-            falls = (planner.sensordata[:, self._fall_ids] > 0).any(axis=1)
-            falls |= qpos[:, 2] < rq[:, 2] - self.env_config.max_root_drop_m
-            falls |= ~np.isfinite(qpos).all(axis=1)
-            new = falls & ~fallen
-            cost += np.where(fallen, 0.0, np.nan_to_num(step_cost, nan=0.0))
+            contacts, dropped = fallen(planner.sensordata[:, self._fall_ids], qpos[:, 2], rq[:, 2],
+                                       self.env_config.max_root_drop_m)  # the env's own test
+            falls = contacts.any(axis=1) | dropped | ~np.isfinite(qpos).all(axis=1)
+            new = falls & ~down
+            cost += np.where(down, 0.0, np.nan_to_num(step_cost, nan=0.0))
             cost += new * cfg.fall_penalty * (1.0 + (h - step) / h)
-            fallen |= falls
+            down |= falls
         return cost.reshape(n, k)
 
     def _batch(self, nsim: int) -> Batch:

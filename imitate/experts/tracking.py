@@ -27,7 +27,7 @@ import numpy as np
 from .. import __version__
 from .. import humanoid as hum
 from ..atomic import write_bytes
-from ..env import LOOPING_EPISODE_S, EnvConfig, targets_to_action
+from ..config import LOOPING_EPISODE_S, EnvConfig, target_action
 from ..errors import ConfigError, ImitateError
 from ..motion import MotionClip
 from .feedback import linearise, riccati_gains, state_deviation
@@ -215,7 +215,4 @@ class TrackingExpert:
 
     def to_action(self, target: np.ndarray, qpos: np.ndarray) -> np.ndarray:
         """Actions (n, 28) in the env's space for servo targets (n, 28) at positions qpos (n, nq)."""
-        if self.env_config.action_space == "pd_target":
-            return np.clip(targets_to_action(target), -1.0, 1.0)
-        # the servo's torque for that target; the torque model adds its damping itself
-        return np.clip(hum.KP * (target - qpos[:, hum.HINGE_QPOS]) / hum.TORQUE_LIMIT, -1.0, 1.0)
+        return target_action(target, qpos, self.env_config.action_space)

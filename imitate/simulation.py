@@ -1,0 +1,221 @@
+"""The simulation: N humanoids tracking one clip, stepped together in native code.
+
+``Simulation`` steps them with ``mujoco.batch.Batch`` (the threads run across humanoids) and
+computes, after every step, the reference, the reward terms, the observations and whether each
+episode ended (``config.fallen``).  The Gym env and vector env (``imitate.env``) are its faces.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import mujoco
+import numpy as np
+from mujoco.batch import Batch, SimulationError
+
+from . import humanoid as hum
+from .config import LOOPING_EPISODE_S, EnvConfig, action_to_ctrl, fallen
+from .errors import ConfigError
+from .motion import MotionClip, load_clip
+from .observation import OBS_DIM, observe
+from .reward import Pose, RewardTerms, imitation_reward
+
+_BAD_WARNINGS = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                                  mujoco.mjtWarning.mjWARN_BADQACC)]
+
+
+class Simulation:
+    """N humanoids tracking one clip, stepped together; numpy in, numpy out.
+
+    Attributes after each reset/step: ``obs`` (N, OBS_DIM) float32, ``terms`` (RewardTerms),
+    ``sim_pose`` and ``ref_pose`` (reward.Pose), ``elapsed_s`` (N,) episode time,
+    ``ref_time_s`` (N,) time in the clip; ``fall_bodies`` the bodies whose floor contact is a
+    fall on this clip, and why the last step ended each episode: ``fall_contacts``
+    (N, len(fall_bodies)) bool, ``root_dropped`` (N,) bool, ``nonfinite`` (N,) bool, in words
+    by ``fall_cause(i)`` (all False after a reset).
+    """
+
+    def __init__(self, config: EnvConfig, num_envs: int, nthread: int = 0, clip: MotionClip | None = None):
+        if num_envs < 1:
+            raise ConfigError(f"num_envs must be >= 1; found {num_envs}")
+        self.config = config
+        self.clip = clip if clip is not None else load_clip(config.clip)
+        self.model = hum.load_model(config.action_space, config.physics_hz)
+        self.num_envs = num_envs
+        self.batch = Batch(self.model, num_envs, nthread)
+        # forward kinematics of the reference, on a copy of the model that skips collisions
+        ref_model = copy.copy(self.model)
+        ref_model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT | mujoco.mjtDisableBit.mjDSBL_CONSTRAINT)
+        self.ref = Batch(ref_model, num_envs, nthread)
+        # Bind the derived fields now: a batch fills only the fields bound before a call.
+        for field_name in ("xpos", "subtree_com", "sensordata"):
+            self.batch.bind(field_name)
+        for field_name in ("xpos", "subtree_com"):
+            self.ref.bind(field_name)
+        self._body_ids = np.array([hum.body_id(b) for b in hum.BODY_NAMES])
+        self.fall_bodies = config.fall_body_names(self.clip)
+        fall_sensors = hum.fall_sensor_names(self.fall_bodies)
+        self._fall_ids = np.array([self.model.sensor(s).adr[0] for s in fall_sensors], dtype=int)
+        # what the last step ended in (fall_cause): (N, len(fall_bodies)) fall bodies on the
+        # floor, (N,) root max_root_drop_m below the reference's, (N,) a non-finite state
+        self.fall_contacts = np.zeros((num_envs, len(self.fall_bodies)), bool)
+        self.root_dropped = np.zeros(num_envs, bool)
+        self.nonfinite = np.zeros(num_envs, bool)
+        self.start_time_s = np.zeros(num_envs)
+        self.steps = np.zeros(num_envs, dtype=np.int64)  # control steps since each reset
+        self.limit_s = np.full(num_envs, np.inf)
+        self.obs = np.zeros((num_envs, OBS_DIM), np.float32)
+
+    @property
+    def qpos(self) -> np.ndarray:
+        """(N, nq) the simulators' positions (a live view)."""
+        return self.batch.qpos
+
+    @property
+    def qvel(self) -> np.ndarray:
+        """(N, nv) the simulators' velocities (a live view)."""
+        return self.batch.qvel
+
+    @property
+    def elapsed_s(self) -> np.ndarray:
+        # from an integer count, not a running sum: control times that land on a clip's frame
+        # times (30 fps clips) must pick the same frame interval every time
+        return self.steps / self.config.control_hz
+
+    @property
+    def ref_time_s(self) -> np.ndarray:
+        return self.start_time_s + self.elapsed_s
+
+    def _episode_limit(self, start: np.ndarray) -> np.ndarray:
+        if self.config.episode_s is not None:
+            return np.full(len(start), self.config.episode_s)
+        if self.clip.loop:
+            return np.full(len(start), LOOPING_EPISODE_S)
+        return np.maximum(self.clip.duration_s - start, self.config.control_dt)
+
+    def reset(self, ids: np.ndarray, start_time_s: np.ndarray) -> None:
+        """Put humanoids ids (n,) on the reference at clip times start_time_s (n,) [s]."""
+        ids = np.asarray(ids, dtype=np.int32)
+        start = np.asarray(start_time_s, dtype=float)
+        self.batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        ref_q = self.clip.qpos(start)
+        self.batch.qpos[ids] = ref_q
+        self.batch.qvel[ids] = self.clip.qvel(start)
+        self.batch.ctrl[ids] = 0.0 if self.config.action_space == "torque" else np.clip(
+            ref_q[:, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+        self.batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self.start_time_s[ids] = start
+        self.steps[ids] = 0
+        self.limit_s[ids] = self._episode_limit(start)
+        self._clear_falls(ids)
+        self._observe_rows(ids)
+
+    def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ref_time_s: np.ndarray) -> None:
+        """Place all N humanoids in given states (N, nq), (N, nv) at clip times (N,) [s] and
+        recompute observations and reward terms (for labelling states off any trajectory)."""
+        self.batch.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
+        self.batch.qpos[:] = qpos
+        self.batch.qvel[:] = qvel
+        self.batch.forward(stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self.start_time_s[:] = ref_time_s
+        self.steps[:] = 0
+        self.limit_s[:] = self._episode_limit(self.start_time_s)
+        self._clear_falls(slice(None))
+        self.refresh()
+
+    def _clear_falls(self, ids) -> None:
+        self.fall_contacts[ids] = False
+        self.root_dropped[ids] = False
+        self.nonfinite[ids] = False
+
+    def fall_cause(self, i: int) -> str:
+        """Why humanoid i's last step ended its episode, in words ("" if it did not)."""
+        if self.nonfinite[i]:
+            return "non-finite state"
+        causes = []
+        touching = [b for b, hit in zip(self.fall_bodies, self.fall_contacts[i], strict=True) if hit]
+        if touching:
+            causes.append(f"{', '.join(touching)} on the floor")
+        if self.root_dropped[i]:
+            causes.append(f"root {self.config.max_root_drop_m:g} m below the reference's")
+        return "; ".join(causes)
+
+    def step(self, action: np.ndarray):
+        """Advance every humanoid one control step.
+
+        Args:
+          action: (N, 28) normalised actions.
+        Returns:
+          reward (N,), terminated (N,) bool, truncated (N,) bool, info dict of (N,) arrays:
+          the reward terms ("reward_pose", ...), "fell", "nonfinite", "time_s", "phase".
+        """
+        action = np.asarray(action, dtype=float)
+        if action.shape != (self.num_envs, hum.NU):
+            raise ValueError(f"action: expected shape ({self.num_envs}, {hum.NU}), found {action.shape}")
+        bad = ~np.isfinite(action)
+        if bad.any():
+            env, dim = np.argwhere(bad)[0]
+            raise ValueError(f"action: expected finite values, found {action[env, dim]} "
+                             f"in env {env} at {hum.HINGE_NAMES[dim]}")
+        self.batch.ctrl[:] = action_to_ctrl(action, self.config.action_space)
+        warnings_before = self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1)
+        nonfinite = np.zeros(self.num_envs, bool)
+        try:
+            self.batch.step(nstep=self.config.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
+        except SimulationError as exc:  # those sims kept their previous state: end them
+            nonfinite[exc.ids] = True
+        nonfinite |= self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1) > warnings_before
+        nonfinite |= ~np.isfinite(self.batch.qpos).all(axis=1) | ~np.isfinite(self.batch.qvel).all(axis=1)
+        self.steps += 1
+        self.refresh()
+        contacts, dropped = fallen(self.batch.sensordata[:, self._fall_ids], self.batch.qpos[:, 2], self._ref_root_z,
+                                   self.config.max_root_drop_m)
+        self.fall_contacts = contacts & ~nonfinite[:, None]
+        self.root_dropped = dropped & ~nonfinite
+        self.nonfinite = nonfinite.copy()  # not the array info returns: a reset clears this one
+        fell = self.fall_contacts.any(axis=1) | self.root_dropped
+        terminated = fell | nonfinite
+        truncated = (self.elapsed_s >= self.limit_s - 1e-9) & ~terminated
+        reward = np.where(nonfinite, 0.0, self.terms.total)
+        info = {f"reward_{n}": np.where(nonfinite, 0.0, getattr(self.terms, n)) for n in RewardTerms.NAMES}
+        info.update(fell=fell, nonfinite=nonfinite, time_s=self.elapsed_s,
+                    phase=self.clip.phase(self.ref_time_s))
+        return reward, terminated, truncated, info
+
+    def refresh(self) -> None:
+        """Recompute the reference, reward terms and observations of every humanoid from the
+        current simulator state (after each step, or after setting the state by hand)."""
+        t = self.ref_time_s
+        ref_q, ref_v = self.clip.qpos(t), self.clip.qvel(t)
+        self.ref.qpos[:] = ref_q
+        self.ref.forward(stage=mujoco.mjtStage.mjSTAGE_POS)
+        qpos, qvel, body_pos, com = self._state_rows(slice(None))
+        sim = Pose(qpos, qvel, body_pos, com)
+        ref = Pose(ref_q, ref_v, self.ref.xpos[:, self._body_ids], self.ref.subtree_com[:, 1])
+        self.sim_pose, self.ref_pose = sim, ref
+        self.terms = imitation_reward(sim, ref, self.config.reward)
+        self._ref_root_z = ref_q[:, 2]
+        ahead = t + self.config.lookahead_s
+        self.obs[:] = observe(qpos, qvel, body_pos, self.clip.phase(t), self.clip.qpos(ahead), self.clip.qvel(ahead))
+
+    def _observe_rows(self, ids: np.ndarray) -> None:
+        """Observations of humanoids ids only (after a reset: no reward is due there)."""
+        qpos, qvel, body_pos, _ = self._state_rows(ids)
+        t = self.ref_time_s[ids]
+        ahead = t + self.config.lookahead_s
+        self.obs[ids] = observe(qpos, qvel, body_pos, self.clip.phase(t), self.clip.qpos(ahead), self.clip.qvel(ahead))
+
+    def _state_rows(self, rows):
+        """qpos, qvel, body positions and centre of mass of some humanoids, non-finite values
+        zeroed (an env flagged non-finite still yields a finite observation)."""
+        qpos, qvel = self.batch.qpos[rows], self.batch.qvel[rows]
+        body_pos, com = self.batch.xpos[rows][:, self._body_ids], self.batch.subtree_com[rows][:, 1]
+        if not (np.isfinite(qpos).all() and np.isfinite(qvel).all() and np.isfinite(body_pos).all()):
+            qpos, qvel, body_pos, com = (np.nan_to_num(a) for a in (qpos, qvel, body_pos, com))
+        return qpos, qvel, body_pos, com
+
+    def start_times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Episode start times (n,) [s]: uniform over the clip with random_start, else 0."""
+        if not self.config.random_start:
+            return np.zeros(n)
+        return rng.uniform(0.0, self.clip.duration_s, size=n)
