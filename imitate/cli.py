@@ -317,12 +317,14 @@ def _cmd_trpo(args) -> int:
 
     from .config import EnvConfig
     from .console import LiveTable, console, trpo_table
+    from .options import config_from, given
     from .policy import load_checkpoint
     from .trpo import TRPOConfig, start
 
-    _at_least(("--samples", args.samples, 1), ("--num-envs", args.num_envs, 1), ("--steps", args.steps, 1),
-              ("--checkpoint-every", args.checkpoint_every, 1), ("--sim-threads", args.sim_threads, 0))
-    _positive(("--max-kl", args.max_kl))
+    _at_least(*((flag, given(args, TRPOConfig, name), least) for flag, name, least in
+                (("--samples", "samples", 1), ("--num-envs", "num_envs", 1), ("--steps", "steps_per_env", 1),
+                 ("--checkpoint-every", "checkpoint_every", 1), ("--sim-threads", "sim_threads", 0))))
+    _positive(("--max-kl", given(args, TRPOConfig, "max_kl")))
     if args.init:
         _, trained_for, _ = load_checkpoint(args.init)
         if args.action_space not in (None, trained_for.action_space):
@@ -334,10 +336,7 @@ def _cmd_trpo(args) -> int:
             env_config = replace(env_config, fall_bodies=args.fall_bodies)
     else:
         env_config = _new_env_config(args.clip or "walk", args.action_space or "pd_target", args)
-    config = TRPOConfig(samples=args.samples, num_envs=args.num_envs, steps_per_env=args.steps, max_kl=args.max_kl,
-                        init_log_std=args.init_log_std, critic_warmup_iters=args.critic_warmup, seed=args.seed,
-                        checkpoint_every=args.checkpoint_every, sim_threads=args.sim_threads,
-                        set_log_std=args.log_std)
+    config = config_from(args, TRPOConfig, seed=args.seed)
     trainer = start(args.out, env_config, config, args.init, on_progress=console.print)
     with LiveTable(trpo_table, last=15) as table:
         trainer.run(table.add)
@@ -788,20 +787,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action-space", default=None, choices=["pd_target", "torque"],
                    help="from scratch (default pd_target); with --init the checkpoint's")
     _add_fall_option(p, "the checkpoint's, or clip")
-    p.add_argument("--samples", type=int, default=200_000, help="env samples in all")
     p.add_argument("--out", required=True, help="run folder: policy.pt, log.csv, learning_curve.png (resumes)")
-    p.add_argument("--num-envs", type=int, default=16, help="humanoids simulated in parallel")
-    p.add_argument("--steps", type=int, default=128, help="steps per env per iteration")
-    p.add_argument("--max-kl", type=float, default=0.01,
-                   help="trust region: the largest mean KL divergence of an update")
-    p.add_argument("--sim-threads", type=int, default=0,
-                   help="threads stepping the humanoids (default 0: all cores; runs side by side: 1 each)")
-    p.add_argument("--init-log-std", type=float, default=-1.0, help="raise the policy's log-std to at least this")
-    p.add_argument("--log-std", type=float, default=None,
-                   help="set the policy's log-std to this at the start, lowering it too (a balancing policy "
-                        "needs small noise: e.g. -2.5, std 0.08 action units)")
-    p.add_argument("--critic-warmup", type=int, default=2, help="iterations fitting only the critic first")
-    p.add_argument("--checkpoint-every", type=int, default=5, help="write the checkpoint every N iterations")
+    from .trpo import TRPOConfig
+
+    add_options(p, TRPOConfig, {"samples": "--samples", "num_envs": "--num-envs", "steps_per_env": "--steps",
+                                "max_kl": "--max-kl", "sim_threads": "--sim-threads", "init_log_std": "--init-log-std",
+                                "set_log_std": "--log-std", "critic_warmup_iters": "--critic-warmup",
+                                "checkpoint_every": "--checkpoint-every"})
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling and the initial weights")
     p.set_defaults(func=_cmd_trpo)
 

@@ -35,6 +35,7 @@ from .atomic import replaced_on_success, write_text
 from .config import EnvConfig
 from .errors import CheckpointError, ConfigError
 from .observation import OBS_DIM
+from .options import setting
 from .policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
 from .simulation import Simulation
 
@@ -124,12 +125,12 @@ STATE_FILE = "trpo_state.pt"  # in the run folder: everything needed to resume
 
 @dataclass(frozen=True)
 class TRPOConfig:
-    samples: int = 200_000  # env steps in all
-    num_envs: int = 16
-    steps_per_env: int = 128  # per iteration (samples per iteration = num_envs * steps_per_env)
+    samples: int = setting(200_000, "env samples in all")
+    num_envs: int = setting(16, "humanoids simulated in parallel")
+    steps_per_env: int = setting(128, "steps per env per iteration (samples per iteration: num_envs x this)")
     gamma: float = 0.95  # DeepMimic's
     lam: float = 0.95
-    max_kl: float = 0.01
+    max_kl: float = setting(0.01, "trust region: the largest mean KL divergence of an update")
     cg_iters: int = 15
     damping: float = 0.1
     # Fisher-vector products on every k-th sample (OpenAI baselines' TRPO uses 5), keeping at least
@@ -142,15 +143,16 @@ class TRPOConfig:
     critic_lr: float = 1e-3
     critic_epochs: int = 10
     critic_batch: int = 256
-    critic_warmup_iters: int = 2
-    init_log_std: float = -1.0  # the log-std is raised to at least this at the start
+    critic_warmup_iters: int = setting(2, "iterations fitting only the critic first")
+    init_log_std: float = setting(-1.0, "raise the policy's log-std to at least this at the start")
     # or set to exactly this at the start (also lowered): a policy that balances falls under
     # BC's default std of e^-1 = 0.37 action units (about 0.5 rad per joint)
-    set_log_std: float | None = None
-    checkpoint_every: int = 5  # iterations
+    set_log_std: float | None = setting(None, "set the policy's log-std to this at the start, lowering it too (a "
+                                              "balancing policy needs small noise: e.g. -2.5, std 0.08 action units)")
+    checkpoint_every: int = setting(5, "write the checkpoint every N iterations")
     seed: int = 0
     torch_threads: int = 1  # small batches: one thread leaves the other core to the physics
-    sim_threads: int = 0  # threads stepping the humanoids (0: all cores); several runs side by side: 1 each
+    sim_threads: int = setting(0, "threads stepping the humanoids (0: all cores; several runs side by side: 1 each)")
 
     def __post_init__(self):
         object.__setattr__(self, "critic_hidden", tuple(self.critic_hidden))

@@ -11,6 +11,7 @@ from imitate.experts.search import SearchConfig
 from imitate.options import config_from
 from imitate.policy import PolicyConfig
 from imitate.sft import SFTConfig
+from imitate.trpo import TRPOConfig
 
 
 def parse(*argv):
@@ -22,6 +23,7 @@ def test_no_option_given_means_the_dataclasses_own_defaults():
     assert _dagger_config(args) == DAggerConfig()  # field for field, the nested configs included
     assert config_from(args, SearchConfig) == SearchConfig()
     assert config_from(parse("dataset", "build", "walk"), BuildConfig) == BuildConfig()
+    assert config_from(parse("trpo", "--out", "r"), TRPOConfig) == TRPOConfig()
     sft = parse("sft", "--data", "s.h5", "--out", "p.pt")
     assert config_from(sft, SFTConfig) == SFTConfig() and config_from(sft, PolicyConfig) == PolicyConfig()
 
@@ -44,7 +46,8 @@ def test_each_flag_lands_in_its_own_field():
 
 @pytest.mark.parametrize("command, cls", [(["dagger", "--data", "s", "--out", "r"], DAggerConfig),
                                           (["dataset", "build", "walk"], BuildConfig),
-                                          (["sft", "--data", "s", "--out", "p"], SFTConfig)])
+                                          (["sft", "--data", "s", "--out", "p"], SFTConfig),
+                                          (["trpo", "--out", "r"], TRPOConfig)])
 def test_help_shows_the_dataclass_defaults(command, cls, capsys):
     with pytest.raises(SystemExit):
         parse(*command[:2] if command[0] == "dataset" else command[:1], "--help")
