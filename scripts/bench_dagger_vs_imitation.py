@@ -116,7 +116,7 @@ NOTES = [
 
 
 def env_config():
-    from imitate.env import EnvConfig
+    from imitate.config import EnvConfig
 
     return EnvConfig(clip=CLIP, action_space=ACTION_SPACE)
 

@@ -1,10 +1,12 @@
-"""Benchmark of the tracking expert (``--expert best``): coverage, robustness and cost per label.
+"""Benchmark of the experts alone: coverage, robustness and cost per label.
 
-    python scripts/bench_experts.py [CLIPS ...] [--out runs/bench_experts] [--episodes 5]
+    python scripts/bench_experts.py [CLIPS ...] [--out runs/bench_experts] [--episodes 5] [--expert tracking|search]
     python scripts/bench_experts.py --robust walk run cartwheel
     python scripts/bench_experts.py --cost walk
 
-Coverage: for each clip, prepare the expert (timed; cached, see imitate.experts.tracking) and run
+Coverage: for each clip, prepare the expert (the tracking expert, ``--expert best``: timed; cached,
+see imitate.experts.tracking; or with ``--expert search`` the search that labels the learn
+recipe's DAgger rounds, ``pipeline.RECIPES["search"].search``, which needs no preparation) and run
 it alone from phase 0, `--episodes` episodes with 0.01 rad of starting noise, for the episode's
 horizon (20 s looping, the clip otherwise).  `--robust` adds 0.05 action noise and 150 N pushes
 every 2 s.  `--cost` times labels of 1,000 states a drifting PD-servo humanoid visits, batched
@@ -22,20 +24,33 @@ from pathlib import Path
 
 import numpy as np
 
+from imitate.config import EnvConfig
 from imitate.console import console
-from imitate.env import EnvConfig, Simulation
 from imitate.evaluation import evaluate, expert_controller
 from imitate.experts.pd import PDExpert
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.experts.tracking import TrackingConfig, TrackingExpert
 from imitate.motion import list_clips, load_clip
+from imitate.simulation import Simulation
 
 CONDITIONS = {"clean": {}, "noise 0.05": {"action_noise": 0.05}, "push 150 N": {"push_force_n": 150.0}}
 
 
-def coverage(clip_name: str, episodes: int, conditions: list[str]) -> dict:
+def coverage(clip_name: str, episodes: int, conditions: list[str], kind: str = "tracking") -> dict:
     clip, config = load_clip(clip_name), EnvConfig(clip=clip_name)
     started = time.perf_counter()
+    if kind == "search":  # the learn recipe's labeller: nothing to prepare
+        from imitate.pipeline import RECIPES
+
+        expert = SearchExpert(clip, config, RECIPES["search"].search)
+        out = {"clip": clip_name, "loop": clip.loop, "prepare_s": 0.0, "expert": "search",
+               "settings": expert.provenance(), "reached_s": None}
+        for name in conditions:
+            t0 = time.perf_counter()
+            out[name] = evaluate(expert_controller(expert), config, episodes=episodes, init_noise_rad=0.01,
+                                 **CONDITIONS[name]).to_dict()
+            out[name]["seconds"] = time.perf_counter() - t0
+        return out
     shown = [0.0]
 
     def progress(done, total, what):  # a line every 30 s: a log shows how far the preparation is
@@ -93,7 +108,8 @@ def _row(data: dict, condition: str) -> list[str]:
     r = data[condition]
     whole = sum(e["cause"] == "survived" for e in r["endings"])
     causes = sorted({e["cause"] for e in r["endings"] if e["cause"] != "survived"})
-    return [data["clip"], condition, f"{data['reached_s']:.1f} / {r['horizon_s']:.1f}",
+    reached = "-" if data["reached_s"] is None else f"{data['reached_s']:.1f}"
+    return [data["clip"], condition, f"{reached} / {r['horizon_s']:.1f}",
             f"{r['survival_s']['mean']:.2f}", f"{whole} of {r['episodes']}", f"{r['normalised_return']['mean']:.3f}",
             f"{r['joint_error_deg']['mean']:.1f}", f"{r['end_effector_error_cm']['mean']:.1f}",
             f"{data['prepare_s'] / 60:.1f}", "; ".join(causes)[:60]]
@@ -106,6 +122,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--robust", action="store_true", help="also under 0.05 action noise and 150 N pushes")
     parser.add_argument("--cost", action="store_true", help="seconds per label instead of coverage")
+    parser.add_argument("--expert", default="tracking", choices=["tracking", "search"],
+                        help="coverage of the tracking expert, or of the learn recipe's search")
     args = parser.parse_args()
     clips = args.clips or [c.name for c in list_clips()]
     out = Path(args.out)
@@ -124,14 +142,14 @@ def main() -> None:
         console.print(table)
         return
     conditions = list(CONDITIONS) if args.robust else ["clean"]
-    suffix = "-robust" if args.robust else ""
+    suffix = ("-robust" if args.robust else "") + ("-search" if args.expert == "search" else "")
     table = Table("clip", "condition", "reached / horizon [s]", "survival [s]", "whole", "return", "joint [deg]",
-                  "end eff. [cm]", "prep [min]", "endings", title="the tracking expert alone, from phase 0")
+                  "end eff. [cm]", "prep [min]", "endings", title=f"the {args.expert} expert alone, from phase 0")
     for name in clips:
         path = out / f"{name}{suffix}.json"
         if not path.exists():
             console.print(f"{name}: preparing and evaluating ...")
-            data = coverage(name, args.episodes, conditions)
+            data = coverage(name, args.episodes, conditions, args.expert)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(data, indent=1))
             tmp.replace(path)

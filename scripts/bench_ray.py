@@ -19,9 +19,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from imitate.env import EnvConfig, Simulation
+from imitate.config import EnvConfig
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.motion import load_clip
+from imitate.simulation import Simulation
 
 
 def states_of(config: EnvConfig, n: int, seed: int = 0):

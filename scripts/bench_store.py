@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imitate.env import EnvConfig
+from imitate.config import EnvConfig
 from imitate.store import DemoStore, Episode
 
 
