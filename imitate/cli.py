@@ -491,10 +491,18 @@ def _cmd_learn(args) -> int:
             view.note(f"round {result.round} of at most {rounds}: about {per_round * (rounds - result.round) / 60:.0f} "
                       f"min left at most (DAgger stops at the first round that keeps every episode up)")
 
+    factory = None
+    if args.ray is not None:
+        if config.expert != "search":
+            raise ConfigError(f"--ray spreads the search expert's labels; the {config.expert} expert needs no workers")
+        from .distributed import RayExpert
+
+        def factory(clip, env_config):  # the recipe's search, its labels on Ray workers
+            return RayExpert(clip, env_config, config.search, workers=args.ray_workers, address=args.ray)
     try:
         result = learn(args.clip, args.out, config=config, trpo_samples=args.trpo_samples,
                        video_seconds=args.video_seconds, on_stage=view.on_stage, on_round=on_round,
-                       on_iteration=view.add_row, on_progress=view.note)
+                       on_iteration=view.add_row, on_progress=view.note, expert_factory=factory)
     finally:
         view.end_table(finished=False)
     summary = result.summary
@@ -806,6 +814,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("clip", help="clip name or path to your own clip")
     p.add_argument("--out", default=None, help="output folder (default runs/learn-CLIP; resumes if present)")
     _learn_options(p)
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="the search's labels on Ray workers (pip install 'imitate[ray]'), the same labels as "
+                        "without; no ADDRESS: a local instance of this machine's cores; auto: the running cluster")
+    p.add_argument("--ray-workers", type=int, default=None,
+                   help="with --ray: how many workers (default: one per CPU of the cluster)")
     p.set_defaults(func=_cmd_learn)
 
     p = sub.add_parser("zoo", help="learn over many clips (the classic 15 by default), one table; resumable",

@@ -68,10 +68,11 @@ def recipe_of(clip: str, config: PipelineConfig | None = None, trpo_samples: int
 def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | None = None,
           trpo_samples: int = 0, video_seconds: float = 10.0, on_stage: Callable | None = None,
           on_round: Callable | None = None, on_iteration: Callable | None = None,
-          on_progress: Callable[[str], None] | None = None) -> LearnResult:
+          on_progress: Callable[[str], None] | None = None, expert_factory: Callable | None = None) -> LearnResult:
     """Learn clip (a name or a path) into out (module docstring).  config: the recipe (default
     ``RECIPES["search"]``, its clip replaced by clip, stopping at the first whole round);
-    trpo_samples > 0 adds a TRPO stage of that many samples from the DAgger policy."""
+    trpo_samples > 0 adds a TRPO stage of that many samples from the DAgger policy;
+    expert_factory: as for ``run_pipeline`` (the recipe's search on Ray workers)."""
     started = time.perf_counter()
     name = load_clip(clip).name
     out = Path(out if out is not None else f"runs/learn-{name}")
@@ -96,7 +97,7 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
             on_iteration(it)
 
     result = run_pipeline(recipe, out, on_stage=on_stage, on_round=round_done, on_iteration=iteration_done,
-                          on_progress=on_progress)
+                          on_progress=on_progress, expert_factory=expert_factory)
     final = result.checkpoints.get("+ TRPO") or result.best
     final_label = next(label for label, path in result.checkpoints.items() if path == final)
     policy = out / "policy.pt"

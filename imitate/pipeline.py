@@ -119,8 +119,12 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
                  on_stage: Callable[[Stage], None] | None = None,
                  on_round: Callable[[RoundResult], None] | None = None,
                  on_iteration: Callable[[IterationLog], None] | None = None,
-                 on_progress: Callable[[str], None] | None = None) -> PipelineResult:
+                 on_progress: Callable[[str], None] | None = None,
+                 expert_factory: Callable | None = None) -> PipelineResult:
     """Run (or resume) the main job into run_dir (module docstring).
+
+    expert_factory(clip, env_config): the expert that labels, in place of config.expert's own
+    (e.g. ``distributed.RayExpert`` of config.search: the same labels, on Ray workers).
 
     on_stage: each Stage as it starts; on_round: each DAgger round it finishes (not those a
     resumed run had finished); on_iteration: each TRPO iteration it runs; on_progress: notes in
@@ -139,7 +143,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     if store_path.exists():
         _check_store(store_path, env_config)
         env_config = DemoStore(store_path).env_config  # every stage in the env the store was built for
-    expert = make_expert(config.expert, clip, env_config, search=config.search)
+    expert = (expert_factory(clip, env_config) if expert_factory is not None
+              else make_expert(config.expert, clip, env_config, search=config.search))
     if not store_path.exists():
         build_mocap_store(store_path, env_config, config.build, expert=expert)
 

@@ -192,3 +192,22 @@ def test_zoo_on_ray_equals_the_in_process_zoo(local_ray, tmp_path, tiny):
                         for side in ("here", "ray"))
         assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert (tmp_path / "ray" / "zoo.csv").exists()
+
+
+def test_learn_with_its_labels_on_ray_equals_learn_in_process(local_ray, tmp_path, synthetic_clip_path, tiny):
+    """`imitate learn --ray`: the recipe's search on 2 workers; the same rounds and policy."""
+    import torch
+
+    import imitate
+    from imitate.distributed import RayExpert
+    from imitate.policy import load_checkpoint
+
+    recipe = tiny(imitate.RECIPES["search"])
+    here = imitate.learn(str(synthetic_clip_path), tmp_path / "here", config=recipe, video_seconds=0)
+    there = imitate.learn(str(synthetic_clip_path), tmp_path / "ray", config=recipe, video_seconds=0,
+                          expert_factory=lambda clip, env: RayExpert(clip, env, recipe.search, workers=2))
+    strip = ("sft_seconds",)
+    assert [{k: v for k, v in r.items() if k not in strip} for r in there.summary["rounds"]] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in here.summary["rounds"]]
+    ours, theirs = (load_checkpoint(r.policy)[0].state_dict() for r in (here, there))
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
