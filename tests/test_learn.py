@@ -57,3 +57,88 @@ def test_learn_from_the_command_line(tmp_path, synthetic_clip_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["expert"] == "pd" and len(summary["rounds"]) == 2
     assert (out / "best.mp4").exists() or "no video" in done.stdout
+
+
+class _Interrupted(KeyboardInterrupt):
+    """A kill, simulated where a real one could land."""
+
+
+def _learn(clip, out, recipe, **hooks):
+    import imitate
+
+    return imitate.learn(clip, out, config=recipe, video_seconds=0, **hooks)
+
+
+def _same_outputs(a, b):
+    """Two learn folders hold the same policy and the same rounds and evaluations."""
+    import torch
+
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    timing = ("sft_seconds",)
+    assert [{k: v for k, v in r.items() if k not in timing} for r in sa["rounds"]] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in sb["rounds"]]
+    assert sa["evaluation"] == sb["evaluation"] and sa["labels"] == sb["labels"] and sa["final"] == sb["final"]
+    pa, pb = (load_checkpoint(d / "policy.pt")[0].state_dict() for d in (a, b))
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert (a / "learning_curve.csv").read_text() == (b / "learning_curve.csv").read_text()
+
+
+@pytest.mark.parametrize("where", ["labelling the mocap store", "after DAgger round 1", "at the evaluation"])
+def test_learn_killed_at_any_stage_resumes_to_exactly_the_unbroken_outputs(tmp_path, synthetic_clip_path, tiny,
+                                                                           where):
+    import imitate
+    from imitate.experts.search import SearchExpert
+
+    recipe = tiny(imitate.RECIPES["search"])
+    clip = str(synthetic_clip_path)
+    _learn(clip, tmp_path / "unbroken", recipe)
+
+    class KilledExpert(SearchExpert):  # dies on its 3rd batch of labels, in the store's build
+        calls = 0
+
+        def label_states(self, *args, **kwargs):
+            KilledExpert.calls += 1
+            if KilledExpert.calls == 3:
+                raise _Interrupted
+            return super().label_states(*args, **kwargs)
+
+    hooks = {}
+    if where == "labelling the mocap store":
+        hooks["expert_factory"] = lambda c, env: KilledExpert(c, env, recipe.search)
+    elif where == "after DAgger round 1":
+        def on_round(r):
+            if r.round == 1:
+                raise _Interrupted
+        hooks["on_round"] = on_round
+    else:
+        def on_stage(stage):
+            if stage.name == "evaluation":
+                raise _Interrupted
+        hooks["on_stage"] = on_stage
+    with pytest.raises(_Interrupted):
+        _learn(clip, tmp_path / "killed", recipe, **hooks)
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    _learn(clip, tmp_path / "killed", recipe)  # the same call, again
+    _same_outputs(tmp_path / "unbroken", tmp_path / "killed")
+
+
+def test_a_clip_the_expert_cannot_perform_ends_with_where_and_why(tmp_path, tiny):
+    """The PD expert cannot balance walk (it falls at about 1.4 s): learn still ends normally, and
+    its summary and the zoo's row say how every episode ended (time, phase, cause), not a
+    traceback or a silent bad policy."""
+    from dataclasses import replace
+
+    import imitate
+    from imitate.learning import ZooRow
+
+    small = tiny(imitate.RECIPES["pd"])
+    recipe = replace(small, eval_horizon_s=3.0, eval_episodes=2, dagger=replace(small.dagger, rounds=1,
+                                                                                 eval_horizon_s=3.0))
+    result = imitate.learn("walk", tmp_path / "o", config=recipe, video_seconds=0)
+    final = result.summary["evaluation"][result.summary["final_evaluation"]]
+    assert result.summary["stopped"] == "label budget spent" and final["full_horizon"] < final["episodes"]
+    fell = [e for e in final["endings"] if e["cause"] != "survived"]
+    assert fell and all(e["time_s"] < 3.0 and 0 <= e["phase"] <= 1 and ("floor" in e["cause"] or "root" in e["cause"])
+                        for e in fell)
+    row = ZooRow.from_summary(result.summary)
+    assert row.whole == final["full_horizon"] and fell[0]["cause"] in row.ended
