@@ -20,10 +20,10 @@ def _make_expert(name: str, clip, config, args):
 
     search = None
     if name == "search":
-        from .experts.search import SearchConfig
+        from .experts.search import PRESETS, SearchConfig
         from .options import config_from
 
-        search = config_from(args, SearchConfig, seed=args.seed)
+        search = config_from(args, SearchConfig, preset=PRESETS[args.search_preset], seed=args.seed)
     if getattr(args, "ray", None) is not None:
         if name != "search":
             raise ConfigError(f"--ray spreads the search expert's labels; the {name} expert needs no workers "
@@ -84,10 +84,14 @@ def _add_expert_options(p, default: str | None = "pd") -> None:
                         "search at every label (slow, balances on walk); tracking: linear feedback around a "
                         "trajectory reconstructed offline once per clip (fast labels; cached in $IMITATE_CACHE or "
                         "~/.cache/imitate); best: the recommended expert (today: tracking)")
-    from .experts.search import SearchConfig
+    from .experts.search import PRESETS, SearchConfig
     from .options import add_options
 
-    add_options(p, SearchConfig, SEARCH_FLAGS)
+    p.add_argument("--search-preset", default="plain", choices=list(PRESETS),
+                   help="search: the settings the options below start from: plain (SearchConfig's defaults: a "
+                        "warm-started best-of-K search), dagger (DAGGER_LABELS: cold, MPPI at temperature 0.3, 4 "
+                        "knots: labels a learner can fit), learn (imitate learn's: dagger planning at 150 Hz)")
+    add_options(p, SearchConfig, SEARCH_FLAGS, presets=PRESETS)
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="search: label on Ray workers (pip install 'imitate[ray]'), the same labels as without; "
                         "no ADDRESS: a local Ray instance of this machine's cores; auto: the running cluster")

@@ -30,16 +30,23 @@ def _fields(cls) -> dict:
 
 
 def add_options(parser: argparse.ArgumentParser, cls, flags: dict[str, str], *, preset=None,
-                help_prefix: str = "", group: str = "") -> None:
+                help_prefix: str = "", group: str = "", presets: dict | None = None) -> None:
     """Add an option per field of cls named in flags (field -> flag; a flag starting with "!"
     is a boolean's negation: "!--search-cold" sets warm_start False), its default from preset
     (an instance of cls; default: cls()), its help from the field's metadata; group names this
-    set of options where one command has two of the same class (round 0's SFT and the retrains')."""
+    set of options where one command has two of the same class (round 0's SFT and the retrains').
+
+    presets (name -> an instance of cls): the options leave out what is not given (argparse's
+    SUPPRESS), so that config_from takes those fields from the preset the command chose; the help
+    then shows each preset's value."""
     fields, hints, base = _fields(cls), typing.get_type_hints(cls), preset if preset is not None else cls()
     for name, flag in flags.items():
         f, default = fields[name], getattr(base, name)
         meta_help, choices = f.metadata.get("help", ""), f.metadata.get("choices")
         text = help_prefix + meta_help
+        if presets:
+            values = "; ".join(f"{p}: {getattr(v, name)}" for p, v in presets.items())
+            text, default = f"{text} (default: the preset's; {values})", argparse.SUPPRESS
         dest, kind = _dest(cls, name, group), hints[name]
         metavar = flag.lstrip("!-").upper().replace("-", "_")
         if flag.startswith("!"):
@@ -49,8 +56,8 @@ def add_options(parser: argparse.ArgumentParser, cls, flags: dict[str, str], *, 
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif typing.get_origin(kind) is tuple:
             item = typing.get_args(kind)[0]
-            parser.add_argument(flag, dest=dest, type=item, nargs="+", default=list(default), metavar=metavar,
-                                help=text)
+            parser.add_argument(flag, dest=dest, type=item, nargs="+", metavar=metavar, help=text,
+                                default=default if default is argparse.SUPPRESS else list(default))
         else:
             args = [a for a in typing.get_args(kind) if a is not type(None)]
             parser.add_argument(flag, dest=dest, type=args[0] if args else kind, default=default, choices=choices,

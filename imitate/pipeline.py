@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import humanoid as hum
@@ -30,7 +30,7 @@ from .errors import ConfigError
 from .evaluation import EvalResult, evaluate, expert_controller, policy_controller
 from .experts import make_expert
 from .experts.pd import PDExpert
-from .experts.search import DAGGER_LABELS, SearchConfig
+from .experts.search import LEARN_LABELS, SearchConfig
 from .motion import load_clip
 from .policy import PolicyConfig, load_checkpoint
 from .store import DemoStore
@@ -46,7 +46,7 @@ class PipelineConfig:
     clip: str = "walk"  # clip name or path
     action_space: str = "pd_target"  # "pd_target" or "torque"
     expert: str = "pd"  # "pd" or "search": labels the store and every DAgger round
-    search: SearchConfig = field(default_factory=lambda: replace(DAGGER_LABELS, planning_hz=150.0))  # for "search"
+    search: SearchConfig = LEARN_LABELS  # for "search" (a frozen dataclass: one shared default is safe)
     build: BuildConfig = field(default_factory=lambda: BuildConfig(offsets=8, copies=8))  # the mocap round
     dagger: DAggerConfig = field(default_factory=DAggerConfig)  # 3 rounds of 8 envs x 150 steps
     trpo: TRPOConfig | None = field(default_factory=lambda: TRPOConfig(samples=8192))  # None: no TRPO stage

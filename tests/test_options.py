@@ -44,6 +44,22 @@ def test_each_flag_lands_in_its_own_field():
     assert search == dataclasses.replace(SearchConfig(), warm_start=False, temperature=0.3, planning_hz=150.0)
 
 
+def test_a_search_preset_is_a_named_config_that_given_flags_override():
+    from imitate.experts.search import DAGGER_LABELS, LEARN_LABELS
+    from imitate.pipeline import RECIPES
+
+    def search(*flags):
+        args = parse("evaluate", "--expert", "search", *flags)
+        from imitate.experts.search import PRESETS
+
+        return config_from(args, SearchConfig, preset=PRESETS[args.search_preset])
+
+    assert search() == SearchConfig()
+    assert search("--search-preset", "dagger") == DAGGER_LABELS
+    assert search("--search-preset", "learn") == LEARN_LABELS == RECIPES["search"].search
+    assert search("--search-preset", "dagger", "--candidates", "8") == dataclasses.replace(DAGGER_LABELS, candidates=8)
+
+
 @pytest.mark.parametrize("command, cls", [(["dagger", "--data", "s", "--out", "r"], DAggerConfig),
                                           (["dataset", "build", "walk"], BuildConfig),
                                           (["sft", "--data", "s", "--out", "p"], SFTConfig),

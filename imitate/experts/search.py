@@ -117,6 +117,10 @@ class SearchConfig:
 # offsets drawn at 4 knots, the label the cost-weighted mean at temperature 0.3, so the label is a
 # smooth function of the state and time that a learner can fit (README: "A humanoid that walks from DAgger alone").
 DAGGER_LABELS = SearchConfig(warm_start=False, label="mppi", knots=4, temperature=0.3)
+# imitate learn's: those labels with the planner at 150 Hz, a quarter of the physics (docs/search_expert.md)
+LEARN_LABELS = replace(DAGGER_LABELS, planning_hz=150.0)
+# the named SearchConfigs the command line's --search-preset chooses from
+PRESETS = {"plain": SearchConfig(), "dagger": DAGGER_LABELS, "learn": LEARN_LABELS}
 
 
 class SearchExpert:
