@@ -191,6 +191,12 @@ def model_hash(model: mujoco.MjModel) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.cache
+def model_hash_for(action_space: str, physics_hz: float) -> str:
+    """model_hash of load_model(action_space, physics_hz), compiled once per process."""
+    return model_hash(load_model(action_space, physics_hz))
+
+
 @functools.lru_cache(maxsize=1)
 def _kinematics_data() -> mujoco.MjData:
     return mujoco.MjData(_base_model())

@@ -112,7 +112,7 @@ def run_of(episode: dict) -> str:
 
 
 def _model_hash(config: EnvConfig) -> str:
-    return hum.model_hash(hum.load_model(config.action_space, config.physics_hz))
+    return hum.model_hash_for(config.action_space, config.physics_hz)  # compiled once, not per append
 
 
 # what h5py and numpy raise on damaged bytes (HDF5's checksum failures are OSErrors)

@@ -128,7 +128,7 @@ class TrackingExpert:
         """Everything a prepared trajectory and its linearisation depend on (the cache file is
         named by its hash); not the LQR weights, which act only on loading."""
         return {"format": CACHE_FORMAT, "clip": clip_digest(clip),
-                "model": hum.model_hash(hum.load_model("pd_target", env_config.physics_hz)),
+                "model": hum.model_hash_for("pd_target", env_config.physics_hz),
                 "control_hz": env_config.control_hz, "physics_hz": env_config.physics_hz,
                 "fall_bodies": list(env_config.fall_body_names(clip)), "max_root_drop_m": env_config.max_root_drop_m,
                 "horizon_steps": TrackingExpert.horizon_steps(clip, env_config, config),
