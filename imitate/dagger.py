@@ -237,6 +237,21 @@ def write_learning_curve(run_dir: Path, results: list[RoundResult]) -> None:
                        xlabel="DAgger round", title=f"DAgger: {run_dir.name} ({evaluated})")
 
 
+def _store_ref(run_dir: Path, store_path) -> str:
+    """How state.json names the run's store: relative to the run folder when inside it (so a
+    folder moved or copied whole, store included, still resumes), else its absolute path."""
+    store = Path(store_path).resolve()
+    try:
+        return str(store.relative_to(run_dir.resolve()))
+    except ValueError:
+        return str(store)
+
+
+def _store_of(run_dir: Path, ref: str) -> Path:
+    """The store state.json's ref names (_store_ref)."""
+    return (run_dir / ref).resolve() if not Path(ref).is_absolute() else Path(ref)
+
+
 def _save_state(run_dir: Path, state: dict) -> None:
     write_text(run_dir / "state.json", json.dumps(state, indent=2))
 
@@ -292,10 +307,10 @@ class DAggerTrainer:
         state_path = self.run_dir / "state.json"
         config_now = json.loads(json.dumps(asdict(config)))  # as state.json holds it (lists, not tuples)
         self.state = json.loads(state_path.read_text()) if state_path.exists() else {
-            "store": str(Path(store_path).resolve()), "config": config_now, "rounds": [],
+            "store": _store_ref(self.run_dir, store_path), "config": config_now, "rounds": [],
             "run_id": uuid.uuid4().hex[:8], "store_rounds": {}}
         self.legacy = "run_id" not in self.state  # begun before runs owned their rounds: store round k is round k
-        if self.state["store"] != str(Path(store_path).resolve()):
+        if _store_of(self.run_dir, self.state["store"]) != Path(store_path).resolve():
             raise ConfigError(f"{run_dir}: this run uses the store {self.state['store']}, not {store_path}")
         self.results = [RoundResult(**r) for r in self.state["rounds"]]
         if config_now != self.state["config"]:  # resumed with other settings: keep a record of what ran when

@@ -142,3 +142,20 @@ def test_a_clip_the_expert_cannot_perform_ends_with_where_and_why(tmp_path, tiny
                         for e in fell)
     row = ZooRow.from_summary(result.summary)
     assert row.whole == final["full_horizon"] and fell[0]["cause"] in row.ended
+
+
+def test_a_learn_folder_moved_whole_still_resumes(tmp_path, synthetic_clip_path, tiny):
+    """state.json names a store inside its run folder relative to it: the folder copied
+    elsewhere resumes there (no round runs again), and the copy never touches the original."""
+    import shutil
+
+    import imitate
+
+    recipe = tiny(imitate.RECIPES["search"])
+    first = imitate.learn(str(synthetic_clip_path), tmp_path / "a", config=recipe, video_seconds=0)
+    assert json.loads((tmp_path / "a" / "state.json").read_text())["store"] == f"{first.summary['clip']}.h5"
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    before = (tmp_path / "a" / f"{first.summary['clip']}.h5").read_bytes()
+    again = imitate.learn(str(synthetic_clip_path), tmp_path / "b", config=recipe, video_seconds=0)
+    assert [r["round"] for r in again.summary["rounds"]] == [r["round"] for r in first.summary["rounds"]]
+    assert (tmp_path / "a" / f"{first.summary['clip']}.h5").read_bytes() == before
