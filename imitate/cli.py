@@ -467,8 +467,17 @@ def _cmd_zoo(args) -> int:
                                        f"return {row.normalised_return:.3f}, {row.whole} of {row.episodes} whole, "
                                        f"{row.minutes:.1f} min"))
 
+    def on_stage(stage):
+        console.log(f"{stage.clip}: {stage.name}" + (" (resuming)" if stage.resumed else ""))
+
+    def on_round(r):  # a line per DAgger round: a clip takes up to half an hour
+        ev = r.evaluation
+        console.log(f"round {r.round}: {r.total_steps:,} labels, survival {ev['survival_s']['mean']:.2f} s, "
+                    f"{ev['full_horizon']} of {ev['episodes']} whole, return {ev['normalised_return']['mean']:.3f}")
+
     rows = zoo(clips, args.out, config=config, trpo_samples=args.trpo_samples, video_seconds=args.video_seconds,
-               address=args.ray, cpus_per_clip=args.cpus_per_clip, on_clip=on_clip, on_row=on_row)
+               address=args.ray, cpus_per_clip=args.cpus_per_clip, on_clip=on_clip, on_row=on_row,
+               learn_kwargs={"on_stage": on_stage, "on_round": on_round})
     console.print(zoo_table(rows, f"imitate zoo: {len(rows)} clips, the final policy from phase 0 "
                                   f"({args.episodes} episodes)"))
     console.print(f"Wrote {args.out}/zoo.md and {args.out}/zoo.csv; each clip's policy.pt and summary.json are in "

@@ -60,3 +60,14 @@ def test_zoo_from_the_command_line_refuses_bad_options_in_one_line(tmp_path):
                           env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
     assert done.returncode == 2 and "--cpus-per-clip must be >= 1" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_zoo_from_the_command_line_shows_each_round_and_the_table(tmp_path, two_clips):
+    done = subprocess.run([sys.executable, "-m", "imitate.cli", "zoo", *two_clips, "--out", str(tmp_path / "z"),
+                           "--expert", "pd", "--rounds", "1", "--episodes", "1", "--video-seconds", "0"],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO, COLUMNS="250"),
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "round 1:" in out and "imitate zoo: 2 clips" in out and "clip1" in out and "clip2" in out
+    assert (tmp_path / "z" / "zoo.md").read_text().count("| clip") == 3  # the header and two rows
