@@ -673,8 +673,7 @@ EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     from .dataset import BuildConfig
     from .options import add_options
-    from .policy import PolicyConfig
-    from .sft import SFTConfig
+    from .settings import PolicyConfig, SFTConfig
 
     parser = argparse.ArgumentParser(prog="imitate", description="DAgger-centred imitation learning of "
                                      "physics-based character motion (MuJoCo humanoid, DeepMimic clips).",
@@ -764,7 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: checkpoints and state.json (resumes if present)")
     p.add_argument("--clip", default=None, help="check that the store is of this clip")
     p.add_argument("--init", default=None, help="start from this checkpoint instead of SFT on the store")
-    from .dagger import DAggerConfig
+    from .settings import DAggerConfig
 
     defaults = DAggerConfig()
     add_options(p, DAggerConfig, {"rounds": "--rounds", "beta": "--beta", "mixing": "--mixing",
@@ -809,7 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="from scratch (default pd_target); with --init the checkpoint's")
     _add_fall_option(p, "the checkpoint's, or clip")
     p.add_argument("--out", required=True, help="run folder: policy.pt, log.csv, learning_curve.png (resumes)")
-    from .trpo import TRPOConfig
+    from .settings import TRPOConfig
 
     add_options(p, TRPOConfig, {"samples": "--samples", "num_envs": "--num-envs", "steps_per_env": "--steps",
                                 "max_kl": "--max-kl", "sim_threads": "--sim-threads", "init_log_std": "--init-log-std",

@@ -26,7 +26,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,92 +38,11 @@ from .evaluation import EvalResult, evaluate, policy_controller
 from .experts import label, provenance_json
 from .experts.pd import PDExpert
 from .motion import load_clip
-from .options import setting
-from .policy import PolicyConfig, load_checkpoint, save_checkpoint
-from .sft import SFTConfig, SFTResult, sft_on_store
+from .policy import load_checkpoint, save_checkpoint
+from .settings import BetaSchedule, DAggerConfig, constant, exponential, linear, schedule  # noqa: F401 (imitate.dagger names them too)
+from .sft import SFTResult, sft_on_store
 from .simulation import Simulation
 from .store import DemoStore, Episode, run_of
-
-BetaSchedule = Callable[[int], float]
-
-
-def constant(beta: float) -> BetaSchedule:
-    return lambda k: beta
-
-
-def linear(start: float = 1.0, end: float = 0.0, rounds: int = 10) -> BetaSchedule:
-    """start at round 1, falling linearly to end at round `rounds`, then end."""
-    return lambda k: end if rounds <= 1 else start + (end - start) * min(max(k - 1, 0), rounds - 1) / (rounds - 1)
-
-
-def exponential(p: float = 0.5) -> BetaSchedule:
-    """p ** (k - 1): 1 at round 1, then multiplied by p each round (Ross et al.'s choice)."""
-    return lambda k: p ** max(k - 1, 0)
-
-
-def schedule(spec: str) -> BetaSchedule:
-    """Parse "constant:B", "linear:START,END,ROUNDS" or "exponential:P"."""
-    name, _, args = spec.partition(":")
-    try:
-        values = [float(v) for v in args.split(",")] if args else []
-        in_unit = all(0.0 <= v <= 1.0 for v in values[:2])  # betas and P are probabilities
-        if name == "constant" and len(values) == 1 and in_unit:
-            return constant(values[0])
-        if name == "linear" and len(values) == 3 and in_unit and values[2] >= 1:
-            return linear(values[0], values[1], int(values[2]))
-        if name == "exponential" and len(values) == 1 and in_unit:
-            return exponential(values[0])
-    except (ValueError, OverflowError):
-        pass
-    raise ConfigError(f"beta schedule: expected constant:B, linear:START,END,ROUNDS or exponential:P with B, START, "
-                      f"END, P in [0, 1] and ROUNDS >= 1; found {spec!r}")
-
-
-@dataclass(frozen=True)
-class DAggerConfig:
-    rounds: int = setting(3, "DAgger rounds after round 0 (the SFT on the mocap rounds)")
-    num_envs: int = setting(8, "humanoids collecting in parallel each round")
-    steps_per_env: int = setting(150, "control steps per env per round (150: 5 s at 30 Hz)")
-    beta: str = setting("exponential:0.5", "the expert's share of the driving in round k: constant:B, "
-                                           "linear:START,END,ROUNDS, exponential:P (P^(k-1))")
-    mixing: str = setting("step", "step: expert or learner chosen each step with probability beta; segment: for "
-                                  "whole segments", choices=("step", "segment"))
-    segment_steps: int = setting(15, "control steps per segment with mixing segment")
-    keep_rounds: int | None = setting(None, "train on the mocap rounds and the last M rounds only (default: all)")
-    # True: each round fits a new policy (same architecture, round 0's SFT settings, the store's
-    # current statistics) on the kept data, as in Ross et al.; False: warm-start from round k-1
-    retrain_from_scratch: bool = setting(False, "each round fits a new policy on the kept data (round 0's SFT "
-                                                "settings, the retrains' data settings) instead of warm-starting "
-                                                "the last round's")
-    sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=100, patience=15))
-    retrain: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=30, patience=8))
-    policy: PolicyConfig = field(default_factory=PolicyConfig)  # round 0's new policy (no --init)
-    eval_episodes: int = setting(1, "evaluation episodes of each round's policy, from phase 0")
-    eval_horizon_s: float = setting(10.0, "evaluation horizon of each round [s] (at most the clip's length where it "
-                                          "does not loop)")
-    # noise on the starting hinge angles of each evaluation episode [rad], as `imitate evaluate`
-    # (without it the episodes of a deterministic policy are all the same one)
-    eval_init_noise_rad: float = 0.01
-    # std of Gaussian noise on every executed action while collecting (action units, clipped to
-    # [-1, 1]; DART, Laskey et al. 2017): the rollouts drift as a slightly worse policy's would, so
-    # the expert labels the states the next learner drifts into before it gets there
-    collect_noise: float = setting(0.0, "std of Gaussian noise on every executed action while collecting (action "
-                                        "units; DART): the expert also labels the states a perturbed learner drifts "
-                                        "into")
-    seed: int = 0
-
-    def __post_init__(self):
-        for name, kind in (("sft", SFTConfig), ("retrain", SFTConfig), ("policy", PolicyConfig)):
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                object.__setattr__(self, name, kind(**value))
-        schedule(self.beta)
-        if self.mixing not in ("step", "segment"):
-            raise ConfigError(f"mixing must be step or segment; found {self.mixing!r}")
-        if min(self.rounds, self.num_envs, self.steps_per_env, self.segment_steps, self.eval_episodes) < 1:
-            raise ConfigError("rounds, num_envs, steps_per_env, segment_steps and eval_episodes must be >= 1")
-        if not 0.0 <= self.collect_noise < float("inf"):
-            raise ConfigError(f"collect_noise must be a finite std >= 0; found {self.collect_noise}")
 
 
 def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: float, steps: int,

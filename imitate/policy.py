@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from .atomic import replaced_on_success
 from .config import EnvConfig
 from .errors import CheckpointError, ConfigError
 from .observation import OBS_NAMES
-from .options import setting
+from .settings import PolicyConfig
 
 # the raw observation's columns of the reference hinge angles ahead (the servo targets a
 # reference-tracking expert aims at), in hinge order
@@ -39,35 +39,6 @@ REF_Q_COLUMNS = [OBS_NAMES.index(f"ref_q_{h}") for h in hum.HINGE_NAMES]
 
 CHECKPOINT_FORMAT = "imitate.policy"
 CHECKPOINT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    hidden: tuple[int, ...] = setting((1024, 512), "hidden layer sizes (DeepMimic's)")
-    activation: str = "relu"  # relu or tanh
-    init_log_std: float = -1.0  # initial log-std of the action noise (std 0.37 of the [-1, 1] range)
-    obs_clip: float = 10.0  # normalised observations are clipped to +-obs_clip
-    # add a linear map of the normalised observation to the mean (zero at first): expert laws
-    # that are near-linear in the state (PD servo targets around the observed reference) are
-    # then fitted from few samples, and the MLP learns only what is not linear
-    linear_skip: bool = setting(False, "add a learned linear map of the observation to the MLP's output (fits "
-                                       "PD-like labels from few samples)")
-    members: int = setting(1, "M MLPs from different initial weights, each fitted to the labels, their means "
-                              "averaged (1: one MLP)")
-    # pd_target only: the mean is the action that aims the servos at the observed reference ahead
-    # (a fixed map of the raw observation's ref_q columns) plus the networks' output, so they learn
-    # only the expert's correction to the reference, not the whole gait's swing of the targets
-    residual: bool = setting(False, "the servo targets of the observed reference plus the networks' output, so "
-                                    "they learn only the expert's correction (pd_target only)")
-
-    def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if not self.hidden or min(self.hidden) < 1:
-            raise ConfigError(f"hidden sizes must be >= 1; found {self.hidden}")
-        if not (isinstance(self.members, int) and not isinstance(self.members, bool) and self.members >= 1):
-            raise ConfigError(f"PolicyConfig.members must be an int >= 1; found {self.members!r}")
-        if self.activation not in ("relu", "tanh"):
-            raise ConfigError(f"activation must be relu or tanh; found {self.activation!r}")
 
 
 def _mlp(obs_dim: int, act_dim: int, config: PolicyConfig) -> tuple[nn.Sequential, nn.Linear]:

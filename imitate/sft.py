@@ -19,46 +19,9 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, StoreError
-from .options import setting
 from .policy import GaussianPolicy, PolicyConfig
+from .settings import SFTConfig
 from .store import DemoStore, iterate_batches
-
-
-@dataclass(frozen=True)
-class SFTConfig:
-    loss: str = setting("mse", "mse: squared error of the mean action; nll: Gaussian negative log-likelihood "
-                               "(log-std learned)", choices=("mse", "nll"))
-    epochs: int = setting(100, "training epochs (at most; early stopping ends sooner)")
-    batch_size: int = setting(256, "minibatch size")
-    lr: float = setting(1e-3, "Adam learning rate")
-    weight_decay: float = 0.0
-    patience: int = setting(15, "early stopping: stop after this many epochs without a better validation loss")
-    seed: int = 0
-    # torch threads (0: all cores).  1 by default: on a shared 2-core machine, 2 threads made 5
-    # epochs of the 1024-512 MLP take 8.8 s against 0.5 s on one (threads spin waiting for a core)
-    threads: int = 1
-    last_rounds: int | None = None  # train on the mocap round plus only the last M rounds
-    # samples drawn (without replacement) from the train split per epoch; None: all of it.  A fixed
-    # figure keeps the cost of a DAgger retrain constant while the store grows round by round.
-    epoch_samples: int | None = setting(None, "samples drawn per epoch (default: all the train split); a fixed "
-                                              "figure, e.g. a round's size, keeps each DAgger retrain's cost "
-                                              "constant as the store grows")
-    # leave out the states of an episode that ended in a fall within this many seconds of the fall
-    # (train and validation alike): from the last ~0.7 s before a learner's fall not even the search
-    # expert recovers (experiments/expert_recovery.py).  Measured on walk, dropping them cost a third of
-    # the survival (their labels still delay the fall): off by default
-    drop_before_fall_s: float = setting(0.0, "train without the states of an episode that fell within S seconds "
-                                             "before its fall (labels no expert can act on; 0: keep all)")
-
-    def __post_init__(self):
-        if self.loss not in ("mse", "nll"):
-            raise ConfigError(f"SFTConfig.loss must be mse or nll; found {self.loss!r}")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.patience < 1:
-            raise ConfigError(f"SFTConfig: epochs, batch_size, patience must be >= 1 and lr > 0; found {self}")
-        if self.epoch_samples is not None and self.epoch_samples < 1:
-            raise ConfigError(f"SFTConfig.epoch_samples must be >= 1 or None; found {self.epoch_samples}")
-        if not self.drop_before_fall_s >= 0:
-            raise ConfigError(f"SFTConfig.drop_before_fall_s must be >= 0; found {self.drop_before_fall_s}")
 
 
 @dataclass(frozen=True)

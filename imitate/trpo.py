@@ -33,10 +33,10 @@ from torch import nn
 
 from .atomic import replaced_on_success, write_text
 from .config import EnvConfig
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError
 from .observation import OBS_DIM
-from .options import setting
 from .policy import GaussianPolicy, PolicyConfig, load_checkpoint, save_checkpoint
+from .settings import TRPOConfig
 from .simulation import Simulation
 
 
@@ -124,65 +124,6 @@ STATE_FILE = "trpo_state.pt"  # in the run folder: everything needed to resume
 
 
 @dataclass(frozen=True)
-class TRPOConfig:
-    samples: int = setting(200_000, "env samples in all")
-    num_envs: int = setting(16, "humanoids simulated in parallel")
-    steps_per_env: int = setting(128, "steps per env per iteration (samples per iteration: num_envs x this)")
-    gamma: float = 0.95  # DeepMimic's
-    lam: float = 0.95
-    max_kl: float = setting(0.01, "trust region: the largest mean KL divergence of an update")
-    cg_iters: int = 15
-    damping: float = 0.1
-    # Fisher-vector products on every k-th sample (OpenAI baselines' TRPO uses 5), keeping at least
-    # FVP_MIN_SAMPLES: the products are most of an update's cost, and a few hundred samples
-    # estimate the curvature well enough
-    fvp_subsample: int = 5
-    shrink: float = 0.8
-    max_backtracks: int = 10
-    critic_hidden: tuple[int, ...] = (256, 256)
-    critic_lr: float = 1e-3
-    critic_epochs: int = 10
-    critic_batch: int = 256
-    critic_warmup_iters: int = setting(2, "iterations fitting only the critic first")
-    init_log_std: float = setting(-1.0, "raise the policy's log-std to at least this at the start")
-    # or set to exactly this at the start (also lowered): a policy that balances falls under
-    # BC's default std of e^-1 = 0.37 action units (about 0.5 rad per joint)
-    set_log_std: float | None = setting(None, "set the policy's log-std to this at the start, lowering it too (a "
-                                              "balancing policy needs small noise: e.g. -2.5, std 0.08 action units)")
-    checkpoint_every: int = setting(5, "write the checkpoint every N iterations")
-    seed: int = 0
-    torch_threads: int = 1  # small batches: one thread leaves the other core to the physics
-    sim_threads: int = setting(0, "threads stepping the humanoids (0: all cores; several runs side by side: 1 each)")
-
-    def __post_init__(self):
-        object.__setattr__(self, "critic_hidden", tuple(self.critic_hidden))
-        if min(self.samples, self.num_envs, self.steps_per_env, self.cg_iters, self.critic_epochs,
-               self.fvp_subsample, self.torch_threads) < 1 or self.sim_threads < 0:
-            raise ConfigError(f"TRPOConfig: samples, num_envs, steps_per_env, cg_iters, critic_epochs, fvp_subsample, "
-                              f"torch_threads >= 1 and sim_threads >= 0; {self}")
-        if self.set_log_std is not None and not math.isfinite(self.set_log_std):
-            raise ConfigError(f"TRPOConfig.set_log_std must be finite or None; found {self.set_log_std}")
-        if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.max_kl > 0 and 0 < self.shrink < 1):
-            raise ConfigError(f"TRPOConfig: need 0 < gamma <= 1, 0 <= lam <= 1, max_kl > 0, 0 < shrink < 1; {self}")
-
-
-class Critic(nn.Module):
-    """V(obs) through the policy's frozen normaliser."""
-
-    def __init__(self, policy: GaussianPolicy, hidden: tuple[int, ...]):
-        super().__init__()
-        self.policy = [policy]  # a list, so its parameters are not the critic's
-        layers, width = [], policy.obs_dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(self.policy[0].normalise(obs)).squeeze(-1)
-
-
-@dataclass(frozen=True)
 class IterationLog:
     iteration: int
     samples: int
@@ -209,6 +150,22 @@ def logged_iterations(run_dir: str | os.PathLike) -> list[IterationLog]:
     kinds = {f.name: parse[str(f.type)] for f in fields(IterationLog)}
     return [IterationLog(**{name: kinds[name](text) for name, text in row.items()})
             for row in csv.DictReader(path.open())]
+
+
+class Critic(nn.Module):
+    """V(obs) through the policy's frozen normaliser."""
+
+    def __init__(self, policy: GaussianPolicy, hidden: tuple[int, ...]):
+        super().__init__()
+        self.policy = [policy]  # a list, so its parameters are not the critic's
+        layers, width = [], policy.obs_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(self.policy[0].normalise(obs)).squeeze(-1)
 
 
 def _rollout(sim: Simulation, policy: GaussianPolicy, critic: Critic, steps: int, rng: np.random.Generator,
