@@ -367,8 +367,13 @@ class _PipelineView:
 
         self.end_table()
         self.stage = stage
-        if stage.name == "store":
+        if stage.name == "expert":
             console.rule(f"[bold]imitate pipeline: {stage.clip} ({self.config.action_space}) in {stage.run_dir}")
+            console.print(f"0. the {self.config.expert} expert alone from phase 0 (DAgger cannot outlive it)"
+                          + (": checked before" if stage.resumed else ""))
+        elif stage.name == "store":
+            if not self.config.expert_first:  # else the expert stage printed it
+                console.rule(f"[bold]imitate pipeline: {stage.clip} ({self.config.action_space}) in {stage.run_dir}")
             console.print(f"resuming: {stage.path} exists" if stage.resumed else
                           f"1. building the mocap store (reference and perturbed states, {self.config.expert}-expert "
                           "labels)")

@@ -32,3 +32,7 @@ class StoreError(ImitateError, ValueError):
 
 class CheckpointError(ImitateError, ValueError):
     """A checkpoint is not ours, or was trained for another env configuration."""
+
+
+class ExpertError(ImitateError):
+    """The expert cannot perform the clip itself, so nothing could learn it from the expert."""

@@ -56,6 +56,14 @@ class EvalResult:
         """JSON-native (lists, not tuples), so it equals itself read back from JSON."""
         return {**asdict(self), "endings": [dict(e) for e in self.endings]}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> EvalResult:
+        """The EvalResult that to_dict gave d."""
+        names = ("normalised_return", "survival_s", "joint_error_deg", "end_effector_error_cm")
+        stats = {k: Stat(**d[k]) for k in names}
+        return cls(**{**d, **stats, "reward_terms": {k: Stat(**v) for k, v in d["reward_terms"].items()},
+                      "endings": tuple(dict(e) for e in d["endings"])})
+
 
 def evaluate(controller: Controller, config: EnvConfig, *, episodes: int = 1, horizon_s: float | None = None,
              init_noise_rad: float = 0.0, seed: int = 0, nthread: int = 0, action_noise: float = 0.0,

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import humanoid as hum
 from .config import EnvConfig
 from .dagger import DAggerConfig, DAggerTrainer, RoundResult, best_round, finished_rounds
 from .dataset import BuildConfig, build_mocap_store
-from .errors import ConfigError
+from .errors import ConfigError, ExpertError
 from .evaluation import EvalResult, evaluate, expert_controller, policy_controller
 from .experts import make_expert
 from .experts.pd import PDExpert
@@ -36,7 +36,8 @@ from .policy import PolicyConfig, load_checkpoint
 from .store import DemoStore
 from .trpo import STATE_FILE, IterationLog, TRPOConfig, start
 
-STAGES = ("store", "dagger", "trpo", "evaluation")
+STAGES = ("expert", "store", "dagger", "trpo", "evaluation")
+EXPERT_CHECK = "expert_check.json"  # in the run folder: the expert alone from phase 0 (config.expert_first)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class PipelineConfig:
     # stop DAgger at the first round (after round 0) whose own evaluation kept every episode up
     # for the whole horizon; dagger.rounds is then the most it runs (the label budget)
     stop_when_whole: bool = False
+    # first run the expert alone from phase 0 (one episode of the evaluation horizon, kept in
+    # run_dir/expert_check.json); if it falls, stop with ExpertError saying when and why: DAgger
+    # never outlives its expert, so rounds would be spent in vain.  Off for the pd recipe, whose
+    # expert cannot balance by design (the teaching example)
+    expert_first: bool = False
 
     def __post_init__(self):
         if isinstance(self.clip, os.PathLike):
@@ -86,7 +92,7 @@ RECIPES = {
     "search": PipelineConfig(expert="search", build=BuildConfig(offsets=4, copies=4),
                              dagger=DAggerConfig(rounds=12, steps_per_env=100, policy=PolicyConfig(residual=True),
                                                  eval_episodes=2, eval_horizon_s=20.0),
-                             trpo=None, eval_episodes=5),
+                             trpo=None, eval_episodes=5, expert_first=True),
 }
 
 
@@ -139,12 +145,15 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
         if on_stage:
             on_stage(Stage(name, clip.name, run_dir, path, resumed))
 
-    stage("store", store_path, store_path.exists())
     if store_path.exists():
         _check_store(store_path, env_config)
         env_config = DemoStore(store_path).env_config  # every stage in the env the store was built for
     expert = (expert_factory(clip, env_config) if expert_factory is not None
               else make_expert(config.expert, clip, env_config, search=config.search))
+    if config.expert_first:
+        stage("expert", run_dir / EXPERT_CHECK, (run_dir / EXPERT_CHECK).exists())
+        check_expert(config, expert, env_config, run_dir, on_progress)
+    stage("store", store_path, store_path.exists())
     if not store_path.exists():
         build_mocap_store(store_path, env_config, config.build, expert=expert)
 
@@ -182,6 +191,36 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
                   for label, controller in controllers.items()}
     return PipelineResult(clip=clip.name, run_dir=run_dir, store=store_path, rounds=rounds, iterations=iterations,
                           checkpoints=checkpoints, evaluation=evaluation, best=run_dir / best.checkpoint)
+
+
+def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir: Path,
+                 on_progress: Callable[[str], None] | None = None) -> EvalResult:
+    """The expert alone from phase 0, one episode of the evaluation horizon (kept in
+    run_dir/EXPERT_CHECK, so a resumed run does not repeat it); ExpertError if it falls.
+    on_progress: a note at each quarter of the episode (a search expert takes minutes)."""
+    import json
+
+    path = run_dir / EXPERT_CHECK
+    if path.exists():
+        check = EvalResult.from_dict(json.loads(path.read_text()))
+    else:
+        from .atomic import write_text
+
+        def progress(done, total):
+            if on_progress and done * 4 // total != (done - 1) * 4 // total:
+                on_progress(f"the expert alone: {done}/{total} control steps")
+
+        check = evaluate(expert_controller(expert), replace(env_config, random_start=False), episodes=1,
+                         horizon_s=config.eval_horizon_s, init_noise_rad=config.eval_init_noise_rad,
+                         progress=progress)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps(check.to_dict(), indent=2))
+    if check.full_horizon < check.episodes:
+        end = check.endings[0]
+        raise ExpertError(f"{env_config.clip}: the {config.expert} expert alone falls at {end['time_s']:.2f} s of "
+                          f"{check.horizon_s:g} (phase {end['phase']:.2f}: {end['cause']}); DAgger cannot outlive its "
+                          f"expert, so no round was run ({path})")
+    return check
 
 
 def is_whole(result: RoundResult) -> bool:

@@ -98,7 +98,7 @@ def test_every_round_and_the_trpo_policy_are_checkpoints_of_the_clip(run):
 
 def test_stages_are_reported_in_order_and_every_controller_is_evaluated(run):
     config, run_dir, result, recorder = run
-    assert [s.name for s in recorder.stages] == list(STAGES)
+    assert [s.name for s in recorder.stages] == [s for s in STAGES if s != "expert"]  # pd: no expert check
     assert [s.path for s in recorder.stages] == [result.store, result.store, run_dir / "trpo", run_dir]
     assert not any(s.resumed for s in recorder.stages)
     assert "round 1: collecting with beta 1.000" in recorder.notes
