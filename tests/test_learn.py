@@ -175,7 +175,8 @@ def test_an_expert_that_cannot_perform_the_clip_stops_learn_before_any_round(tmp
     from imitate.pipeline import EXPERT_CHECK
 
     recipe = replace(tiny(imitate.RECIPES["pd"]), expert_first=True, eval_horizon_s=3.0)
-    with pytest.raises(ExpertError, match=r"walk: the pd expert alone falls at 1\.\d\d s of 3 \(phase 0\.\d\d: .*(floor|root)"):
+    falls = r"walk: the pd expert alone falls at 1\.\d\d s of 3 \(phase 0\.\d\d: .*(floor|root)"
+    with pytest.raises(ExpertError, match=falls):
         imitate.learn("walk", tmp_path / "o", config=recipe, video_seconds=0)
     check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())
     assert check["full_horizon"] == 0 and check["endings"][0]["time_s"] < 3.0
