@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 
 from imitate import humanoid as hum
-from imitate.env import clip_fall_bodies
+from imitate.config import clip_fall_bodies
 from imitate.motion import list_clips, load_clip
 
 

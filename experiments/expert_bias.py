@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from imitate.env import EnvConfig
+from imitate.config import EnvConfig
 from imitate.evaluation import evaluate, expert_controller
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.motion import load_clip

@@ -19,11 +19,11 @@ from dataclasses import replace
 import numpy as np
 
 from imitate import humanoid as hum
-from imitate.env import Simulation
 from imitate.experts import label
 from imitate.experts.search import SearchConfig, SearchExpert
 from imitate.motion import load_clip
 from imitate.policy import load_checkpoint
+from imitate.simulation import Simulation
 
 
 def run_learner(policy, config, episodes: int, horizon_s: float, seed: int):

@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 
 from imitate import humanoid as hum
-from imitate.env import targets_to_action
+from imitate.config import targets_to_action
 from imitate.motion import load_clip
 from imitate.policy import load_checkpoint
 from imitate.store import DemoStore

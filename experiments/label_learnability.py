@@ -29,7 +29,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from imitate.env import Simulation, targets_to_action
+from imitate.config import targets_to_action
 from imitate.evaluation import evaluate, expert_controller
 from imitate.experts.pd import PDExpert
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
@@ -37,6 +37,7 @@ from imitate.experts.tracking import TrackingExpert
 from imitate.motion import load_clip
 from imitate.policy import REF_Q_COLUMNS, PolicyConfig
 from imitate.sft import SFTConfig, fit, new_policy
+from imitate.simulation import Simulation
 from imitate.store import DemoStore
 
 VARIANTS = {  # name -> SearchConfig overrides of search.DAGGER_LABELS (None: the store's labels)

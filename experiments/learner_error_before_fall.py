@@ -13,11 +13,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from imitate.env import Simulation
 from imitate.evaluation import start_at_phase_zero
 from imitate.experts.search import DAGGER_LABELS, SearchExpert
 from imitate.motion import load_clip
 from imitate.policy import load_checkpoint
+from imitate.simulation import Simulation
 
 WINDOWS_S = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.7), (0.7, 1.0), (1.0, 1.5), (1.5, 60.0))  # before the fall
 

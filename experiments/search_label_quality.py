@@ -21,12 +21,13 @@ import time
 import numpy as np
 
 from imitate import humanoid as hum
-from imitate.env import EnvConfig, Simulation, targets_to_action
+from imitate.config import EnvConfig, targets_to_action
 from imitate.evaluation import evaluate, expert_controller
 from imitate.experts import label
 from imitate.experts.pd import PDExpert
 from imitate.experts.search import SearchConfig, SearchExpert
 from imitate.motion import load_clip
+from imitate.simulation import Simulation
 
 CONFIGS = {  # name -> SearchConfig overrides of the cold mppi search
     "search, warm start (default)": {"warm_start": True, "label": "best"},
