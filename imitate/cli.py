@@ -492,13 +492,14 @@ def _cmd_zoo(args) -> int:
 
 def _cmd_learn(args) -> int:
     """imitate learn: the recipe end to end (imitate.learning), with the pipeline's live view."""
-    from dataclasses import replace
 
     from .console import console, evaluation_table
     from .learning import learn
 
     config, rounds = _learn_recipe(args)
-    view = _PipelineView(replace(config, clip=args.clip))
+    from .learning import recipe_of
+
+    view = _PipelineView(recipe_of(args.clip, config, args.trpo_samples))  # what learn runs: its TRPO stage too
     started, done = time.perf_counter(), []
 
     def on_round(result):  # the live row, and how long the rest may take

@@ -58,11 +58,10 @@ class LearnResult:
 
 def recipe_of(clip: str, config: PipelineConfig | None = None, trpo_samples: int = 0) -> PipelineConfig:
     """The pipeline config learn runs for clip: config (default ``RECIPES["search"]``) on that
-    clip, stopping at the first whole round, with a TRPO stage of trpo_samples if > 0."""
+    clip, stopping at the first whole round, with a TRPO stage of trpo_samples if > 0 and none if 0."""
     recipe = replace(config or RECIPES["search"], clip=str(clip), stop_when_whole=True)
-    if trpo_samples > 0:
-        recipe = replace(recipe, trpo=replace(recipe.trpo or TRPOConfig(), samples=trpo_samples))
-    return recipe
+    trpo = replace(recipe.trpo or TRPOConfig(), samples=trpo_samples) if trpo_samples > 0 else None
+    return replace(recipe, trpo=trpo)
 
 
 def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | None = None,
@@ -176,7 +175,15 @@ def finished_summary(folder: Path, settings: dict) -> dict | None:
         summary = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return summary if summary.get("settings") == settings and "final_evaluation" in summary else None
+    return summary if "final_evaluation" in summary and _same(summary.get("settings"), settings) else None
+
+
+def _same(recorded, wanted) -> bool:
+    """Settings a summary recorded against today's: equal, where a setting added since then (a key
+    the summary lacks) does not count."""
+    if isinstance(recorded, dict) and isinstance(wanted, dict):
+        return all(k not in recorded or _same(recorded[k], v) for k, v in wanted.items())
+    return recorded == wanted
 
 
 def _learn_one(clip: str, folder: str, config, trpo_samples: int, video_seconds: float) -> dict:

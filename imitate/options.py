@@ -56,7 +56,7 @@ def add_options(parser: argparse.ArgumentParser, cls, flags: dict[str, str], *, 
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif typing.get_origin(kind) is tuple:
             item = typing.get_args(kind)[0]
-            parser.add_argument(flag, dest=dest, type=item, nargs="+", metavar=metavar, help=text,
+            parser.add_argument(flag, dest=dest, type=item, nargs="*", metavar=metavar, help=text,
                                 default=default if default is argparse.SUPPRESS else list(default))
         else:
             args = [a for a in typing.get_args(kind) if a is not type(None)]

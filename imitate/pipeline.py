@@ -150,7 +150,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
         env_config = DemoStore(store_path).env_config  # every stage in the env the store was built for
     expert = (expert_factory(clip, env_config) if expert_factory is not None
               else make_expert(config.expert, clip, env_config, search=config.search))
-    if config.expert_first:
+    begun = (run_dir / "state.json").exists() and not (run_dir / EXPERT_CHECK).exists()
+    if config.expert_first and not begun:  # (a run begun before the check existed goes on unchecked)
         stage("expert", run_dir / EXPERT_CHECK, (run_dir / EXPERT_CHECK).exists())
         check_expert(config, expert, env_config, run_dir, on_progress)
     stage("store", store_path, store_path.exists())
@@ -200,9 +201,14 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
     on_progress: a note at each quarter of the episode (a search expert takes minutes)."""
     import json
 
+    from .experts import provenance_json
+
     path = run_dir / EXPERT_CHECK
-    if path.exists():
-        check = EvalResult.from_dict(json.loads(path.read_text()))
+    key = {"expert": json.loads(provenance_json(expert)), "horizon_s": config.eval_horizon_s,
+           "init_noise_rad": config.eval_init_noise_rad}  # another expert or horizon: check again
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    if kept.get("key") == key:
+        check = EvalResult.from_dict(kept["evaluation"])
     else:
         from .atomic import write_text
 
@@ -214,7 +220,7 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
                          horizon_s=config.eval_horizon_s, init_noise_rad=config.eval_init_noise_rad,
                          progress=progress)
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(check.to_dict(), indent=2))
+        write_text(path, json.dumps({"key": key, "evaluation": check.to_dict()}, indent=2))
     if check.full_horizon < check.episodes:
         end = check.endings[0]
         raise ExpertError(f"{env_config.clip}: the {config.expert} expert alone falls at {end['time_s']:.2f} s of "

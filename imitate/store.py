@@ -309,45 +309,60 @@ class DemoStore:
             raise StoreError(f"{self.path}: no episode is in rounds {rounds}, sources {sources} and runs {runs} "
                              "at once")
         ids = np.array([e["id"] for e in keep])
-        with self._read() as src, replaced_on_success(dst) as tmp, h5py.File(tmp, "w", libver="latest") as f:
-            try:
-                for key, value in src.attrs.items():
-                    f.attrs[key] = value
-                f.attrs["schema_version"], f.attrs["imitate_version"] = SCHEMA_VERSION, __version__
-                f.attrs["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                f.attrs["copied_from"] = json.dumps({"path": str(self.path),
-                                                     "created_utc": str(src.attrs["created_utc"]),
-                                                     "rounds": rounds, "sources": sources, "runs": runs})
-                f.attrs["rounds"] = json.dumps(sorted({e["round"] for e in keep}))
-                rows = src["index"][()]
-                f.create_dataset("index", data=rows[np.isin(rows["id"], ids)], maxshape=(None,), chunks=(1024,),
-                                 fletcher32=True)
-                for split in ("train", "valid"):
-                    mask = src[f"mask/{split}"][()]
-                    f.create_dataset(f"mask/{split}", data=mask[np.isin(mask, ids)], maxshape=(None,), chunks=(4096,),
-                                     fletcher32=True)
-                _empty_stats(f)
-                f.create_group("episodes")
-                by_round: dict[int, list[int]] = {}
-                for e in keep:
-                    by_round.setdefault(e["round"], []).append(e["id"])
-                for group_ids in by_round.values():  # one merge per round, as its append made
-                    merged = {name: [] for name in STAT_FIELDS}
-                    for eid in group_ids:
-                        source, g = src[f"episodes/{eid:07d}"], f.create_group(f"episodes/{eid:07d}")
-                        for key, value in source.attrs.items():
-                            g.attrs[key] = value
-                        for name, ds in source.items():
-                            data = ds[()]
-                            g.create_dataset(name, data=data, chunks=data.shape, fletcher32=True)
-                            if name in merged:
-                                merged[name].append(data)
-                    for name, parts in merged.items():
-                        _merge_stats(f[f"stats/{name}"], np.concatenate(parts), name != "obs")
-                f.attrs["digest"] = _digest(f)
-            except _DAMAGE as exc:
-                raise StoreError(f"{self.path}: cannot copy a damaged store ({_first_line(exc)})") from None
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with self._read() as src, replaced_on_success(dst) as tmp, h5py.File(tmp, "w", libver="latest") as f:
+                self._copy_into(src, f, keep, ids, rounds, sources, runs)
+        except StoreError:
+            raise
+        except _DAMAGE as exc:  # writing the copy: the source is only read (its damage is a StoreError above)
+            raise StoreError(f"{dst}: cannot write the copy ({_first_line(exc)}); {self.path} is unchanged") from None
         return DemoStore(dst)
+
+    def _copy_into(self, src: h5py.File, f: h5py.File, keep: list[dict], ids: np.ndarray, rounds, sources,
+                   runs) -> None:
+        """DemoStore.copy's writing: the kept episodes of src (open, verified) into the new file f;
+        what fails reading src is its damage (StoreError), what fails writing f is copy's to report."""
+
+        def read(obj, where: str):
+            try:
+                return obj[()]
+            except _DAMAGE as exc:
+                raise StoreError(f"{self.path}: cannot copy a damaged store: {where}: {_first_line(exc)}") from None
+
+        for key, value in src.attrs.items():
+            f.attrs[key] = value
+        f.attrs["schema_version"], f.attrs["imitate_version"] = SCHEMA_VERSION, __version__
+        f.attrs["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        f.attrs["copied_from"] = json.dumps({"path": str(self.path), "created_utc": str(src.attrs["created_utc"]),
+                                             "rounds": rounds, "sources": sources, "runs": runs})
+        f.attrs["rounds"] = json.dumps(sorted({e["round"] for e in keep}))
+        rows = read(src["index"], "index")
+        f.create_dataset("index", data=rows[np.isin(rows["id"], ids)], maxshape=(None,), chunks=(1024,),
+                         fletcher32=True)
+        for split in ("train", "valid"):
+            mask = read(src[f"mask/{split}"], f"mask/{split}")
+            f.create_dataset(f"mask/{split}", data=mask[np.isin(mask, ids)], maxshape=(None,), chunks=(4096,),
+                             fletcher32=True)
+        _empty_stats(f)
+        f.create_group("episodes")
+        by_round: dict[int, list[int]] = {}
+        for e in keep:
+            by_round.setdefault(e["round"], []).append(e["id"])
+        for group_ids in by_round.values():  # one merge per round, as its append made
+            merged = {name: [] for name in STAT_FIELDS}
+            for eid in group_ids:
+                source, g = src[f"episodes/{eid:07d}"], f.create_group(f"episodes/{eid:07d}")
+                for key, value in source.attrs.items():
+                    g.attrs[key] = value
+                for name, ds in source.items():
+                    data = read(ds, f"episode {eid}, dataset {name}")
+                    g.create_dataset(name, data=data, chunks=data.shape, fletcher32=True)
+                    if name in merged:
+                        merged[name].append(data)
+            for name, parts in merged.items():
+                _merge_stats(f[f"stats/{name}"], np.concatenate(parts), name != "obs")
+        f.attrs["digest"] = _digest(f)
 
     @staticmethod
     def check_target(path: str | os.PathLike, overwrite: bool = False) -> Path:

@@ -178,13 +178,16 @@ def test_an_expert_that_cannot_perform_the_clip_stops_learn_before_any_round(tmp
     falls = r"walk: the pd expert alone falls at 1\.\d\d s of 3 \(phase 0\.\d\d: .*(floor|root)"
     with pytest.raises(ExpertError, match=falls):
         imitate.learn("walk", tmp_path / "o", config=recipe, video_seconds=0)
-    check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())
+    check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())["evaluation"]
     assert check["full_horizon"] == 0 and check["endings"][0]["time_s"] < 3.0
     assert not (tmp_path / "o" / "walk.h5").exists() and not (tmp_path / "o" / "state.json").exists()
     stamp = (tmp_path / "o" / EXPERT_CHECK).stat().st_mtime_ns
     with pytest.raises(ExpertError):
         imitate.learn("walk", tmp_path / "o", config=recipe, video_seconds=0)
     assert (tmp_path / "o" / EXPERT_CHECK).stat().st_mtime_ns == stamp  # read back, not run again
+    longer = replace(recipe, eval_horizon_s=4.0)  # another horizon (or expert): checked again
+    with pytest.raises(ExpertError, match="of 4 "):
+        imitate.learn("walk", tmp_path / "o", config=longer, video_seconds=0)
     from imitate.learning import zoo
 
     row, = zoo(["walk"], tmp_path / "z", config=recipe, video_seconds=0)

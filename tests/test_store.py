@@ -287,3 +287,12 @@ def test_dataset_copy_from_the_command_line(store, tmp_path):
     assert "7 episodes" in done.stdout and "rounds [0, 2]" in done.stdout
     bad = run(str(store.path), str(tmp_path / "c.h5"), "--runs", "C")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "it has ['A', 'B']" in bad.stderr
+
+
+def test_a_copy_that_cannot_be_written_names_the_destination_not_the_source(store, tmp_path):
+    _two_runs(store)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StoreError, match=r"file/c\.h5: cannot write the copy .*walk\.h5 is unchanged"):
+        store.copy(tmp_path / "file" / "c.h5")
+    made = store.copy(tmp_path / "new" / "folder" / "c.h5")  # missing folders are made
+    assert len(made.episode_index()) == len(store.episode_index())
