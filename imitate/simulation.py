@@ -8,6 +8,8 @@ episode ended (``config.fallen``).  The Gym env and vector env (``imitate.env``)
 from __future__ import annotations
 
 import copy
+import logging
+from contextlib import contextmanager
 
 import mujoco
 import numpy as np
@@ -19,6 +21,23 @@ from .errors import ConfigError
 from .motion import MotionClip, load_clip
 from .observation import OBS_DIM, observe
 from .reward import Pose, RewardTerms, imitation_reward
+
+_LOG = logging.getLogger("imitate.mujoco")
+
+
+@contextmanager
+def warnings_to_log():
+    """MuJoCo's warnings (a humanoid gone unstable: "Nan, Inf or huge value in QACC ...") go to
+    the logger imitate.mujoco at DEBUG while imitate steps its batches, instead of MuJoCo's print
+    to stdout: imitate already counts them (the batch's warning counters end such an episode as
+    non-finite; the search scores such a rollout as a fall).  The handler before is restored."""
+    before = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(_LOG.debug)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(before)
+
 
 _BAD_WARNINGS = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
                                   mujoco.mjtWarning.mjWARN_BADQACC)]
@@ -161,7 +180,8 @@ class Simulation:
         warnings_before = self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1)
         nonfinite = np.zeros(self.num_envs, bool)
         try:
-            self.batch.step(nstep=self.config.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
+            with warnings_to_log():
+                self.batch.step(nstep=self.config.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
         except SimulationError as exc:  # those sims kept their previous state: end them
             nonfinite[exc.ids] = True
         nonfinite |= self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1) > warnings_before

@@ -716,3 +716,23 @@ def test_registered_with_gymnasium(synthetic_clip_path):
         assert obs.shape == (vec.num_envs, 179) and reward.shape == (vec.num_envs,)
         assert np.all(reward > 0)
     env.close()
+
+
+def test_mujocos_instability_warnings_go_to_the_log_not_to_the_terminal(capfd, caplog):
+    """A humanoid gone unstable ends its episode as non-finite (counted by the batch); MuJoCo's own
+    warning about it goes to the logger imitate.mujoco, not printed, and the handler before is restored."""
+    import logging
+
+    import mujoco
+
+    before = mujoco.get_mju_user_warning()
+    env = imitate.make_env("walk")
+    env.reset(options={"start_time_s": 0.2})
+    env.sim.batch.qvel[0, 10] = 1e30
+    with caplog.at_level(logging.DEBUG, logger="imitate.mujoco"):
+        _, _, term, _, info = env.step(reference_action(env))
+    assert info["nonfinite"] and term
+    printed = capfd.readouterr()
+    assert "QACC" not in printed.out + printed.err and "unstable" not in printed.out + printed.err
+    assert any("unstable" in r.getMessage() for r in caplog.records if r.name == "imitate.mujoco")
+    assert mujoco.get_mju_user_warning() is before

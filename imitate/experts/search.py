@@ -53,6 +53,7 @@ from ..errors import ConfigError
 from ..motion import MotionClip
 from ..options import setting
 from ..reward import Pose, end_effector_offsets, pose_error
+from ..simulation import warnings_to_log
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,8 @@ class SearchExpert:
         down = np.zeros(n * k, bool)  # fallen earlier in the horizon
         for step in range(h):
             planner.ctrl[:] = targets[:, :, step].reshape(n * k, hum.NU)
-            planner.step(nstep=self.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
+            with warnings_to_log():  # an unstable candidate is a fall, scored below: no print
+                planner.step(nstep=self.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
             qpos = planner.qpos
             rq = np.repeat(ref_q[:, step], k, axis=0)
             sim = Pose(qpos, planner.qvel, planner.xpos[:, self._body_ids], None)
