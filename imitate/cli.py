@@ -443,7 +443,7 @@ def _cmd_pipeline(args) -> int:
 
 
 def _learn_recipe(args):
-    """learn's and zoo's recipe from --expert, --rounds and --episodes; and its most rounds."""
+    """learn's and zoo's recipe from --expert, --rounds, --episodes and --no-expert-check; and its most rounds."""
     from dataclasses import replace
 
     from .pipeline import RECIPES
@@ -452,7 +452,7 @@ def _learn_recipe(args):
     rounds = recipe.dagger.rounds if args.rounds is None else args.rounds
     _at_least(("--rounds", rounds, 1), ("--episodes", args.episodes, 1), ("--trpo-samples", args.trpo_samples, 0))
     return replace(recipe, dagger=replace(recipe.dagger, rounds=rounds), eval_episodes=args.episodes,
-                   stop_when_whole=True), rounds
+                   stop_when_whole=True, expert_first=recipe.expert_first and args.expert_check), rounds
 
 
 def _cmd_zoo(args) -> int:
@@ -883,6 +883,9 @@ def _learn_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=5, help="final evaluation episodes from phase 0")
     p.add_argument("--trpo-samples", type=int, default=0, help="TRPO samples after DAgger (0: none)")
     p.add_argument("--video-seconds", type=float, default=10.0, help="seconds of best.mp4 (0: none)")
+    p.add_argument("--no-expert-check", dest="expert_check", action="store_false",
+                   help="learn even if the expert alone falls from phase 0 (the search recipe checks it first and "
+                        "refuses such a clip: DAgger never outlives its expert)")
 
 
 def _set_formatter(parser: argparse.ArgumentParser) -> None:

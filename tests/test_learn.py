@@ -192,3 +192,14 @@ def test_an_expert_that_cannot_perform_the_clip_stops_learn_before_any_round(tmp
 
     row, = zoo(["walk"], tmp_path / "z", config=recipe, video_seconds=0)
     assert "the pd expert alone falls at" in row.error and "not learned" in (tmp_path / "z" / "zoo.md").read_text()
+
+
+def test_no_expert_check_turns_the_search_recipes_check_off():
+    """imitate learn --no-expert-check: the recipe without its expert check (the pd recipe has none)."""
+    from imitate.cli import _learn_recipe, build_parser
+
+    parse = build_parser().parse_args
+    checked, _ = _learn_recipe(parse(["learn", "walk"]))
+    unchecked, _ = _learn_recipe(parse(["learn", "walk", "--no-expert-check"]))
+    assert checked.expert_first and not unchecked.expert_first
+    assert not _learn_recipe(parse(["learn", "walk", "--expert", "pd"]))[0].expert_first
