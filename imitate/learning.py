@@ -271,7 +271,7 @@ def cells(row: ZooRow) -> list[str]:
     """row's table cells, in COLUMNS' order ("-" where it has no result)."""
     if row.error:
         return [row.clip, "-", "-", "-", f"not learned: {row.error}", "-", "-", "-", "-", "-"]
-    return [row.clip, f"{row.normalised_return:.3f}", f"{row.survival_s:.2f} of {row.horizon_s:g}",
+    return [row.clip, f"{row.normalised_return:.3f}", f"{row.survival_s:.2f} of {row.horizon_s:.3g}",
             f"{row.whole} of {row.episodes}", row.ended, f"{row.joint_error_deg:.1f}",
             f"{row.end_effector_error_cm:.1f}", f"{row.labels:,}", f"{row.env_samples:,}", f"{row.minutes:.1f}"]
 

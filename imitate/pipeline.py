@@ -224,8 +224,8 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
     if check.full_horizon < check.episodes:
         end = check.endings[0]
         raise ExpertError(f"{env_config.clip}: the {config.expert} expert alone falls at {end['time_s']:.2f} s of "
-                          f"{check.horizon_s:g} (phase {end['phase']:.2f}: {end['cause']}); DAgger cannot outlive its "
-                          f"expert, so no round was run ({path}; --no-expert-check learns anyway)")
+                          f"{check.horizon_s:.3g} (phase {end['phase']:.2f}: {end['cause']}); DAgger cannot outlive "
+                          f"its expert, so no round was run ({path}; --no-expert-check learns anyway)")
     return check
 
 
