@@ -78,6 +78,15 @@ SEARCH_FLAGS = {"candidates": "--candidates", "horizon": "--horizon", "noise_rad
                 "cold_iterations": "--search-cold-iterations"}
 
 
+def _add_ray_options(p, prefix: str) -> None:
+    """--ray [ADDRESS] and --ray-workers N: the search's labels on Ray workers."""
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help=f"{prefix}label on Ray workers (pip install 'imitate[ray]'), the same labels as without; "
+                        "no ADDRESS: a local Ray instance of this machine's cores; auto: the running cluster")
+    p.add_argument("--ray-workers", type=int, default=None,
+                   help=f"{prefix}with --ray: how many workers (default: one per CPU of the cluster)")
+
+
 def _add_expert_options(p, default: str | None = "pd") -> None:
     p.add_argument("--expert", default=default, choices=["pd", "search", "tracking", "best"],
                    help="pd: PD servos on the reference (cannot balance); search: PD servos plus a short-horizon "
@@ -92,11 +101,7 @@ def _add_expert_options(p, default: str | None = "pd") -> None:
                         "warm-started best-of-K search), dagger (DAGGER_LABELS: cold, MPPI at temperature 0.3, 4 "
                         "knots: labels a learner can fit), learn (imitate learn's: dagger planning at 150 Hz)")
     add_options(p, SearchConfig, SEARCH_FLAGS, presets=PRESETS)
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="search: label on Ray workers (pip install 'imitate[ray]'), the same labels as without; "
-                        "no ADDRESS: a local Ray instance of this machine's cores; auto: the running cluster")
-    p.add_argument("--ray-workers", type=int, default=None,
-                   help="search, with --ray: how many workers (default: one per CPU of the cluster)")
+    _add_ray_options(p, "search: ")
 
 
 def _cmd_motions(args) -> int:
@@ -832,11 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("clip", help="clip name or path to your own clip")
     p.add_argument("--out", default=None, help="output folder (default runs/learn-CLIP; resumes if present)")
     _learn_options(p)
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="the search's labels on Ray workers (pip install 'imitate[ray]'), the same labels as "
-                        "without; no ADDRESS: a local instance of this machine's cores; auto: the running cluster")
-    p.add_argument("--ray-workers", type=int, default=None,
-                   help="with --ray: how many workers (default: one per CPU of the cluster)")
+    _add_ray_options(p, "")
     p.set_defaults(func=_cmd_learn)
 
     p = sub.add_parser("zoo", help="learn over many clips (the classic 15 by default), one table; resumable",

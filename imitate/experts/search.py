@@ -227,6 +227,10 @@ class SearchExpert:
     def costs(self, states: np.ndarray, times: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Tracking cost (n, K) of rolling out each candidate offset sequence (n, K, H, 28)
         from each state (n, nstate) at clip time (n,), all in one batched rollout."""
+        with warnings_to_log():  # an unstable candidate is a fall, scored as one: no print
+            return self._costs(states, times, candidates)
+
+    def _costs(self, states: np.ndarray, times: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         cfg, dt = self.config, self.env_config.control_dt
         n, k, h, _ = candidates.shape
         planner = self._batch(n * k)
@@ -240,8 +244,7 @@ class SearchExpert:
         down = np.zeros(n * k, bool)  # fallen earlier in the horizon
         for step in range(h):
             planner.ctrl[:] = targets[:, :, step].reshape(n * k, hum.NU)
-            with warnings_to_log():  # an unstable candidate is a fall, scored below: no print
-                planner.step(nstep=self.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
+            planner.step(nstep=self.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
             qpos = planner.qpos
             rq = np.repeat(ref_q[:, step], k, axis=0)
             sim = Pose(qpos, planner.qvel, planner.xpos[:, self._body_ids], None)
