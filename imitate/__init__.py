@@ -22,7 +22,6 @@ if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
 import gymnasium as _gym  # noqa: E402
 
 from .config import EnvConfig  # noqa: E402
-from .env import ImitationEnv, ImitationVecEnv, make_env, make_vec_env  # noqa: E402
 from .errors import ClipNotFoundError, ConfigError, ImitateError, MotionFormatError  # noqa: E402
 from .motion import MotionClip, list_clips, load_clip  # noqa: E402
 from .reward import RewardConfig  # noqa: E402
@@ -32,9 +31,11 @@ if "imitate/Track-v0" not in _gym.registry:
                   vector_entry_point="imitate.env:make_vec_env")
 
 # The rest of the public API, imported on first use (PEP 562) so that `import imitate` stays
-# light: torch and the trainers load only when a script asks for them.  No module may share a
+# light: MuJoCo, torch and the trainers load only when a script asks for them (the store and the
+# configs never need the simulator).  No module may share a
 # name with what it exports: importing imitate.X sets the attribute X to the module.
 _LAZY = {
+    "ImitationEnv": "env", "ImitationVecEnv": "env", "make_env": "env", "make_vec_env": "env",
     "Expert": "experts", "make_expert": "experts", "EXPERTS": "experts",
     "DemoStore": "store", "Episode": "store",
     "BuildConfig": "dataset", "build_mocap_store": "dataset",
@@ -63,7 +64,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "EnvConfig", "ImitationEnv", "ImitationVecEnv", "make_env", "make_vec_env",
-    "ClipNotFoundError", "ConfigError", "ImitateError", "MotionFormatError",
+    "EnvConfig", "ClipNotFoundError", "ConfigError", "ImitateError", "MotionFormatError",
     "MotionClip", "list_clips", "load_clip", "RewardConfig", *_LAZY,
 ]

@@ -33,6 +33,7 @@ import numpy as np
 
 from .atomic import write_text
 from .config import with_action_noise
+from .distributed import RayExpert
 from .errors import ConfigError
 from .evaluation import EvalResult, evaluate, policy_controller
 from .experts import label, provenance_json
@@ -41,38 +42,55 @@ from .motion import load_clip
 from .policy import load_checkpoint, save_checkpoint
 from .settings import BetaSchedule, DAggerConfig, constant, exponential, linear, schedule  # noqa: F401 (imitate.dagger names them too)
 from .sft import SFTResult, sft_on_store
-from .simulation import Simulation
+from .simulation import Simulation, model_hash_of
 from .store import DemoStore, Episode, run_of
 
 
 def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: float, steps: int,
-            rng: np.random.Generator, mixing: str = "step", segment_steps: int = 15,
+            seed: int | tuple[int, ...], mixing: str = "step", segment_steps: int = 15,
             progress: Callable[[int, int], None] | None = None,
             action_noise: float = 0.0) -> list[dict[str, np.ndarray]]:
     """Run the beta-mixture of expert and learner in every env of sim for `steps` steps.
 
-    sim: a Simulation (or anything with reset/start_times/step/obs/qpos/qvel/ref_time_s).
+    sim: a Simulation (or anything with env_ids/reset/start_times/step/obs/qpos/qvel/ref_time_s).
     expert: a callable (qpos, qvel, time_s) -> actions, or an object with label(sim).
-    Returns one dict of arrays per episode (split where an env ended and was reset): obs,
-    expert_actions (labels of every visited state), actions (executed), qpos, qvel, time_s,
-    reward, terminated, truncated, expert_share (the fraction of executed expert actions).
+    seed: names the collection (e.g. (run seed, round)).  Humanoid i draws its start times,
+    its expert-or-learner choices and its action noise from its own generator
+    default_rng([*seed, sim.env_ids[i]]), and the learner acts on each humanoid's observation
+    alone, so a humanoid's episodes do not depend on which others share its Simulation: a slice
+    of the envs collected elsewhere (a Ray worker) gives the same episodes bit for bit.
+    Returns one dict of arrays per episode (split where an env ended and was reset; env by env,
+    in sim's order): obs, expert_actions (labels of every visited state), actions (executed),
+    qpos, qvel, time_s, reward, terminated, truncated, expert_share (the fraction of executed
+    expert actions), env (the env's id).
     progress: called with (steps done, steps) after each step.
     action_noise: std of Gaussian noise added to every executed action (clipped to [-1, 1]); the
     labels stay the expert's actions at the states visited.
     """
     n = sim.num_envs
-    sim.reset(np.arange(n), sim.start_times(rng, n))
+    env_ids = np.asarray(sim.env_ids)
+    rngs = [np.random.default_rng([*np.atleast_1d(seed).tolist(), int(i)]) for i in env_ids]
+
+    def start_times(rows) -> np.ndarray:
+        return np.array([sim.start_times(rngs[i], 1)[0] for i in rows])
+
+    def choices(rows) -> np.ndarray:
+        return np.array([rngs[i].random() < beta for i in rows], bool)
+
+    sim.reset(np.arange(n), start_times(range(n)))
     rec = {k: [] for k in ("obs", "expert_actions", "actions", "qpos", "qvel", "time_s", "reward", "terminated",
                            "truncated", "from_expert")}
-    use_expert = rng.random(n) < beta
+    use_expert = choices(range(n))
     for step in range(steps):
         if mixing == "step" or step % segment_steps == 0:
-            use_expert = rng.random(n) < beta
+            use_expert = choices(range(n))
         obs, qpos, qvel, t = sim.obs.copy(), sim.qpos.copy(), sim.qvel.copy(), sim.ref_time_s.copy()
         labels = label(expert, sim)
-        executed = np.where(use_expert[:, None], labels, learner(obs))
+        # one row at a time: a batched forward pass may round differently with the batch's size
+        learned = np.concatenate([learner(obs[i:i + 1]) for i in range(n)])
+        executed = np.where(use_expert[:, None], labels, learned)
         if action_noise > 0:
-            executed = with_action_noise(executed, action_noise, rng)
+            executed = np.concatenate([with_action_noise(executed[i:i + 1], action_noise, rngs[i]) for i in range(n)])
         reward, terminated, truncated, _ = sim.step(executed)
         last = step == steps - 1
         truncated = truncated | (last & ~terminated)
@@ -82,9 +100,9 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
             rec[key].append(np.asarray(value).copy())
         done = np.flatnonzero(terminated | truncated)
         if len(done) and not last:
-            sim.reset(done, sim.start_times(rng, len(done)))
+            sim.reset(done, start_times(done))
             if mixing == "segment":
-                use_expert[done] = rng.random(len(done)) < beta
+                use_expert[done] = choices(done)
         if progress:
             progress(step + 1, steps)
     arrays = {k: np.stack(v, axis=1) for k, v in rec.items()}  # (n, steps, ...)
@@ -95,6 +113,7 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
         for end in ends:
             ep = {k: v[i, start:end + 1] for k, v in arrays.items()}
             ep["expert_share"] = float(ep.pop("from_expert").mean())
+            ep["env"] = int(env_ids[i])
             episodes.append(ep)
             start = end + 1
     return episodes
@@ -284,9 +303,6 @@ class DAggerTrainer:
         probability beta_k (else the current policy's), every visited state labelled by the expert."""
         config, beta = self.config, float(self.beta_of(k))
         self.say(f"round {k}: collecting with beta {beta:.3f}")
-        self._sim = self._sim or Simulation(replace(self.env_config, random_start=True), config.num_envs,
-                                            clip=self.clip)
-        rng = np.random.default_rng([config.seed, k])
         started = time.perf_counter()
 
         def report(done, steps):  # a slow expert: say how far, at each quarter
@@ -295,8 +311,16 @@ class DAggerTrainer:
                 self.say(f"round {k}: {done}/{steps} steps, {labels} states labelled "
                          f"({labels / (time.perf_counter() - started):.1f} per s, simulation and learner included)")
 
-        eps = collect(self._sim, self.policy.act, self.expert, beta, config.steps_per_env, rng, config.mixing,
-                      config.segment_steps, report, config.collect_noise)
+        collecting = replace(self.env_config, random_start=True)
+        if isinstance(self.expert, RayExpert):  # each worker collects a slice of the envs with its own expert
+            eps = self.expert.collect(self.policy, collecting, config.num_envs, beta, config.steps_per_env,
+                                      (config.seed, k), config.mixing, config.segment_steps, config.collect_noise,
+                                      progress=lambda done, total: self.say(
+                                          f"round {k}: {done} of {total} workers' slices collected"))
+        else:
+            self._sim = self._sim or Simulation(collecting, config.num_envs, clip=self.clip)
+            eps = collect(self._sim, self.policy.act, self.expert, beta, config.steps_per_env, (config.seed, k),
+                          config.mixing, config.segment_steps, report, config.collect_noise)
         labelled_by = provenance_json(self.expert)
         share = float(np.average([e["expert_share"] for e in eps], weights=[len(e["obs"]) for e in eps]))
         return [Episode(obs=e["obs"], expert_actions=e["expert_actions"], actions=e["actions"], qpos=e["qpos"],
@@ -313,7 +337,8 @@ class DAggerTrainer:
         if not self.legacy:  # recorded before appending, so that a resume finds the round
             self.state["pending"] = {"round": k, "store_round": r}
             _save_state(self.run_dir, self.state)
-        self.store.append_round(episodes, round=r, env_config=self.env_config)
+        self.store.append_round(episodes, round=r, env_config=self.env_config,
+                                model_hash=model_hash_of(self.env_config))
         self._record(k, r)
         return r
 

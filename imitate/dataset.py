@@ -31,7 +31,7 @@ from .experts import Expert, expert_id, provenance_json
 from .experts.pd import PDExpert
 from .motion import load_clip
 from .options import setting
-from .simulation import Simulation
+from .simulation import Simulation, model_hash_of
 from .store import DemoStore, Episode
 
 
@@ -144,9 +144,10 @@ def build_mocap_store(out: str | Path, env_config: EnvConfig, build: BuildConfig
             source="mocap", clip=clip.name, checkpoint_id=expert_id(expert), labelled_by=labelled_by,
             seed=build.seed * 1000 + i,
         ))
-    store = DemoStore.create(out, env_config, valid_every=build.valid_every, overwrite=overwrite,
-                             extra_attrs={"build_config": json.dumps(asdict(build))})
-    store.append_round(episodes, round=0, env_config=env_config)
+    model_hash = model_hash_of(env_config)
+    store = DemoStore.create(out, env_config, model_hash=model_hash, valid_every=build.valid_every,
+                             overwrite=overwrite, extra_attrs={"build_config": json.dumps(asdict(build))})
+    store.append_round(episodes, round=0, env_config=env_config, model_hash=model_hash)
     partial.unlink(missing_ok=True)
     return store
 

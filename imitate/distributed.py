@@ -68,6 +68,18 @@ class _Worker:
         for k in keys:
             self.expert.plans.pop(int(k), None)
 
+    def collect(self, policy, env_config: EnvConfig, env_ids, beta, steps, seed, mixing, segment_steps,
+                action_noise) -> list[dict]:
+        """dagger.collect on the envs env_ids of a round, with this worker's expert labelling."""
+        import torch
+
+        from .dagger import collect
+        from .simulation import Simulation
+
+        torch.set_num_threads(1)  # the workers are the parallelism
+        sim = Simulation(env_config, len(env_ids), nthread=1, clip=self.expert.clip, env_ids=env_ids)
+        return collect(sim, policy.act, self.expert, beta, steps, seed, mixing, segment_steps, None, action_noise)
+
 
 class RayExpert:
     """The search expert of clip, env_config and config with its labels computed by workers
@@ -102,7 +114,7 @@ class RayExpert:
 
     def label(self, sim) -> np.ndarray:
         """Labels (N, 28) for the humanoids of sim; a humanoid just reset starts a new plan."""
-        keys = np.arange(sim.num_envs)
+        keys = sim.env_ids
         reset = keys[sim.steps == 0]
         if len(reset) and self.config.warm_start:
             self._ray.get([a.forget.remote(reset[reset % self.workers == w]) for w, a in enumerate(self._actors)])
@@ -120,6 +132,26 @@ class RayExpert:
         for w, labels in zip(refs, self._ray.get(list(refs.values())), strict=True):
             out[rows[w]] = labels
         return out
+
+    def collect(self, policy, env_config: EnvConfig, num_envs: int, beta: float, steps: int, seed, mixing: str,
+                segment_steps: int, action_noise: float, progress=None) -> list[dict]:
+        """dagger.collect's episodes for num_envs envs, env i collected by the worker i % workers
+        (a Simulation of its slice, its own expert labelling, the learner policy sent once);
+        the same episodes, in the same order, as collecting all of them in one process.
+        progress(slices done, slices) as each worker's slice comes back."""
+        ids = np.arange(num_envs)
+        policy_ref = self._ray.put(policy)  # the learner's weights, once per round
+        refs = [self._actors[w].collect.remote(policy_ref, env_config, ids[ids % self.workers == w], beta, steps,
+                                               seed, mixing, segment_steps, action_noise)
+                for w in range(min(self.workers, num_envs))]
+        episodes, pending = [], list(refs)
+        while pending:
+            done, pending = self._ray.wait(pending, num_returns=1)
+            if progress:
+                progress(len(refs) - len(pending), len(refs))
+        for part in self._ray.get(refs):
+            episodes += part
+        return sorted(episodes, key=lambda e: e["env"])  # stable: an env's episodes keep their order
 
     def close(self) -> None:
         for a in self._actors:

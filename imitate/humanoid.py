@@ -1,7 +1,8 @@
 """Named layout of imitate's humanoid: joints, qpos/qvel slices, end effectors, gains.
 
 No other module indexes raw qpos/qvel numbers: they ask here by name.  The model itself is
-``assets/humanoid.xml`` (see its header for frames and conventions).
+``assets/humanoid.xml`` (see its header for frames and conventions).  The layout is read from
+that file without MuJoCo; only the functions that compile or run the model import it.
 
 Layout (MuJoCo's sizes: nq = 35, nv = 34, nu = 28):
 - qpos[0:3] root position [m] (world, Z-up); qpos[3:7] root orientation (w, x, y, z);
@@ -15,13 +16,17 @@ Layout (MuJoCo's sizes: nq = 35, nv = 34, nu = 28):
 from __future__ import annotations
 
 import functools
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import mujoco
 import numpy as np
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import mujoco
 
 ACTION_SPACES = ("pd_target", "torque")
 
@@ -79,15 +84,22 @@ def _hinge_names_of(name: str, dof: int) -> tuple[str, ...]:
 
 @functools.cache
 def _base_model() -> mujoco.MjModel:
+    import mujoco  # here, not at the top: the layout (names, ranges, gains) is read without MuJoCo
+
     return mujoco.MjModel.from_xml_path(str(MODEL_PATH))
 
 
-def _hinge_order() -> tuple[str, ...]:
-    m = _base_model()
-    return tuple(m.joint(i).name for i in range(1, m.njnt))
+def _hinges_in_model_file() -> tuple[tuple[str, ...], np.ndarray]:
+    """The hinges' names and ranges (28, 2) [rad] in the model file's order, which is MuJoCo's
+    joint order (depth first): read from the XML itself, so that the store and the configs,
+    which need only the layout, do not compile a model (load_model checks the two agree)."""
+    hinges = [j for j in ET.fromstring(MODEL_PATH.read_text()).iter("joint") if "name" in j.attrib]
+    names = tuple(j.attrib["name"] for j in hinges)
+    ranges = np.array([[float(v) for v in j.attrib["range"].split()] for j in hinges])
+    return names, ranges
 
 
-HINGE_NAMES: tuple[str, ...] = _hinge_order()
+HINGE_NAMES, HINGE_RANGE = _hinges_in_model_file()  # (28,), (28, 2) [rad]
 JOINTS: tuple[Joint, ...] = tuple(
     Joint(name, dof, kp, kd, tl, w, tuple(HINGE_NAMES.index(h) for h in _hinge_names_of(name, dof)))
     for name, dof, kp, kd, tl, w in _JOINT_FIGURES
@@ -120,7 +132,6 @@ def _per_hinge(attr: str) -> np.ndarray:
 KP: np.ndarray = _per_hinge("kp")
 KD: np.ndarray = _per_hinge("kd")
 TORQUE_LIMIT: np.ndarray = _per_hinge("torque_limit")
-HINGE_RANGE: np.ndarray = np.array(_base_model().jnt_range[1:])  # (28, 2) [rad]
 
 
 def fall_sensor_names(bodies: tuple[str, ...]) -> tuple[str, ...]:
@@ -146,6 +157,8 @@ def load_model(action_space: str = "pd_target", physics_hz: float = 600.0) -> mu
         raise ConfigError(f"action_space must be one of {ACTION_SPACES}; found {action_space!r}")
     if not physics_hz > 0:
         raise ConfigError(f"physics_hz must be > 0; found {physics_hz}")
+    import mujoco
+
     spec = mujoco.MjSpec.from_file(str(MODEL_PATH))
     spec.option.timestep = 1.0 / physics_hz
     if action_space == "torque":
@@ -169,6 +182,10 @@ def _check_layout(model: mujoco.MjModel) -> None:
     found = (model.nq, model.nv, model.nu)
     if found != (NQ, NV, NU):
         raise ConfigError(f"humanoid model: expected (nq, nv, nu) = {(NQ, NV, NU)}, found {found}")
+    names = tuple(model.joint(i).name for i in range(1, model.njnt))
+    if names != HINGE_NAMES or not np.array_equal(model.jnt_range[1:], HINGE_RANGE):
+        raise ConfigError(f"humanoid model: expected hinges {HINGE_NAMES} with ranges read from {MODEL_PATH.name}, "
+                          f"found {names}")
     for i, name in enumerate(HINGE_NAMES):
         act = model.actuator(i)
         if model.actuator_trnid[i, 0] != model.joint(name).id:
@@ -199,12 +216,16 @@ def model_hash_for(action_space: str, physics_hz: float) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _kinematics_data() -> mujoco.MjData:
+    import mujoco
+
     return mujoco.MjData(_base_model())
 
 
 def body_positions(qpos: np.ndarray) -> np.ndarray:
     """Positions (T, len(BODY_NAMES), 3) [m] of the named bodies' origins for qpos (T, nq),
     by MuJoCo's forward kinematics."""
+    import mujoco
+
     qpos = np.atleast_2d(np.asarray(qpos, dtype=float))
     model, data = _base_model(), _kinematics_data()
     ids = [body_id(b) for b in BODY_NAMES]
@@ -220,6 +241,8 @@ def lowest_point_heights(qpos: np.ndarray) -> np.ndarray:
     """Heights (T, len(BODY_NAMES)) [m] above the floor (z = 0) of each named body's lowest
     colliding geom point in each pose of qpos (T, nq), by MuJoCo's kinematics and geom
     distances (negative: the pose sinks the body into the floor; capped at 10 m)."""
+    import mujoco
+
     qpos = np.atleast_2d(np.asarray(qpos, dtype=float))
     model, data = _base_model(), _kinematics_data()
     floor = model.geom("floor").id

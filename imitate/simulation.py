@@ -43,6 +43,11 @@ _BAD_WARNINGS = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWa
                                   mujoco.mjtWarning.mjWARN_BADQACC)]
 
 
+def model_hash_of(config: EnvConfig) -> str:
+    """humanoid.model_hash of the model a Simulation of config runs: what a store records of it."""
+    return hum.model_hash_for(config.action_space, config.physics_hz)
+
+
 class Simulation:
     """N humanoids tracking one clip, stepped together; numpy in, numpy out.
 
@@ -54,9 +59,16 @@ class Simulation:
     by ``fall_cause(i)`` (all False after a reset).
     """
 
-    def __init__(self, config: EnvConfig, num_envs: int, nthread: int = 0, clip: MotionClip | None = None):
+    def __init__(self, config: EnvConfig, num_envs: int, nthread: int = 0, clip: MotionClip | None = None,
+                 env_ids=None):
+        """env_ids (num_envs,): the humanoids' numbers in a larger collection of which this
+        Simulation steps a slice (a Ray worker's share of a DAgger round); they name each
+        humanoid's plan and random stream, so a slice behaves as in the whole.  Default 0..N-1."""
         if num_envs < 1:
             raise ConfigError(f"num_envs must be >= 1; found {num_envs}")
+        self.env_ids = np.arange(num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
+        if self.env_ids.shape != (num_envs,):
+            raise ConfigError(f"env_ids: expected shape ({num_envs},), found {self.env_ids.shape}")
         self.config = config
         self.clip = clip if clip is not None else load_clip(config.clip)
         self.model = hum.load_model(config.action_space, config.physics_hz)

@@ -111,10 +111,6 @@ def run_of(episode: dict) -> str:
     return head if sep and episode["source"] != "mocap" else ""
 
 
-def _model_hash(config: EnvConfig) -> str:
-    return hum.model_hash_for(config.action_space, config.physics_hz)  # compiled once, not per append
-
-
 # what h5py and numpy raise on damaged bytes (HDF5's checksum failures are OSErrors)
 _DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, UnicodeDecodeError)
 
@@ -257,10 +253,12 @@ class DemoStore:
 
     # ----- creating ------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike, env_config: EnvConfig, *, valid_every: int = 10,
+    def create(cls, path: str | os.PathLike, env_config: EnvConfig, *, model_hash: str, valid_every: int = 10,
                overwrite: bool = False, extra_attrs: dict[str, str] | None = None) -> DemoStore:
-        """Write an empty store (complete, then renamed into place); extra_attrs are
-        provenance strings kept as root attributes (e.g. the mocap build settings)."""
+        """Write an empty store (complete, then renamed into place) for episodes simulated
+        with env_config on the model whose ``humanoid.model_hash`` is model_hash (the writer's
+        word for it: the store checks names and hashes, it never compiles a model); extra_attrs
+        are provenance strings kept as root attributes (e.g. the mocap build settings)."""
         path = cls.check_target(path, overwrite)
         if valid_every < 2:
             raise StoreError(f"valid_every must be >= 2; found {valid_every}")
@@ -269,7 +267,7 @@ class DemoStore:
             a = f.attrs
             a["format"], a["schema_version"], a["imitate_version"] = FORMAT, SCHEMA_VERSION, __version__
             a["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            a["env_config"], a["model_hash"] = env_config.to_json(), _model_hash(env_config)
+            a["env_config"], a["model_hash"] = env_config.to_json(), str(model_hash)
             a["obs_names"], a["act_names"] = json.dumps(list(OBS_NAMES)), json.dumps(list(ACT_NAMES))
             a["valid_every"], a["next_episode_id"], a["rounds"] = valid_every, 0, "[]"
             for key, value in (extra_attrs or {}).items():
@@ -412,17 +410,19 @@ class DemoStore:
                              "match their digest")
 
     # ----- appending -----------------------------------------------------------------------
-    def append_round(self, episodes: list[Episode], *, round: int, env_config: EnvConfig) -> list[int]:
+    def append_round(self, episodes: list[Episode], *, round: int, env_config: EnvConfig,
+                     model_hash: str) -> list[int]:
         """Append episodes as one round, all or nothing; return their episode ids.
 
-        Refused with StoreError, nothing written, if env_config or its model differ from the
-        store's, or any episode is malformed (shape, NaN, source)."""
+        Refused with StoreError, nothing written, if env_config or model_hash (that of the
+        model the episodes were simulated on, as in create) differ from the store's, or any
+        episode is malformed (shape, NaN, source)."""
         if env_config.to_json() != self.env_config.to_json():
             raise StoreError(f"{self.path}: env configuration differs from the store's:\n  store:  "
                              f"{self.env_config.to_json()}\n  append: {env_config.to_json()}")
-        if _model_hash(env_config) != self.model_hash:
-            raise StoreError(f"{self.path}: humanoid model hash {_model_hash(env_config)} differs from the "
-                             f"store's {self.model_hash}")
+        if model_hash != self.model_hash:
+            raise StoreError(f"{self.path}: the episodes' humanoid model hash {model_hash} differs from the "
+                             f"store's {self.model_hash} (the model changed since the store was built)")
         if not episodes:
             raise StoreError(f"{self.path}: expected at least one episode to append, found none")
         arrays = [_validate_episode(ep, i) for i, ep in enumerate(episodes)]

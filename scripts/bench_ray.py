@@ -8,7 +8,10 @@ DAgger recipe's search (`search.DAGGER_LABELS`, cold: a label is a function of t
   local Ray instance with each number of workers (one thread each), and the ratio to in-process;
 - whether Ray's labels equal the in-process ones bit for bit;
 - the per-task overhead (a round trip to an actor that does nothing) and the payload per label
-  (a state row and its time sent, a label returned).
+  (a state row and its time sent, a label returned);
+- a DAgger round's collection (``--round ENVS STEPS``, beta 0.5, an untrained policy): in-process
+  against each worker collecting its slice of the envs (``RayExpert.collect``), and whether the
+  episodes are the same bit for bit.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeats", type=int, default=3, help="the best of this many measurements")
     p.add_argument("--planning-hz", type=float, default=None, help="the search's planning rate (default: exact)")
+    p.add_argument("--round", type=int, nargs=2, default=[4, 10], metavar=("ENVS", "STEPS"),
+                   help="the DAgger round collected in-process and as slices on the workers")
     args = p.parse_args()
 
     import ray
@@ -73,6 +78,8 @@ def main() -> None:
             seconds, got = best_of(args.repeats, lambda remote=remote: remote.label_states(states, times, keys))
             rows.append((f"Ray, {workers} worker{'s' if workers > 1 else ''}", seconds, np.array_equal(got, expected)))
             remote.close()
+        envs, steps = args.round
+        round_rows = collection(config, clip, search, envs, steps, args.workers)
         idle = ray.remote(_Worker).remote(clip, config, replace(search, candidates=2, horizon=4))
         ray.get(idle.identity.remote())
         n = 50
@@ -91,6 +98,37 @@ def main() -> None:
     print(f"per-task overhead (an empty round trip to an actor): {1000 * overhead:.1f} ms")
     print(f"payload per label: {sent} bytes sent (state row of {states.shape[1]} float64, time, key), "
           f"{28 * 8} bytes returned")
+    print(f"a DAgger round of {envs} envs x {steps} steps ({envs * steps} labels):")
+    print(f"{'':28s} {'seconds':>9s} {'ratio':>6s}  same episodes")
+    for name, seconds, same in round_rows:
+        print(f"{name:28s} {seconds:9.2f} {round_rows[0][1] / seconds:6.2f}  {same}")
+
+
+def collection(config: EnvConfig, clip, search, envs: int, steps: int, workers: list[int]) -> list:
+    """Seconds to collect one DAgger round in-process, then as slices on each number of workers."""
+    import torch
+
+    from imitate.dagger import collect
+    from imitate.distributed import RayExpert
+    from imitate.observation import OBS_DIM
+    from imitate.policy import GaussianPolicy
+
+    torch.manual_seed(0)
+    policy, collecting = GaussianPolicy(OBS_DIM, 28), replace(config, random_start=True)
+    start = time.perf_counter()
+    expected = collect(Simulation(collecting, envs, clip=clip), policy.act, SearchExpert(clip, config, search), 0.5,
+                       steps, (0, 1))
+    rows = [("in-process (nthread 0)", time.perf_counter() - start, True)]
+    for n in workers:
+        remote = RayExpert(clip, config, search, workers=n)
+        start = time.perf_counter()
+        got = remote.collect(policy, collecting, envs, 0.5, steps, (0, 1), "step", 15, 0.0)
+        same = len(got) == len(expected) and all(np.array_equal(a[f], b[f])
+                                                 for a, b in zip(got, expected, strict=True)
+                                                 for f in ("obs", "expert_actions", "actions", "qpos"))
+        rows.append((f"Ray, {n} worker{'s' if n > 1 else ''}, slices", time.perf_counter() - start, same))
+        remote.close()
+    return rows
 
 
 if __name__ == "__main__":

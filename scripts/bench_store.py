@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from imitate.config import EnvConfig
+from imitate.simulation import model_hash_of
 from imitate.store import DemoStore, Episode
 
 
@@ -49,14 +50,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = Path(tmp) / "bench.h5"
-        store = DemoStore.create(path, config)
+        store = DemoStore.create(path, config, model_hash=model_hash_of(config))
         rounds = max(1, args.samples // (args.episode_len * args.episodes_per_round))
         latencies = []
         t0 = time.perf_counter()
         for r in range(rounds):
             eps = [episode(rng, args.episode_len) for _ in range(args.episodes_per_round)]
             t = time.perf_counter()
-            store.append_round(eps, round=r, env_config=config)
+            store.append_round(eps, round=r, env_config=config, model_hash=store.model_hash)
             latencies.append(time.perf_counter() - t)
         write_s = sum(latencies)
         samples = rounds * args.episodes_per_round * args.episode_len
@@ -79,7 +80,7 @@ def main() -> None:
         n_eps, n_steps = args.dagger_round
         eps = [episode(rng, n_steps) for _ in range(n_eps)]
         t = time.perf_counter()
-        store.append_round(eps, round=rounds, env_config=config)
+        store.append_round(eps, round=rounds, env_config=config, model_hash=store.model_hash)
         dagger_s = time.perf_counter() - t
         total_s = time.perf_counter() - t0
 

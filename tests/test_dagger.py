@@ -89,8 +89,9 @@ class PointMass:
     Episodes start on the reference at a random phase, end when the position error exceeds
     fail_m (terminated) or after `horizon` steps (truncated)."""
 
-    def __init__(self, num_envs: int, horizon: int = 100, fail_m: float = 0.5):
+    def __init__(self, num_envs: int, horizon: int = 100, fail_m: float = 0.5, env_ids=None):
         self.num_envs, self.horizon, self.fail_m = num_envs, horizon, fail_m
+        self.env_ids = np.arange(num_envs) if env_ids is None else np.asarray(env_ids)
         self.p, self.v = np.zeros((num_envs, 2)), np.zeros((num_envs, 2))
         self.t0, self.k = np.zeros(num_envs), np.zeros(num_envs, dtype=int)
 
@@ -168,15 +169,14 @@ def bc_versus_dagger(seed: int, rounds: int = 4, envs: int = 8, steps: int = 30)
     torch.manual_seed(seed)
     bc = pm_policy()
     bc_data = stack(collect(PointMass(envs), lambda obs: np.zeros((len(obs), 2)), pm_expert, 1.0, rounds * steps,
-                            np.random.default_rng([seed, 0])))
+                            (seed, 0)))
     fit(bc, bc_data, NO_VALID, sft)
 
     torch.manual_seed(seed)
     learner, aggregate, betas = pm_policy(), [], []
     for k in range(1, rounds + 1):
         betas.append(exponential(0.5)(k))
-        rng = np.random.default_rng([seed, k])
-        aggregate += collect(PointMass(envs), learner.act, pm_expert, betas[-1], steps, rng)
+        aggregate += collect(PointMass(envs), learner.act, pm_expert, betas[-1], steps, (seed, k))
         dagger_data = stack(aggregate)
         fit(learner, dagger_data, NO_VALID, replace(sft, seed=seed + k))  # warm start: the same module
     return bc, bc_data, learner, dagger_data, betas
@@ -255,7 +255,7 @@ def test_collect_noise_perturbs_the_executed_action_and_the_expert_labels_the_st
     def learner(obs):
         return np.tile(chosen, (len(obs), 1))
 
-    episodes = collect(PointMass(n, horizon=23), learner, pm_expert, 0.0, steps, np.random.default_rng(5),
+    episodes = collect(PointMass(n, horizon=23), learner, pm_expert, 0.0, steps, 5,
                        action_noise=sigma)
     noise = []
     for ep in episodes:
@@ -308,7 +308,7 @@ def test_mixture_executes_expert_or_learner_and_labels_every_state(mixing, beta)
     def learner(obs):
         return np.tile(LEARNER_ACTION, (len(obs), 1))
 
-    episodes = collect(env, learner, pm_expert, beta, steps, np.random.default_rng(3), mixing, segment)
+    episodes = collect(env, learner, pm_expert, beta, steps, 3, mixing, segment)
     per_env = split_by_env(episodes, n, steps)
     chosen_all, same_pairs, draws, across_reset = [], [], [], []
     for env_episodes in per_env:
@@ -660,10 +660,31 @@ def test_run_dir_of_another_store_is_refused(module_dir, clean_run, tmp_path):
     assert other.read_bytes() == store_before
 
 
+def test_a_slice_of_the_envs_collects_what_it_collects_in_the_whole():
+    """A Ray worker collects a slice of a round's envs: env i's episodes must not depend on the
+    envs it shares a simulation with (its own random stream, the learner row by row)."""
+    n, steps = 6, 40
+    learner = pm_policy().act
+
+    def run(env_ids):
+        return collect(PointMass(len(env_ids), horizon=17, env_ids=env_ids), learner, pm_expert, 0.4, steps, (7, 2),
+                       "segment", 5, action_noise=0.05)
+
+    whole = run(np.arange(n))
+    sliced = sorted(run(np.array([0, 3])) + run(np.array([1, 4])) + run(np.array([2, 5])), key=lambda e: e["env"])
+    assert [e["env"] for e in whole] == [e["env"] for e in sliced] and len(whole) > n  # resets happened
+    for a, b in zip(whole, sliced, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # and the streams are the envs' own: two envs do not repeat each other
+    assert not np.array_equal(whole[0]["time_s"][:1], [e for e in whole if e["env"] == 1][0]["time_s"][:1])
+
+
 def test_collect_reports_progress_after_every_step():
     calls = []
     collect(PointMass(3, horizon=7), lambda obs: np.zeros((len(obs), 2)), pm_expert, 0.5, 10,
-            np.random.default_rng(0), progress=lambda done, steps: calls.append((done, steps)))
+            0, progress=lambda done, steps: calls.append((done, steps)))
     assert calls == [(k, 10) for k in range(1, 11)]
 
 

@@ -1,6 +1,7 @@
 """The search expert on Ray workers: the same labels, stores and checkpoints as in-process."""
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -99,13 +100,50 @@ def test_a_worker_killed_by_its_pid_mid_round_leaves_the_round_exactly_as_in_pro
             expert._ray = type("Ray", (), {"get": staticmethod(get_after_a_kill)})()
         sim = Simulation(config, 3, nthread=1, clip=clip)
         policy = lambda obs: np.zeros((len(obs), 28))  # noqa: E731
-        runs[name] = collect(sim, policy, expert, 0.5, 6, np.random.default_rng(0))
+        runs[name] = collect(sim, policy, expert, 0.5, 6, 0)
     assert calls == [1] * 6
     for a, b in zip(runs["local"], runs["ray"], strict=True):
         for field in ("expert_actions", "actions", "qpos"):
             np.testing.assert_array_equal(a[field], b[field])
     new_pids = [p for _, _, p in ray.get([a.identity.remote() for a in expert._actors])]
     assert new_pids[1] != expert.pids[1] and new_pids[0] == expert.pids[0]  # worker 1 was restarted
+
+
+def test_workers_collecting_slices_of_a_round_give_the_in_process_episodes_even_after_a_kill(local_ray,
+                                                                                           synthetic_clip_path):
+    """RayExpert.collect: each worker collects its slice of the envs (its own simulation and
+    expert, the learner sent once); one worker is killed by its pid as the slices start."""
+    import torch
+
+    from imitate.dagger import collect
+    from imitate.distributed import RayExpert
+    from imitate.observation import OBS_DIM
+    from imitate.policy import GaussianPolicy
+
+    config = EnvConfig(clip=str(synthetic_clip_path), random_start=True)
+    clip = load_clip(config.clip)
+    torch.manual_seed(0)
+    policy = GaussianPolicy(OBS_DIM, 28)
+    search = replace(SMALL, warm_start=True)  # plans keyed by the envs' global numbers
+    local = collect(Simulation(config, 5, nthread=1, clip=clip), policy.act, SearchExpert(clip, config, search),
+                    0.5, 30, (3, 1), "segment", 4, action_noise=0.02)
+    expert = RayExpert(clip, config, search, workers=2)
+    wait = expert._ray.wait
+
+    def wait_after_a_kill(refs, _wait=wait, **kw):
+        if len(refs) == 2:  # the slices are out: kill worker 1
+            os.kill(expert.pids[1], signal.SIGKILL)
+        return _wait(refs, **kw)
+
+    expert._ray = type("Ray", (), {"wait": staticmethod(wait_after_a_kill), "get": staticmethod(ray.get),
+                                   "put": staticmethod(ray.put)})()
+    remote = expert.collect(policy, config, 5, 0.5, 30, (3, 1), "segment", 4, 0.02)
+    assert [e["env"] for e in remote] == [e["env"] for e in local] == sorted(e["env"] for e in local)
+    for a, b in zip(local, remote, strict=True):
+        for field in ("obs", "expert_actions", "actions", "qpos", "qvel", "time_s", "reward", "terminated"):
+            np.testing.assert_array_equal(a[field], b[field], err_msg=field)
+    new_pids = [p for _, _, p in ray.get([a.identity.remote() for a in expert._actors])]
+    assert new_pids[1] != expert.pids[1]  # worker 1 was restarted, and its slice collected again
 
 
 def test_a_worker_of_another_version_is_named(local_ray, synthetic_clip_path, monkeypatch):

@@ -355,6 +355,15 @@ def test_non_finite_state_in_one_vec_env_leaves_the_others_alone():
 
 
 # --------------------------------------------------------------------------- action mapping
+def test_the_layout_read_from_the_model_file_is_the_compiled_models():
+    """humanoid reads the hinges' names and ranges from the XML without MuJoCo; MuJoCo's own
+    compile of the same file is the reference."""
+    names = tuple(XML_MODEL.joint(i).name for i in range(1, XML_MODEL.njnt))
+    assert hum.HINGE_NAMES == names
+    np.testing.assert_array_equal(hum.HINGE_RANGE, XML_MODEL.jnt_range[1:])
+    assert XML_MODEL.jnt_type[0] == mujoco.mjtJoint.mjJNT_FREE and len(names) == hum.NU
+
+
 def test_pd_action_ends_map_onto_the_hinge_ranges():
     env = imitate.make_env("walk")
     model = env.sim.model

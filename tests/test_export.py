@@ -12,7 +12,7 @@ from imitate.config import EnvConfig
 from imitate.errors import StoreError
 from imitate.experts.pd import PDExpert
 from imitate.motion import load_clip
-from imitate.simulation import Simulation
+from imitate.simulation import Simulation, model_hash_of
 from imitate.store import DemoStore, Episode
 
 minari = pytest.importorskip("minari")
@@ -50,9 +50,9 @@ def rollout(config: EnvConfig, steps: int, seed: int):
 def exported(tmp_path, synthetic_clip_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     config = EnvConfig(clip=str(synthetic_clip_path))
-    store = DemoStore.create(tmp_path / "s.h5", config)
+    store = DemoStore.create(tmp_path / "s.h5", config, model_hash=model_hash_of(config))
     made = [rollout(config, 12 + k, seed=k) for k in range(3)]
-    store.append_round([m[0] for m in made], round=1, env_config=config)
+    store.append_round([m[0] for m in made], round=1, env_config=config, model_hash=store.model_hash)
     return store, made
 
 

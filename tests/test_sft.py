@@ -384,7 +384,7 @@ def test_drop_before_fall_leaves_out_the_last_states_of_falling_episodes(store, 
             time_s=np.arange(length) * dt, phase=np.zeros(length, np.float32), reward=np.ones(length, np.float32),
             terminated=(np.arange(length) == length - 1) & fell, truncated=(np.arange(length) == length - 1) & ~fell,
             source="dagger", clip=store.env_config.clip, seed=i))
-    store.append_round(episodes, round=1, env_config=store.env_config)
+    store.append_round(episodes, round=1, env_config=store.env_config, model_hash=store.model_hash)
     seen = record_fit(monkeypatch)
     sft_on_store(store, SFTConfig(epochs=1, batch_size=8, threads=1, drop_before_fall_s=seconds),
                  policy_config=PolicyConfig(hidden=(8,)))

@@ -15,6 +15,7 @@ from imitate.journal import journal_path
 from imitate.store import DemoStore, Episode
 
 CONFIG = EnvConfig(clip="walk")
+MODEL = "0123456789abcdef"  # a model hash: the store takes it as the writer's word, an opaque name
 
 
 def make_episode(seed: int, length: int = 40, source: str = "dagger") -> Episode:
@@ -34,13 +35,13 @@ def make_episode(seed: int, length: int = 40, source: str = "dagger") -> Episode
 
 @pytest.fixture
 def store(tmp_path):
-    return DemoStore.create(tmp_path / "walk.h5", CONFIG)
+    return DemoStore.create(tmp_path / "walk.h5", CONFIG, model_hash=MODEL)
 
 
 def test_round_trip_of_every_field(store):
     eps = [make_episode(1, 30, "mocap"), make_episode(2, 45)]
-    ids = store.append_round(eps[:1], round=0, env_config=CONFIG)
-    ids += store.append_round(eps[1:], round=1, env_config=CONFIG)
+    ids = store.append_round(eps[:1], round=0, env_config=CONFIG, model_hash=MODEL)
+    ids += store.append_round(eps[1:], round=1, env_config=CONFIG, model_hash=MODEL)
     assert ids == [0, 1]
     with h5py.File(store.path, "r") as f:  # read back with plain h5py, not the store's reader
         for eid, ep in zip(ids, eps, strict=True):
@@ -62,7 +63,7 @@ def test_round_trip_of_every_field(store):
 def test_statistics_after_many_appends_equal_all_at_once(store):
     eps = [make_episode(s, 10 + 7 * s) for s in range(25)]
     for r in range(5):
-        store.append_round(eps[5 * r:5 * r + 5], round=r, env_config=CONFIG)
+        store.append_round(eps[5 * r:5 * r + 5], round=r, env_config=CONFIG, model_hash=MODEL)
     for name in ("obs", "expert_actions", "actions"):
         x = np.concatenate([getattr(e, name) for e in eps]).astype(np.float64)
         st = store.normalisation(name)
@@ -76,9 +77,10 @@ def test_statistics_after_many_appends_equal_all_at_once(store):
 
 
 def test_splits_and_filters(store):
-    store.append_round([make_episode(s, source="mocap") for s in range(10)], round=0, env_config=CONFIG)
+    store.append_round([make_episode(s, source="mocap") for s in range(10)], round=0,
+                       env_config=CONFIG, model_hash=MODEL)
     for r in (1, 2, 3):
-        store.append_round([make_episode(10 * r + s) for s in range(4)], round=r, env_config=CONFIG)
+        store.append_round([make_episode(10 * r + s) for s in range(4)], round=r, env_config=CONFIG, model_hash=MODEL)
     index = store.episode_index()
     valid = [e["id"] for e in index if e["split"] == "valid"]
     assert valid == [9, 19] and len(index) == 22
@@ -94,7 +96,7 @@ def test_splits_and_filters(store):
 
 
 def test_refusals_write_nothing(store, tmp_path):
-    store.append_round([make_episode(1)], round=0, env_config=CONFIG)
+    store.append_round([make_episode(1)], round=0, env_config=CONFIG, model_hash=MODEL)
     before = store.path.read_bytes()
     bad_nan = make_episode(2)
     bad_nan.obs[5, 3] = np.nan
@@ -109,8 +111,10 @@ def test_refusals_write_nothing(store, tmp_path):
     ]
     for eps, cfg, words in cases:
         with pytest.raises(StoreError) as err:
-            store.append_round(eps, round=1, env_config=cfg)
+            store.append_round(eps, round=1, env_config=cfg, model_hash=MODEL)
         assert words in str(err.value)
+    with pytest.raises(StoreError, match="model hash fedcba9876543210 differs from the store's 0123456789abcdef"):
+        store.append_round([make_episode(7)], round=1, env_config=CONFIG, model_hash="fedcba9876543210")
     assert store.path.read_bytes() == before
 
 
@@ -129,7 +133,7 @@ def test_foreign_and_mismatched_files_are_refused(tmp_path, store):
     with pytest.raises(StoreError, match="expected schema version 2, found 99"):
         DemoStore(store.path)
     with pytest.raises(StoreError, match="already exists"):
-        DemoStore.create(store.path, CONFIG)
+        DemoStore.create(store.path, CONFIG, model_hash=MODEL)
     with pytest.raises(StoreError, match="no such store"):
         DemoStore(tmp_path / "missing.h5")
 
@@ -142,7 +146,8 @@ def _writer(path, first_round, ready_fd=None):
     if ready_fd is not None:
         os.write(ready_fd, b"x")
     while True:
-        store.append_round([make_episode(100 * r + k, 400) for k in range(3)], round=r, env_config=CONFIG)
+        store.append_round([make_episode(100 * r + k, 400) for k in range(3)], round=r,
+                           env_config=CONFIG, model_hash=MODEL)
         r += 1
 
 
@@ -170,11 +175,11 @@ def test_kill_during_append_never_corrupts(tmp_path):
     """SIGKILL a writer at random instants, many times (IMITATE_KILL_TRIALS, default 30): the
     store always opens with exactly its completed rounds, and appending then goes on."""
     path = tmp_path / "walk.h5"
-    DemoStore.create(path, CONFIG)
+    DemoStore.create(path, CONFIG, model_hash=MODEL)
     # kill instants scale with this machine's speed: up to 2.5 appends after the writer starts
-    probe = DemoStore.create(tmp_path / "probe.h5", CONFIG)
+    probe = DemoStore.create(tmp_path / "probe.h5", CONFIG, model_hash=MODEL)
     start = time.perf_counter()
-    probe.append_round([make_episode(k, 400) for k in range(3)], round=0, env_config=CONFIG)
+    probe.append_round([make_episode(k, 400) for k in range(3)], round=0, env_config=CONFIG, model_hash=MODEL)
     append_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
     committed, rolled_back = 0, 0
@@ -199,13 +204,14 @@ def test_kill_during_append_never_corrupts(tmp_path):
 
 def test_concurrent_reader_during_appends(tmp_path):
     path = tmp_path / "walk.h5"
-    DemoStore.create(path, CONFIG)
+    DemoStore.create(path, CONFIG, model_hash=MODEL)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child: 15 rounds, then exit
         try:
             store = DemoStore(path)
             for r in range(15):
-                store.append_round([make_episode(100 * r + k, 400) for k in range(3)], round=r, env_config=CONFIG)
+                store.append_round([make_episode(100 * r + k, 400) for k in range(3)], round=r,
+                                   env_config=CONFIG, model_hash=MODEL)
         finally:
             os._exit(0)
     reader = DemoStore(path)
@@ -222,10 +228,11 @@ def _two_runs(store):
     """A store of a mocap round and two DAgger runs' rounds (run ids A and B)."""
     from dataclasses import replace
 
-    store.append_round([make_episode(s, 20 + s, "mocap") for s in range(3)], round=0, env_config=CONFIG)
+    store.append_round([make_episode(s, 20 + s, "mocap") for s in range(3)], round=0,
+                       env_config=CONFIG, model_hash=MODEL)
     for r, run in ((1, "A"), (2, "B"), (3, "A")):
         store.append_round([replace(make_episode(10 * r + s, 15 + s), checkpoint_id=f"{run}:round_{r:03d}.pt")
-                            for s in range(4)], round=r, env_config=CONFIG)
+                            for s in range(4)], round=r, env_config=CONFIG, model_hash=MODEL)
     return store
 
 
@@ -296,3 +303,15 @@ def test_a_copy_that_cannot_be_written_names_the_destination_not_the_source(stor
         store.copy(tmp_path / "file" / "c.h5")
     made = store.copy(tmp_path / "new" / "folder" / "c.h5")  # missing folders are made
     assert len(made.episode_index()) == len(store.episode_index())
+
+
+def test_the_store_and_the_configs_load_without_the_simulator_or_torch():
+    """The store depends on a schema (names, widths, hashes), not on MuJoCo: a reader of
+    stores (stats, export, SFT's data loading) need not compile a model."""
+    import subprocess
+    import sys
+
+    code = ("import sys, imitate.store, imitate.store_stats, imitate.config; "
+            "print(sorted(m for m in ('mujoco', 'torch') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert found.strip() == "[]"

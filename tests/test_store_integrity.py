@@ -12,7 +12,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from test_store import CONFIG, make_episode
+from test_store import CONFIG, MODEL, make_episode
 
 from imitate.cli import main
 from imitate.errors import StoreError
@@ -43,9 +43,9 @@ def same(a: dict, b: dict) -> bool:
 @pytest.fixture(scope="module")
 def original(tmp_path_factory):
     path = tmp_path_factory.mktemp("orig") / "walk.h5"
-    store = DemoStore.create(path, CONFIG)
-    store.append_round([make_episode(k, 60, "mocap") for k in range(4)], round=0, env_config=CONFIG)
-    store.append_round([make_episode(10 + k, 50) for k in range(3)], round=1, env_config=CONFIG)
+    store = DemoStore.create(path, CONFIG, model_hash=MODEL)
+    store.append_round([make_episode(k, 60, "mocap") for k in range(4)], round=0, env_config=CONFIG, model_hash=MODEL)
+    store.append_round([make_episode(10 + k, 50) for k in range(3)], round=1, env_config=CONFIG, model_hash=MODEL)
     return path
 
 
@@ -165,14 +165,14 @@ def test_a_store_without_checksums_opens_and_upgrades(original, tmp_path, capsys
 
 def test_no_leftovers_after_use_and_after_a_failed_create(tmp_path):
     path = tmp_path / "walk.h5"
-    store = DemoStore.create(path, CONFIG)
-    store.append_round([make_episode(1)], round=0, env_config=CONFIG)
+    store = DemoStore.create(path, CONFIG, model_hash=MODEL)
+    store.append_round([make_episode(1)], round=0, env_config=CONFIG, model_hash=MODEL)
     store.load(("obs",))
     (tmp_path / "walk.h5.lock").write_text("")  # left by imitate before 0.9
-    store.append_round([make_episode(2)], round=1, env_config=CONFIG)
+    store.append_round([make_episode(2)], round=1, env_config=CONFIG, model_hash=MODEL)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["walk.h5"]
     with pytest.raises(TypeError):  # an attribute h5py cannot store: the build fails midway
-        DemoStore.create(tmp_path / "other.h5", CONFIG, extra_attrs={"bad": object()})
+        DemoStore.create(tmp_path / "other.h5", CONFIG, model_hash=MODEL, extra_attrs={"bad": object()})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["walk.h5"]
     with pytest.raises(StoreError, match="found a directory"):
         DemoStore(tmp_path)
@@ -181,7 +181,7 @@ def test_no_leftovers_after_use_and_after_a_failed_create(tmp_path):
         os._exit(0)
     os.waitpid(pid, 0)
     (tmp_path / f".other.h5.tmp{pid}").write_bytes(b"half a store")
-    DemoStore.create(tmp_path / "other.h5", CONFIG)
+    DemoStore.create(tmp_path / "other.h5", CONFIG, model_hash=MODEL)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.h5", "walk.h5"]
 
 
@@ -266,14 +266,14 @@ def test_a_full_disk_rolls_the_append_back(original, tmp_path):
     code = f"""
         import resource, signal, sys
         sys.path.insert(0, {os.path.join(REPO, "tests")!r})
-        from test_store import CONFIG, make_episode
+        from test_store import CONFIG, MODEL, make_episode
         from imitate.errors import StoreError
         from imitate.store import DemoStore
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from write() instead of a signal
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))
         try:
             DemoStore({str(path)!r}).append_round([make_episode(50 + k, 400) for k in range(5)], round=2,
-                                                  env_config=CONFIG)
+                                                  env_config=CONFIG, model_hash=MODEL)
         except StoreError as exc:
             print(exc)
             sys.exit(2)
@@ -290,12 +290,13 @@ def test_a_full_disk_rolls_the_append_back(original, tmp_path):
 def _append_rounds(path, first: int, count: int) -> None:  # pragma: no cover - child process
     store = DemoStore(path)
     for r in range(first, first + count):
-        store.append_round([make_episode(100 * r + k, 200) for k in range(2)], round=r, env_config=CONFIG)
+        store.append_round([make_episode(100 * r + k, 200) for k in range(2)], round=r,
+                           env_config=CONFIG, model_hash=MODEL)
 
 
 def test_two_writers_take_turns(tmp_path):
     path = tmp_path / "walk.h5"
-    DemoStore.create(path, CONFIG)
+    DemoStore.create(path, CONFIG, model_hash=MODEL)
     pids = []
     for first in (0, 100):
         pid = os.fork()
@@ -323,7 +324,7 @@ def test_a_second_dagger_run_on_a_store_is_refused(tmp_path):
     from imitate.dagger import run_dagger
 
     path = tmp_path / "walk.h5"
-    DemoStore.create(path, CONFIG)
+    DemoStore.create(path, CONFIG, model_hash=MODEL)
     with DemoStore(path).held_for_run():
         with pytest.raises(StoreError, match="another run is appending to this store"):
             run_dagger(tmp_path / "run", path)
@@ -353,13 +354,14 @@ def test_the_command_line_reads_whole_rounds_while_a_writer_appends(tmp_path):
     """`imitate dataset stats --json` run again and again during 8 appends: every count it prints
     is a whole number of rounds, and the last one all of them."""
     path = tmp_path / "walk.h5"
-    DemoStore.create(path, CONFIG)
+    DemoStore.create(path, CONFIG, model_hash=MODEL)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child: 8 rounds of 3 episodes of 300 steps
         try:
             store = DemoStore(path)
             for r in range(8):
-                store.append_round([make_episode(100 * r + k, 300) for k in range(3)], round=r, env_config=CONFIG)
+                store.append_round([make_episode(100 * r + k, 300) for k in range(3)], round=r,
+                                   env_config=CONFIG, model_hash=MODEL)
         finally:
             os._exit(0)
     seen = []

@@ -56,9 +56,10 @@ def mixed(tmp_path_factory):
     config = EnvConfig(clip=str(clip_path))
     store = build_mocap_store(tmp / "mixed.h5", config, BuildConfig(offsets=2, copies=1, valid_every=3))
     store.append_round([make_episode(11, 20), make_episode(12, 35), make_episode(13, 9, clip="other")],
-                       round=1, env_config=config)
+                       round=1, env_config=config, model_hash=store.model_hash)
     store.append_round([make_episode(21, 50), make_episode(22, 14, extremes=True),
-                        make_episode(23, 27, source="rollout")], round=2, env_config=config)
+                        make_episode(23, 27, source="rollout")], round=2, env_config=config,
+                       model_hash=store.model_hash)
     return store.path
 
 
@@ -250,8 +251,9 @@ def big(tmp_path_factory):
     """20 000 rows of N(0, 1) observations (50 dagger episodes of 400 steps)."""
     tmp = tmp_path_factory.mktemp("big")
     config = EnvConfig(clip=str(write_clip(tmp / "synthetic.txt", synthetic_frames())))
-    store = DemoStore.create(tmp / "big.h5", config)
-    store.append_round([make_episode(100 + k, 400) for k in range(50)], round=1, env_config=config)
+    store = DemoStore.create(tmp / "big.h5", config, model_hash="0123456789abcdef")
+    store.append_round([make_episode(100 + k, 400) for k in range(50)], round=1, env_config=config,
+                       model_hash=store.model_hash)
     return store.path
 
 

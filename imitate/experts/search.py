@@ -150,7 +150,7 @@ class SearchExpert:
     def label(self, sim) -> np.ndarray:
         """Labels (N, 28) for the humanoids of sim, from their exact states; a humanoid that was
         just reset (sim.steps == 0) starts a new plan."""
-        keys = np.arange(sim.num_envs)
+        keys = sim.env_ids
         for k in keys[sim.steps == 0]:
             self.plans.pop(int(k), None)
         return self.label_states(np.array(sim.batch.state), sim.ref_time_s.copy(), keys)
@@ -176,9 +176,9 @@ class SearchExpert:
             cold = np.array([k not in self.plans for k in keys])
             plans = np.stack([self.plans.get(k, np.zeros((h, hum.NU))) for k in keys])
             rngs = [np.random.default_rng([self.config.seed, k, self._decisions.get(k, 0)]) for k in keys]
-        else:  # a cold search from zero offsets, with the same noise draws for every state: drawn once
+        else:  # a cold search from the nominal offsets, with the same noise draws for every state: drawn once
             cold = np.ones(n, bool)
-            plans = np.zeros((n, h, hum.NU))
+            plans = self.nominal(np.asarray(times, float))
             shared = np.random.default_rng(self.config.seed)
         first = plans[:, 0].copy()  # the offsets of the step to take now
         searches = np.where(cold, self.config.cold_iterations, self.config.iterations)
@@ -210,6 +210,11 @@ class SearchExpert:
         return target_action(target, qpos, self.env_config.action_space)
 
     # ----- the search -------------------------------------------------------------------
+    def nominal(self, times: np.ndarray) -> np.ndarray:
+        """The offsets (n, H, 28) [rad] from the reference's targets that a cold search starts
+        from, for states at clip times (n,): none (the reference itself)."""
+        return np.zeros((len(times), self.config.horizon, hum.NU))
+
     def _candidates(self, plans: np.ndarray, rngs, scale: float = 1.0) -> np.ndarray:
         """(n, K, H, 28): the warm-start plan, the reference, and noisy copies of the plan (noise
         std noise_rad x scale, at every step or at the knots); one generator per plan, or one
