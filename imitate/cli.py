@@ -24,27 +24,35 @@ def _make_expert(name: str, clip, config, args):
         from .options import config_from
 
         search = config_from(args, SearchConfig, preset=PRESETS[args.search_preset], seed=args.seed)
-    if getattr(args, "ray", None) is not None:
-        if name != "search":
-            raise ConfigError(f"--ray spreads the search expert's labels; the {name} expert needs no workers "
-                              "(it labels in microseconds)")
+    on_ray = getattr(args, "ray", None) is not None
+    if on_ray and name == "pd":
+        raise ConfigError("--ray spreads the search expert's labels and the tracking expert's preparation; the pd "
+                          "expert needs no workers (it labels in microseconds)")
+    if on_ray and name == "search":
         from .distributed import RayExpert
 
         return RayExpert(clip, config, search, workers=args.ray_workers, address=args.ray)
     if name not in ("best", "tracking"):
         return make_expert(name, clip, config, search=search)
-    from .console import progress_bar
+    if on_ray:  # prepared on a worker (cached here), labels in-process: microseconds each
+        from .console import progress_console
+        from .distributed import prepare_on_ray
 
-    with progress_bar() as bar:
-        tasks = {}
+        expert = prepare_on_ray(clip, config, address=args.ray, cpus=args.ray_workers,
+                                say=lambda line: progress_console.print(line, highlight=False))
+    else:
+        from .console import progress_bar
 
-        def progress(done, total, what):
-            if what not in tasks:
-                tasks[what] = bar.add_task(f"{what} {clip.name} for the tracking expert (once; then cached)",
-                                           total=total)
-            bar.update(tasks[what], completed=done)
+        with progress_bar() as bar:
+            tasks = {}
 
-        expert = make_expert(name, clip, config, progress=progress)
+            def progress(done, total, what):
+                if what not in tasks:
+                    tasks[what] = bar.add_task(f"{what} {clip.name} for the tracking expert (once; then cached)",
+                                               total=total)
+                bar.update(tasks[what], completed=done)
+
+            expert = make_expert(name, clip, config, progress=progress)
     horizon_s = expert.info["horizon_steps"] * config.control_dt
     if expert.reached_s < horizon_s - 1e-9:
         from .console import progress_console
@@ -84,7 +92,8 @@ def _add_ray_options(p, prefix: str) -> None:
                    help=f"{prefix}label on Ray workers (pip install 'imitate[ray]'), the same labels as without; "
                         "no ADDRESS: a local Ray instance of this machine's cores; auto: the running cluster")
     p.add_argument("--ray-workers", type=int, default=None,
-                   help=f"{prefix}with --ray: how many workers (default: one per CPU of the cluster)")
+                   help=f"{prefix}with --ray: how many workers (default: one per CPU of the cluster); for the "
+                        "tracking expert, the CPUs its preparation's task holds (default 1)")
 
 
 def _add_expert_options(p, default: str | None = "pd") -> None:

@@ -1,4 +1,5 @@
-"""The search expert's labels spread over Ray workers (``pip install 'imitate[ray]'``).
+"""The search expert's labels spread over Ray workers (``pip install 'imitate[ray]'``), and the
+tracking expert prepared on one (``prepare_on_ray``).
 
 ``RayExpert`` stands where a ``SearchExpert`` stands (``label(sim)``, ``label_states``,
 ``provenance``): each of its ``workers`` Ray actors holds a search expert of the same clip and
@@ -29,7 +30,7 @@ from .errors import ConfigError
 from .experts.search import SearchConfig, SearchExpert
 from .motion import MotionClip
 
-RESTARTS = 3  # Ray's max_restarts and max_task_retries for each worker
+RESTARTS = 3  # Ray's max_restarts and max_task_retries for each worker (and a task's max_retries)
 
 
 def connect(address: str | None = None):
@@ -43,6 +44,38 @@ def connect(address: str | None = None):
         ray.init(address=address if address not in (None, "", "local") else None, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR")
     return ray
+
+
+def _prepared(clip, env_config, config, threads: int):
+    """A Ray task: the tracking expert's preparation on threads rollout threads (the CPUs the task
+    holds; threads do not change the result), returned as arrays (the driver caches them)."""
+    from dataclasses import replace
+
+    from .experts.tracking import TrackingExpert
+
+    expert = TrackingExpert.computed(clip, env_config, replace(config, reconstruct=replace(config.reconstruct,
+                                                                                           nthread=threads)))
+    return expert.states, expert.ctrl, expert.a, expert.b, expert.info
+
+
+def prepare_on_ray(clip: MotionClip, env_config: EnvConfig, config=None, *, address: str | None = None,
+                   cpus: int | None = None, cache=None, say=None):
+    """TrackingExpert.prepare with the preparation (when not cached) run as a Ray task holding
+    cpus CPUs (default: 1) of the cluster at address; the driver writes the cache, and the labels
+    (microseconds) stay in-process.  say(line) when the task starts."""
+    from .experts.tracking import TrackingConfig, TrackingExpert
+
+    config = config or TrackingConfig()
+
+    def compute(clip, env_config, config, progress):
+        ray = connect(address)
+        task = ray.remote(num_cpus=cpus or 1, max_retries=RESTARTS)(_prepared)
+        if say:
+            say(f"preparing the tracking expert for '{clip.name}' on a Ray worker ({cpus or 1} CPUs) ...")
+        states, ctrl, a, b, info = ray.get(task.remote(clip, env_config, config, cpus or 1))
+        return TrackingExpert(clip, env_config, config, states, ctrl, a, b, info)
+
+    return TrackingExpert.prepare(clip, env_config, config, cache=cache, compute=compute)
 
 
 class _Worker:

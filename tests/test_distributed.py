@@ -204,9 +204,32 @@ def test_ray_with_an_expert_that_needs_no_workers_is_one_line(tmp_path, syntheti
     done = subprocess.run([sys.executable, "-m", "imitate.cli", "dataset", "build", str(synthetic_clip_path),
                            "--out", str(tmp_path / "s.h5"), "--ray"], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
-    assert done.returncode == 2 and "--ray spreads the search expert's labels" in done.stderr
+    assert done.returncode == 2 and "the pd expert needs no workers" in done.stderr
 
 
+
+
+def test_the_tracking_expert_prepared_on_a_worker_is_the_one_prepared_in_process(local_ray, synthetic_clip_path,
+                                                                                  tmp_path):
+    """The preparation runs as a Ray task (on 2 threads there, 1 here); the driver writes the
+    cache, which the next preparation loads without a task."""
+    from imitate.distributed import prepare_on_ray
+    from imitate.experts.reconstruct import ReconstructConfig
+    from imitate.experts.tracking import TrackingConfig, TrackingExpert
+
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    clip = load_clip(config.clip)
+    small = TrackingConfig(reconstruct=ReconstructConfig(samples=12, elites=3, window_steps=2, lookahead_steps=1,
+                                                         seed=1, nthread=1), horizon_s=0.2)
+    local = TrackingExpert.prepare(clip, config, small, cache=tmp_path / "local")
+    said = []
+    remote = prepare_on_ray(clip, config, small, cpus=2, cache=tmp_path / "ray", say=said.append)
+    assert len(said) == 1 and "on a Ray worker (2 CPUs)" in said[0]
+    for field in ("states", "ctrl", "a", "b"):
+        np.testing.assert_array_equal(getattr(local, field), getattr(remote, field), err_msg=field)
+    assert [p.name for p in (tmp_path / "ray").iterdir()] == [p.name for p in (tmp_path / "local").iterdir()]
+    again = prepare_on_ray(clip, config, small, cpus=2, cache=tmp_path / "ray", say=said.append)
+    assert len(said) == 1 and np.array_equal(again.ctrl, local.ctrl)  # from the cache: no task
 
 
 def test_zoo_on_ray_equals_the_in_process_zoo(local_ray, tmp_path, tiny):

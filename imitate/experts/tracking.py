@@ -136,17 +136,28 @@ class TrackingExpert:
 
     @classmethod
     def prepare(cls, clip: MotionClip, env_config: EnvConfig, config: TrackingConfig = TrackingConfig(), *,
-                cache: Path | None = None, progress: Callable[[int, int, str], None] | None = None) -> TrackingExpert:
+                cache: Path | None = None, progress: Callable[[int, int, str], None] | None = None,
+                compute: Callable[..., TrackingExpert] | None = None) -> TrackingExpert:
         """The expert for clip in env_config's simulator: loaded from the cache folder (default
         cache_dir()) if prepared before with the same clip, model and settings, else prepared
-        (progress(done, total, what) along the way) and saved there."""
+        (progress(done, total, what) along the way) and saved there.  compute(clip, env_config,
+        config, progress) prepares it (default: ``computed``, here; ``distributed.prepare_on_ray``:
+        on a Ray worker); the cache is written here either way."""
         key = cls.cache_key(clip, env_config, config)
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         path = Path(cache or cache_dir()) / f"tracking-{clip.name}-{digest}.npz"
         if path.exists():
             return cls._load(path, key, clip, env_config, config)
+        expert = (compute or cls.computed)(clip, env_config, config, progress)
+        expert._save(path, key)
+        return expert
+
+    @classmethod
+    def computed(cls, clip: MotionClip, env_config: EnvConfig, config: TrackingConfig,
+                 progress: Callable[[int, int, str], None] | None = None) -> TrackingExpert:
+        """The expert prepared from scratch: the reconstruction, then its linearisation (no cache)."""
         started = time.perf_counter()
-        steps = key["horizon_steps"]
+        steps = cls.horizon_steps(clip, env_config, config)
         trajectory = reconstruct(clip, env_config, steps, config.reconstruct,
                                  progress=(lambda d, t: progress(d, t, "reconstructing")) if progress else None)
         started_linearise = time.perf_counter()
@@ -159,9 +170,7 @@ class TrackingExpert:
                 "prepare_s": time.perf_counter() - started, "physics_steps": trajectory.physics_steps,
                 "rewinds": trajectory.rewinds,
                 "mean_step_cost": float(trajectory.cost.mean()) if len(trajectory.cost) else None}
-        expert = cls(clip, env_config, config, trajectory.states, trajectory.ctrl, a, b, info)
-        expert._save(path, key)
-        return expert
+        return cls(clip, env_config, config, trajectory.states, trajectory.ctrl, a, b, info)
 
     def _save(self, path: Path, key: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
