@@ -114,6 +114,14 @@ class _Worker:
         return collect(sim, policy.act, self.expert, beta, steps, seed, mixing, segment_steps, None, action_noise)
 
 
+def _node_of(error: Exception) -> str:
+    """The node a Ray task or actor failed on, from Ray's error text ("... (pid=..., ip=ADDRESS, ...)")."""
+    import re
+
+    found = re.search(r"\bip=([0-9A-Fa-f.:]+)", str(error))
+    return found.group(1) if found else "(unknown)"
+
+
 class RayExpert:
     """The search expert of clip, env_config and config with its labels computed by workers
     Ray actors (module docstring); address as for ``connect``."""
@@ -133,8 +141,9 @@ class RayExpert:
         try:
             identities = ray.get([a.identity.remote() for a in self._actors])
         except Exception as exc:  # the worker could not import imitate, or failed building its expert
-            raise ConfigError(f"a Ray worker could not start imitate's search expert ({type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[-1][:300]})") from None
+            raise ConfigError(f"the Ray worker on node {_node_of(exc)} could not start imitate's search expert "
+                              f"({str(exc).strip().splitlines()[-1][:300]}): install imitate {__version__} on "
+                              "every node") from None
         self.pids = [pid for _, _, pid in identities]  # the workers' processes (as started)
         for version, node, _ in identities:
             if version != __version__:

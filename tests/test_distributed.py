@@ -155,6 +155,23 @@ def test_a_worker_of_another_version_is_named(local_ray, synthetic_clip_path, mo
         distributed.RayExpert(load_clip(config.clip), config, SMALL, workers=1)
 
 
+def test_a_worker_that_cannot_import_imitate_is_named(local_ray, synthetic_clip_path, monkeypatch):
+    import imitate.distributed as distributed
+
+    class NoImitate:  # defined here, so Ray ships it by value: on the worker its start fails as an import would
+        def __init__(self, *args):
+            raise ImportError("No module named 'imitate'")
+
+        def identity(self):  # never reached
+            return None
+
+    monkeypatch.setattr(distributed, "_Worker", NoImitate)
+    config = EnvConfig(clip=str(synthetic_clip_path))
+    with pytest.raises(ConfigError, match=r"the Ray worker on node [\d.]+ could not start imitate's search expert "
+                                          r"\(ImportError: No module named 'imitate'\): install imitate"):
+        distributed.RayExpert(load_clip(config.clip), config, SMALL, workers=1)
+
+
 def test_dagger_on_ray_writes_the_same_store_and_checkpoints(local_ray, synthetic_clip_path, tmp_path):
     import h5py
     import torch
