@@ -2,7 +2,7 @@
 
     IMITATE_CACHE=runs/cache python experiments/search_on_trajectory.py [CLIPS ...]
         [--variants nominal ...] [--episodes 2] [--seconds 5] [--trajectory-s 6]
-        [--out runs/search-on-trajectory] [--threads 1]
+        [--out runs/search-on-trajectory] [--threads 1] [--action-noise 0.05]
 
 The learn recipe's search (``pipeline.RECIPES["search"].search``) samples servo-target offsets
 around the reference's own targets, and falls on 12 of the 15 classic clips within 0.5-2.9 s,
@@ -11,7 +11,8 @@ whatever its budget (``experiments/search_budget.py``).  The tracking expert's r
 phase 0.  Here the search's cold start (its candidate 0, and the centre of its noise) is that
 trajectory's offsets u*(t) - reference(t) instead of none (``SearchExpert.nominal``), and the
 expert runs alone from phase 0 (0.01 rad starting noise) for ``--seconds`` (or the clip, if
-shorter).  Variants: the planner's physics rate and iterations; "tracking" is the tracking
+shorter), optionally with Gaussian noise on every executed action (``--action-noise``, the
+kind of error a learner makes).  Variants: the planner's physics rate and iterations; "tracking" is the tracking
 expert's own feedback law on the same trajectory, for comparison.  The trajectory is prepared
 for ``--trajectory-s`` (cached under IMITATE_CACHE).  One JSON file per clip and variant, written
 as each finishes (a killed run resumes); the table is printed from those files.
@@ -66,7 +67,8 @@ class TrajectorySearch(SearchExpert):
         return np.where(inside[..., None], self.ctrl[np.clip(step, 0, len(self.ctrl) - 1)] - ref, 0.0)
 
 
-def run_one(clip_name: str, variant: str, episodes: int, seconds: float, trajectory_s: float, threads: int) -> dict:
+def run_one(clip_name: str, variant: str, episodes: int, seconds: float, trajectory_s: float, threads: int,
+            action_noise: float = 0.0) -> dict:
     clip, config = load_clip(clip_name), EnvConfig(clip=clip_name)
     started = time.perf_counter()
     horizon = seconds if clip.loop else min(seconds, clip.duration_s)
@@ -80,8 +82,9 @@ def run_one(clip_name: str, variant: str, episodes: int, seconds: float, traject
         expert = TrajectorySearch(clip, config, search, tracking.ctrl)
     started = time.perf_counter()
     result = evaluate(expert_controller(expert), config, episodes=episodes, horizon_s=horizon,
-                      init_noise_rad=0.01, nthread=threads)
+                      init_noise_rad=0.01, nthread=threads, action_noise=action_noise)
     return {"clip": clip_name, "variant": variant, "changes": VARIANTS[variant], "horizon_s": horizon,
+            "action_noise": action_noise,
             "reached_s": tracking.reached_s, "prepare_s": prepare_s, "seconds": time.perf_counter() - started,
             "result": result.to_dict()}
 
@@ -95,16 +98,19 @@ def main() -> None:
     parser.add_argument("--trajectory-s", type=float, default=6.0,
                         help="the trajectory prepared for a looping clip [s] (a cached longer one is not reused)")
     parser.add_argument("--threads", type=int, default=1, help="rollout and simulation threads")
+    parser.add_argument("--action-noise", type=float, default=0.0, help="std of noise on every executed action")
     parser.add_argument("--out", default="runs/search-on-trajectory")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    variants = [v + (f"-noise{args.action_noise:g}" if args.action_noise else "") for v in args.variants]
     for name in args.clips:  # every variant of one clip before the next
-        for variant in args.variants:
-            path = out / f"{name}-{variant}.json"
+        for variant, named in zip(args.variants, variants, strict=True):
+            path = out / f"{name}-{named}.json"
             if not path.exists():
                 console.print(f"{name} {variant} ...", highlight=False)
-                data = run_one(name, variant, args.episodes, args.seconds, args.trajectory_s, args.threads)
+                data = run_one(name, variant, args.episodes, args.seconds, args.trajectory_s, args.threads,
+                               args.action_noise)
                 save(path, data)
                 r = data["result"]
                 console.print(f"  {name} {variant}: trajectory {data['reached_s']:.2f} s ({data['prepare_s'] / 60:.1f} "
@@ -112,7 +118,7 @@ def main() -> None:
                               f"{data['seconds'] / 60:.1f} min", highlight=False)
     table = Table("clip", "variant", "trajectory [s]", "horizon [s]", "survival [s]", "whole", "return",
                   "prep [min]", "minutes", "endings", title="the search around a reconstructed trajectory, alone")
-    for name, variant, data, whole, causes in finished(out, args.clips, args.variants):
+    for name, variant, data, whole, causes in finished(out, args.clips, variants):
         r = data["result"]
         table.add_row(name, variant, f"{data['reached_s']:.2f}", f"{data['horizon_s']:.2f}",
                       f"{r['survival_s']['mean']:.2f}", f"{whole} of {r['episodes']}",
