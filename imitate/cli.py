@@ -15,31 +15,35 @@ from .errors import ConfigError, ImitateError
 
 def _make_expert(name: str, clip, config, args):
     """The expert called name (imitate.experts.EXPERTS) for an env config, with the search
-    options in args; the tracking expert's first preparation for a clip shows a progress bar."""
-    from .experts import make_expert
+    options in args; the tracking expert's first preparation for a clip (tracking, best, guided)
+    shows a progress bar, or runs on a Ray worker with --ray."""
+    from .experts import RECOMMENDED, make_expert
 
+    name = RECOMMENDED if name == "best" else name
     search = None
-    if name == "search":
-        from .experts.search import PRESETS, SearchConfig
+    if name in ("search", "guided"):
+        from .experts.search import GUIDED_LABELS, PRESETS, SearchConfig
         from .options import config_from
 
-        search = config_from(args, SearchConfig, preset=PRESETS[args.search_preset], seed=args.seed)
+        preset = PRESETS[args.search_preset] if args.search_preset else (
+            GUIDED_LABELS if name == "guided" else PRESETS["plain"])
+        search = config_from(args, SearchConfig, preset=preset, seed=args.seed)
     on_ray = getattr(args, "ray", None) is not None
     if on_ray and name == "pd":
         raise ConfigError("--ray spreads the search expert's labels and the tracking expert's preparation; the pd "
                           "expert needs no workers (it labels in microseconds)")
-    if on_ray and name == "search":
+    if name in ("pd", "search") and not (on_ray and name == "search"):
+        return make_expert(name, clip, config, search=search)
+    if name == "search":
         from .distributed import RayExpert
 
         return RayExpert(clip, config, search, workers=args.ray_workers, address=args.ray)
-    if name not in ("best", "tracking"):
-        return make_expert(name, clip, config, search=search)
-    if on_ray:  # prepared on a worker (cached here), labels in-process: microseconds each
+    if on_ray:  # prepared on a worker (cached here)
         from .console import progress_console
         from .distributed import prepare_on_ray
 
-        expert = prepare_on_ray(clip, config, address=args.ray, cpus=args.ray_workers,
-                                say=lambda line: progress_console.print(line, highlight=False))
+        tracking = prepare_on_ray(clip, config, address=args.ray, cpus=args.ray_workers,
+                                  say=lambda line: progress_console.print(line, highlight=False))
     else:
         from .console import progress_bar
 
@@ -52,15 +56,25 @@ def _make_expert(name: str, clip, config, args):
                                                total=total)
                 bar.update(tasks[what], completed=done)
 
-            expert = make_expert(name, clip, config, progress=progress)
-    horizon_s = expert.info["horizon_steps"] * config.control_dt
-    if expert.reached_s < horizon_s - 1e-9:
+            tracking = make_expert("tracking", clip, config, progress=progress)
+    horizon_s = tracking.info["horizon_steps"] * config.control_dt
+    if tracking.reached_s < horizon_s - 1e-9:
         from .console import progress_console
 
-        progress_console.print(f"[yellow]the tracking expert performs '{clip.name}' for {expert.reached_s:.2f} of "
-                               f"{horizon_s:.2f} s (its reconstruction gave up there); past that its labels are the "
-                               "PD expert's[/]")
-    return expert
+        past = "the PD expert's" if name == "tracking" else "the search's around the reference"
+        progress_console.print(f"[yellow]the reconstruction of '{clip.name}' performs it for {tracking.reached_s:.2f} "
+                               f"of {horizon_s:.2f} s (it gave up there); past that the {name} expert's labels are "
+                               f"{past}[/]")
+    if name == "tracking":
+        return tracking
+    if on_ray:  # guided: the search's labels on the workers, around the trajectory
+        from .distributed import RayExpert
+
+        return RayExpert(clip, config, search, workers=args.ray_workers, address=args.ray,
+                         nominal_targets=tracking.ctrl)
+    from .experts.search import SearchExpert
+
+    return SearchExpert(clip, config, search, nominal_targets=tracking.ctrl)
 
 
 def _new_env_config(clip: str, action_space: str, args):
@@ -97,18 +111,21 @@ def _add_ray_options(p, prefix: str) -> None:
 
 
 def _add_expert_options(p, default: str | None = "pd") -> None:
-    p.add_argument("--expert", default=default, choices=["pd", "search", "tracking", "best"],
+    p.add_argument("--expert", default=default, choices=["pd", "search", "tracking", "guided", "best"],
                    help="pd: PD servos on the reference (cannot balance); search: PD servos plus a short-horizon "
                         "search at every label (slow, balances on walk); tracking: linear feedback around a "
                         "trajectory reconstructed offline once per clip (fast labels; cached in $IMITATE_CACHE or "
-                        "~/.cache/imitate); best: the recommended expert (today: tracking)")
+                        "~/.cache/imitate); guided: the search around that trajectory's targets (slow labels; "
+                        "performs run and roll, which neither does alone); best: the recommended expert (today: "
+                        "tracking)")
     from .experts.search import PRESETS, SearchConfig
     from .options import add_options
 
-    p.add_argument("--search-preset", default="plain", choices=list(PRESETS),
+    p.add_argument("--search-preset", default=None, choices=list(PRESETS),
                    help="search: the settings the options below start from: plain (SearchConfig's defaults: a "
                         "warm-started best-of-K search), dagger (DAGGER_LABELS: cold, MPPI at temperature 0.3, 4 "
-                        "knots: labels a learner can fit), learn (imitate learn's: dagger planning at 150 Hz)")
+                        "knots: labels a learner can fit), learn (imitate learn's: dagger planning at 150 Hz); "
+                        "default: plain for --expert search, dagger (at the env's physics rate) for guided")
     add_options(p, SearchConfig, SEARCH_FLAGS, presets=PRESETS)
     _add_ray_options(p, "search: ")
 

@@ -81,8 +81,8 @@ def prepare_on_ray(clip: MotionClip, env_config: EnvConfig, config=None, *, addr
 class _Worker:
     """One Ray actor: a search expert of its own, labelling the states sent to it."""
 
-    def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig):
-        self.expert = SearchExpert(clip, env_config, config)
+    def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig, nominal_targets=None):
+        self.expert = SearchExpert(clip, env_config, config, nominal_targets)
 
     def identity(self) -> tuple[str, str, int]:
         """This worker's imitate version, node address and process id."""
@@ -123,11 +123,12 @@ def _node_of(error: Exception) -> str:
 
 
 class RayExpert:
-    """The search expert of clip, env_config and config with its labels computed by workers
-    Ray actors (module docstring); address as for ``connect``."""
+    """The search expert of clip, env_config and config (and nominal_targets: the guided
+    expert's) with its labels computed by workers Ray actors (module docstring); address as for
+    ``connect``."""
 
     def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig = SearchConfig(), *,
-                 workers: int | None = None, address: str | None = None):
+                 workers: int | None = None, address: str | None = None, nominal_targets: np.ndarray | None = None):
         ray = connect(address)
         self._ray = ray
         self.clip, self.env_config, self.config = clip, env_config, config
@@ -137,7 +138,8 @@ class RayExpert:
         actor = ray.remote(num_cpus=1, max_restarts=RESTARTS, max_task_retries=RESTARTS)(_Worker)
         # each actor plans on one thread: the workers are the parallelism
         one_thread = SearchConfig(**{**asdict(config), "nthread": 1})
-        self._actors = [actor.remote(clip, env_config, one_thread) for _ in range(self.workers)]
+        targets = None if nominal_targets is None else ray.put(np.asarray(nominal_targets, float))  # sent once
+        self._actors = [actor.remote(clip, env_config, one_thread, targets) for _ in range(self.workers)]
         try:
             identities = ray.get([a.identity.remote() for a in self._actors])
         except Exception as exc:  # the worker could not import imitate, or failed building its expert
@@ -149,7 +151,7 @@ class RayExpert:
             if version != __version__:
                 raise ConfigError(f"the Ray worker on node {node} has imitate {version}; this driver has "
                                   f"{__version__}: install the same version on every node")
-        self._provenance = SearchExpert(clip, env_config, config).provenance()
+        self._provenance = SearchExpert(clip, env_config, config, nominal_targets).provenance()
 
     def provenance(self) -> dict:
         return dict(self._provenance)  # the same labeller as in-process: the labels are the same

@@ -37,19 +37,22 @@ def _states(config, clip, n=5, steps=3, seed=0):
     return sim
 
 
-@pytest.mark.parametrize("search", [SMALL, replace(SMALL, warm_start=True)], ids=["cold", "warm"])
-def test_labels_are_the_same_on_any_number_of_workers(local_ray, synthetic_clip_path, search):
+@pytest.mark.parametrize("search, guided", [(SMALL, False), (replace(SMALL, warm_start=True), False), (SMALL, True)],
+                         ids=["cold", "warm", "guided"])
+def test_labels_are_the_same_on_any_number_of_workers(local_ray, synthetic_clip_path, search, guided):
     from imitate.distributed import RayExpert
 
     config = EnvConfig(clip=str(synthetic_clip_path))
     clip = load_clip(config.clip)
     sim = _states(config, clip)
-    local = SearchExpert(clip, config, search)
+    # guided: the search around servo targets of its own (here the reference's, shifted 0.05 rad)
+    targets = clip.qpos(np.arange(40) / 30.0 + 1 / 30.0)[:, 7:] + 0.05 if guided else None
+    local = SearchExpert(clip, config, search, nominal_targets=targets)
     expected = [local.label(sim)]
     sim.step(expected[0])
     expected.append(local.label(sim))  # a second decision: warm plans carried over
     for workers in (1, 2):
-        remote = RayExpert(clip, config, search, workers=workers)
+        remote = RayExpert(clip, config, search, workers=workers, nominal_targets=targets)
         sim2 = _states(config, clip)
         got = [remote.label(sim2)]
         sim2.step(got[0])

@@ -305,3 +305,42 @@ def test_replanning_without_noise_is_the_tracking_expert_and_batches_like_one_by
     assert noisy.provenance()["kind"] == "tracking+replan"
     with pytest.raises(ConfigError):
         ReplanConfig(candidates=1)
+
+
+def test_the_guided_search_starts_from_the_trajectory_and_batches_like_one_by_one(prepared, clip_and_config,
+                                                                                 monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    from imitate.experts.search import DAGGER_LABELS, SearchExpert
+
+    clip, config = clip_and_config
+    search = replace(DAGGER_LABELS, candidates=4, horizon=3, knots=2, nthread=1)
+    guided = SearchExpert(clip, config, search, nominal_targets=prepared.ctrl)
+    steps = np.array([0, 2, 4, 5])  # the horizon of step 5 runs past the 6 steps prepared
+    times = steps / 30.0
+    expected = np.zeros((len(times), 3, hum.NU))  # the offsets from the reference's targets, by a loop
+    for i, t in enumerate(times):
+        for j in range(3):
+            if steps[i] + j < len(prepared.ctrl):
+                reference = np.clip(clip.qpos([t + (j + 1) / 30.0])[0, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0],
+                                    hum.HINGE_RANGE[:, 1])
+                expected[i, j] = prepared.ctrl[steps[i] + j] - reference
+    np.testing.assert_allclose(guided.nominal(times), expected, atol=1e-12)
+    assert np.abs(expected).max() > 1e-3 and not expected[3, 1:].any()
+    plain = SearchExpert(clip, config, search)
+    assert not plain.nominal(times).any()
+    # labels: the same batched and one by one, and not the plain search's
+    states, keys = prepared.states[steps], np.arange(len(steps))
+    batched = guided.label_states(states, times, keys)
+    single = np.concatenate([guided.label_states(states[i:i + 1], times[i:i + 1], keys[i:i + 1])
+                             for i in range(len(steps))])
+    np.testing.assert_array_equal(batched, single)
+    assert not np.allclose(batched, plain.label_states(states, times, keys))
+    assert guided.provenance()["nominal"]["steps"] == len(prepared.ctrl) and "nominal" not in plain.provenance()
+    with pytest.raises(ConfigError, match=r"expected finite nominal targets of shape \(T, 28\)"):
+        SearchExpert(clip, config, search, nominal_targets=np.full((3, hum.NU), np.nan))
+    # make_expert("guided"): the search around the tracking expert's trajectory (from its cache)
+    monkeypatch.setenv("IMITATE_CACHE", str(tmp_path / "cache"))
+    made = make_expert("guided", clip, config, search=search, tracking=SMALL_TRACKING)
+    np.testing.assert_array_equal(made.nominal_targets, prepared.ctrl)
+    np.testing.assert_array_equal(made.label_states(states, times, keys), batched)

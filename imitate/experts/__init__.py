@@ -6,6 +6,10 @@
 - ``tracking`` (``best``, the recommended one): time-varying linear feedback around a feasible
   trajectory of the clip reconstructed offline (``tracking.TrackingExpert``): microseconds a
   label, prepared once per clip and cached on disk.
+- ``guided``: the search expert starting from that same reconstructed trajectory's targets
+  instead of the reference's (``search.SearchExpert`` with ``nominal_targets``, settings
+  ``search.GUIDED_LABELS``): performs clips neither does alone (run, roll), at the search's cost
+  (0.3-2 s a label on 2 cores) plus the tracking expert's preparation.
 
 Every expert has ``label(sim) -> (N, 28)`` actions for the humanoids of a ``Simulation`` and
 ``provenance() -> dict`` (its kind and settings, recorded with the labels it makes).
@@ -17,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-EXPERTS = ("pd", "search", "tracking", "best")
+EXPERTS = ("pd", "search", "tracking", "guided", "best")
 RECOMMENDED = "tracking"  # what --expert best means today
 
 
@@ -58,7 +62,8 @@ def expert_id(expert) -> str:
 
 def make_expert(name: str, clip, env_config, *, search=None, tracking=None, progress=None):
     """The expert called name (EXPERTS) for a clip and EnvConfig; search / tracking: their
-    configs (defaults if None); progress(done, total, what): the tracking expert's preparation."""
+    configs (defaults if None; guided uses both); progress(done, total, what): the tracking
+    expert's preparation (tracking and guided)."""
     from ..errors import ConfigError
 
     if name == "best":
@@ -71,8 +76,13 @@ def make_expert(name: str, clip, env_config, *, search=None, tracking=None, prog
         from .search import SearchConfig, SearchExpert
 
         return SearchExpert(clip, env_config, search or SearchConfig())
-    if name == "tracking":
+    if name in ("tracking", "guided"):
         from .tracking import TrackingConfig, TrackingExpert
 
-        return TrackingExpert.prepare(clip, env_config, tracking or TrackingConfig(), progress=progress)
+        prepared = TrackingExpert.prepare(clip, env_config, tracking or TrackingConfig(), progress=progress)
+        if name == "tracking":
+            return prepared
+        from .search import GUIDED_LABELS, SearchExpert
+
+        return SearchExpert(clip, env_config, search or GUIDED_LABELS, nominal_targets=prepared.ctrl)
     raise ConfigError(f"expert: expected one of {EXPERTS}; found {name!r}")

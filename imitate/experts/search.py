@@ -23,6 +23,14 @@ themselves (so that joints which barely matter to the cost stay near the referen
 drifting with the sampling noise: smoother labels), plus ``fall_penalty`` x (1 + the fraction
 of the horizon left) at the first step where a fall body touches the floor or the root drops.
 
+A humanoid without a plan starts from the nominal offsets: none (the reference's own targets),
+or, given ``nominal_targets`` (a trajectory of servo targets the simulator performs from phase 0,
+as the tracking expert reconstructs), that trajectory's targets at the horizon's steps: the
+"guided" expert.  Dynamic clips need targets far from the reference's that a 0.1 rad search
+around them does not find (run falls at 0.57 s), and the tracking expert's linear feedback
+around the trajectory holds only near it (roll: 1.1 s); searched around, the trajectory carries
+both through 5 s (docs/search_expert.md).
+
 Without a warm start (``warm_start=False``) every decision is a cold search whose noise draws
 are the same at every decision (common random numbers), and with ``label="mppi"`` its
 iterations re-centre on the cost-weighted mean: the label is then a smooth function of the
@@ -120,6 +128,10 @@ class SearchConfig:
 DAGGER_LABELS = SearchConfig(warm_start=False, label="mppi", knots=4, temperature=0.3)
 # imitate learn's: those labels with the planner at 150 Hz, a quarter of the physics (docs/search_expert.md)
 LEARN_LABELS = replace(DAGGER_LABELS, planning_hz=150.0)
+# the guided expert's (imitate.experts.make_expert("guided")): the DAgger labels at the env's own
+# physics rate, on which its reconstructed trajectory is feasible (run, 2 x 5 s: 2 of 2 whole at
+# 600 Hz, 1 of 2 at 300 Hz, 0 at 150 Hz; docs/search_expert.md)
+GUIDED_LABELS = DAGGER_LABELS
 # the named SearchConfigs the command line's --search-preset chooses from
 PRESETS = {"plain": SearchConfig(), "dagger": DAGGER_LABELS, "learn": LEARN_LABELS}
 
@@ -128,8 +140,19 @@ class SearchExpert:
     """``expert.label(sim) -> (N, 28)`` for every humanoid of an imitate Simulation, or
     ``expert.label_states(states, times, keys)`` for raw integration-state rows."""
 
-    def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig = SearchConfig()):
+    def __init__(self, clip: MotionClip, env_config: EnvConfig, config: SearchConfig = SearchConfig(),
+                 nominal_targets: np.ndarray | None = None):
+        """nominal_targets (T, 28) [rad]: servo targets that the simulator performs from phase 0,
+        target k held over control step k (a reconstructed trajectory: the tracking expert's
+        ``ctrl``); a cold search then starts from them instead of the reference's (``nominal``)."""
         self.clip, self.env_config, self.config = clip, env_config, config
+        self.nominal_targets = None
+        if nominal_targets is not None:
+            self.nominal_targets = np.asarray(nominal_targets, dtype=float)
+            if self.nominal_targets.ndim != 2 or self.nominal_targets.shape[1] != hum.NU \
+                    or not np.isfinite(self.nominal_targets).all():
+                raise ConfigError(f"search expert: expected finite nominal targets of shape (T, {hum.NU}), found "
+                                  f"shape {self.nominal_targets.shape}")
         planning_hz = config.planning_hz or env_config.physics_hz
         try:  # EnvConfig checks the rate is a whole multiple of the control rate
             self.substeps = replace(env_config, physics_hz=planning_hz).substeps  # physics steps per control step
@@ -156,9 +179,14 @@ class SearchExpert:
         return self.label_states(np.array(sim.batch.state), sim.ref_time_s.copy(), keys)
 
     def provenance(self) -> dict:
+        import hashlib
         from dataclasses import asdict
 
-        return {"kind": "search", "action_space": self.env_config.action_space, **asdict(self.config)}
+        out = {"kind": "search", "action_space": self.env_config.action_space, **asdict(self.config)}
+        if self.nominal_targets is not None:  # which trajectory it searched around
+            out["nominal"] = {"steps": len(self.nominal_targets),
+                              "sha256": hashlib.sha256(self.nominal_targets.tobytes()).hexdigest()[:16]}
+        return out
 
     def reset(self) -> None:
         self.plans.clear()
@@ -169,12 +197,13 @@ class SearchExpert:
         name each state's plan (a humanoid, or a trajectory being relabelled in order)."""
         start = time.perf_counter()
         states = np.atleast_2d(states)
-        n, h = len(states), self.config.horizon
+        n = len(states)
         keys = [int(k) for k in keys]
         warm = self.config.warm_start
         if warm:
             cold = np.array([k not in self.plans for k in keys])
-            plans = np.stack([self.plans.get(k, np.zeros((h, hum.NU))) for k in keys])
+            nominal = self.nominal(np.asarray(times, float))
+            plans = np.stack([self.plans.get(k, nominal[i]) for i, k in enumerate(keys)])
             rngs = [np.random.default_rng([self.config.seed, k, self._decisions.get(k, 0)]) for k in keys]
         else:  # a cold search from the nominal offsets, with the same noise draws for every state: drawn once
             cold = np.ones(n, bool)
@@ -211,9 +240,19 @@ class SearchExpert:
 
     # ----- the search -------------------------------------------------------------------
     def nominal(self, times: np.ndarray) -> np.ndarray:
-        """The offsets (n, H, 28) [rad] from the reference's targets that a cold search starts
-        from, for states at clip times (n,): none (the reference itself)."""
-        return np.zeros((len(times), self.config.horizon, hum.NU))
+        """The offsets (n, H, 28) [rad] from the reference's targets (clipped to the hinge ranges)
+        that a cold search starts from, for states at clip times (n,): none, or with nominal
+        targets, theirs at the horizon's control steps (none past their end)."""
+        n, h = len(times), self.config.horizon
+        if self.nominal_targets is None:
+            return np.zeros((n, h, hum.NU))
+        dt = self.env_config.control_dt
+        step = np.rint(times * self.env_config.control_hz).astype(int)[:, None] + np.arange(h)  # (n, H)
+        ref = self.clip.qpos((times[:, None] + dt * np.arange(1, h + 1)).ravel()).reshape(n, h, hum.NQ)
+        ref = np.clip(ref[:, :, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+        inside = (step >= 0) & (step < len(self.nominal_targets))
+        held = self.nominal_targets[np.clip(step, 0, len(self.nominal_targets) - 1)]
+        return np.where(inside[..., None], held - ref, 0.0)
 
     def _candidates(self, plans: np.ndarray, rngs, scale: float = 1.0) -> np.ndarray:
         """(n, K, H, 28): the warm-start plan, the reference, and noisy copies of the plan (noise
