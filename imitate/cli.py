@@ -62,9 +62,9 @@ def _make_expert(name: str, clip, config, args):
         from .console import progress_console
 
         past = "the PD expert's" if name == "tracking" else "the search's around the reference"
-        progress_console.print(f"[yellow]the reconstruction of '{clip.name}' performs it for {tracking.reached_s:.2f} "
-                               f"of {horizon_s:.2f} s (it gave up there); past that the {name} expert's labels are "
-                               f"{past}[/]")
+        progress_console.print(f"[yellow]the tracking expert's reconstruction performs '{clip.name}' for "
+                               f"{tracking.reached_s:.2f} of {horizon_s:.2f} s (it gave up there); past that the "
+                               f"{name} expert's labels are {past}[/]")
     if name == "tracking":
         return tracking
     if on_ray:  # guided: the search's labels on the workers, around the trajectory
