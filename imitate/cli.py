@@ -13,6 +13,17 @@ from . import __version__
 from .errors import ConfigError, ImitateError
 
 
+def _search_config(args, name: str = "search"):
+    """The SearchConfig of the search or guided expert: --search-preset (default: plain for
+    search, GUIDED_LABELS for guided), then the --search-* options given, and --seed."""
+    from .experts.search import GUIDED_LABELS, PRESETS, SearchConfig
+    from .options import config_from
+
+    preset = PRESETS[args.search_preset] if args.search_preset else (
+        GUIDED_LABELS if name == "guided" else PRESETS["plain"])
+    return config_from(args, SearchConfig, preset=preset, seed=args.seed)
+
+
 def _make_expert(name: str, clip, config, args):
     """The expert called name (imitate.experts.EXPERTS) for an env config, with the search
     options in args; the tracking expert's first preparation for a clip (tracking, best, guided)
@@ -20,14 +31,7 @@ def _make_expert(name: str, clip, config, args):
     from .experts import RECOMMENDED, make_expert
 
     name = RECOMMENDED if name == "best" else name
-    search = None
-    if name in ("search", "guided"):
-        from .experts.search import GUIDED_LABELS, PRESETS, SearchConfig
-        from .options import config_from
-
-        preset = PRESETS[args.search_preset] if args.search_preset else (
-            GUIDED_LABELS if name == "guided" else PRESETS["plain"])
-        search = config_from(args, SearchConfig, preset=preset, seed=args.seed)
+    search = _search_config(args, name) if name in ("search", "guided") else None
     on_ray = getattr(args, "ray", None) is not None
     if on_ray and name == "pd":
         raise ConfigError("--ray spreads the search expert's labels and the tracking expert's preparation; the pd "

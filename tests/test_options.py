@@ -45,16 +45,16 @@ def test_each_flag_lands_in_its_own_field():
 
 
 def test_a_search_preset_is_a_named_config_that_given_flags_override():
-    from imitate.experts.search import DAGGER_LABELS, LEARN_LABELS
+    from imitate.cli import _search_config
+    from imitate.experts.search import DAGGER_LABELS, GUIDED_LABELS, LEARN_LABELS
     from imitate.pipeline import RECIPES
 
-    def search(*flags):
-        args = parse("evaluate", "--expert", "search", *flags)
-        from imitate.experts.search import PRESETS
-
-        return config_from(args, SearchConfig, preset=PRESETS[args.search_preset])
+    def search(*flags, expert="search"):
+        return _search_config(parse("evaluate", "--expert", expert, *flags), expert)
 
     assert search() == SearchConfig()
+    assert search(expert="guided") == GUIDED_LABELS
+    assert search("--search-preset", "plain", expert="guided") == SearchConfig()
     assert search("--search-preset", "dagger") == DAGGER_LABELS
     assert search("--search-preset", "learn") == LEARN_LABELS == RECIPES["search"].search
     assert search("--search-preset", "dagger", "--candidates", "8") == dataclasses.replace(DAGGER_LABELS, candidates=8)
