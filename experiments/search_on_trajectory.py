@@ -9,13 +9,14 @@ around the reference's own targets, and falls on 12 of the 15 classic clips with
 whatever its budget (``experiments/search_budget.py``).  The tracking expert's reconstruction
 (``imitate.experts.reconstruct``) finds servo targets u*(t) that the simulator performs from
 phase 0.  Here the search's cold start (its candidate 0, and the centre of its noise) is that
-trajectory's offsets u*(t) - reference(t) instead of none (``SearchExpert.nominal``), and the
-expert runs alone from phase 0 (0.01 rad starting noise) for ``--seconds`` (or the clip, if
-shorter), optionally with Gaussian noise on every executed action (``--action-noise``, the
-kind of error a learner makes).  Variants: the planner's physics rate and iterations; "tracking" is the tracking
-expert's own feedback law on the same trajectory, for comparison.  The trajectory is prepared
-for ``--trajectory-s`` (cached under IMITATE_CACHE).  One JSON file per clip and variant, written
-as each finishes (a killed run resumes); the table is printed from those files.
+trajectory's offsets u*(t) - reference(t) instead of none (the library's guided expert,
+``SearchExpert(..., nominal_targets=...)``), and the expert runs alone from phase 0 (0.01 rad
+starting noise) for ``--seconds`` (or the clip, if shorter), optionally with Gaussian noise on
+every executed action (``--action-noise``, the kind of error a learner makes).  Variants: the
+planner's physics rate and iterations; "tracking" is the tracking expert's own feedback law on
+the same trajectory, for comparison.  The trajectory is prepared for ``--trajectory-s`` (cached
+under IMITATE_CACHE).  One JSON file per clip and variant, written as each finishes (a killed run
+resumes); the table is printed from those files.
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from rich.table import Table
 from search_budget import finished, save  # the neighbouring experiment's files and table rows
 
-from imitate import humanoid as hum
 from imitate.config import EnvConfig
 from imitate.console import console
 from imitate.evaluation import evaluate, expert_controller
@@ -50,23 +49,6 @@ VARIANTS = {
 }
 
 
-class TrajectorySearch(SearchExpert):
-    """The search expert whose cold search starts from a trajectory's servo targets ctrl (T, 28)
-    [rad], held at control step k (clip time k / control rate) from phase 0; none past its end."""
-
-    def __init__(self, clip, env_config, config, ctrl: np.ndarray):
-        super().__init__(clip, env_config, config)
-        self.ctrl = ctrl
-
-    def nominal(self, times: np.ndarray) -> np.ndarray:
-        h, dt = self.config.horizon, self.env_config.control_dt
-        step = np.rint(times * self.env_config.control_hz).astype(int)[:, None] + np.arange(h)  # (n, H)
-        ref = self.clip.qpos((times[:, None] + dt * np.arange(1, h + 1)).ravel()).reshape(len(times), h, hum.NQ)
-        ref = np.clip(ref[:, :, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
-        inside = (step >= 0) & (step < len(self.ctrl))
-        return np.where(inside[..., None], self.ctrl[np.clip(step, 0, len(self.ctrl) - 1)] - ref, 0.0)
-
-
 def run_one(clip_name: str, variant: str, episodes: int, seconds: float, trajectory_s: float, threads: int,
             action_noise: float = 0.0) -> dict:
     clip, config = load_clip(clip_name), EnvConfig(clip=clip_name)
@@ -79,7 +61,7 @@ def run_one(clip_name: str, variant: str, episodes: int, seconds: float, traject
         expert = tracking
     else:
         search = replace(RECIPES["search"].search, nthread=threads, **VARIANTS[variant])
-        expert = TrajectorySearch(clip, config, search, tracking.ctrl)
+        expert = SearchExpert(clip, config, search, nominal_targets=tracking.ctrl)  # the guided expert
     started = time.perf_counter()
     result = evaluate(expert_controller(expert), config, episodes=episodes, horizon_s=horizon,
                       init_noise_rad=0.01, nthread=threads, action_noise=action_noise)
