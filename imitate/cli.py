@@ -26,13 +26,23 @@ def _search_config(args, name: str = "search"):
 
 def _make_expert(name: str, clip, config, args):
     """The expert called name (imitate.experts.EXPERTS) for an env config, with the search
-    options in args; the tracking expert's first preparation for a clip (tracking, best, guided)
-    shows a progress bar, or runs on a Ray worker with --ray."""
-    from .experts import RECOMMENDED, make_expert
+    options in args (and --ray, --ray-workers where the command has them): _expert's."""
+    from .experts import RECOMMENDED
 
     name = RECOMMENDED if name == "best" else name
     search = _search_config(args, name) if name in ("search", "guided") else None
-    on_ray = getattr(args, "ray", None) is not None
+    return _expert(name, clip, config, search, getattr(args, "ray", None), getattr(args, "ray_workers", None))
+
+
+def _expert(name: str, clip, config, search, ray: str | None, ray_workers: int | None,
+            tracking_config=None):
+    """The expert called name ("best" already resolved) for an env config, with the search's
+    SearchConfig and the tracking expert's TrackingConfig (default if None); with ray (an address,
+    "" for a local instance) the search's labels on Ray workers.  The tracking expert's first preparation for a clip (tracking, guided) shows a
+    progress bar, or runs on a Ray worker with ray."""
+    from .experts import make_expert
+
+    on_ray = ray is not None
     if on_ray and name == "pd":
         raise ConfigError("--ray spreads the search expert's labels and the tracking expert's preparation; the pd "
                           "expert needs no workers (it labels in microseconds)")
@@ -41,12 +51,12 @@ def _make_expert(name: str, clip, config, args):
     if name == "search":
         from .distributed import RayExpert
 
-        return RayExpert(clip, config, search, workers=args.ray_workers, address=args.ray)
+        return RayExpert(clip, config, search, workers=ray_workers, address=ray)
     if on_ray:  # prepared on a worker (cached here)
         from .console import progress_console
         from .distributed import prepare_on_ray
 
-        tracking = prepare_on_ray(clip, config, address=args.ray, cpus=args.ray_workers,
+        tracking = prepare_on_ray(clip, config, tracking_config, address=ray, cpus=ray_workers,
                                   say=lambda line: progress_console.print(line, highlight=False))
     else:
         from .console import progress_bar
@@ -60,7 +70,7 @@ def _make_expert(name: str, clip, config, args):
                                                total=total)
                 bar.update(tasks[what], completed=done)
 
-            tracking = make_expert("tracking", clip, config, progress=progress)
+            tracking = make_expert("tracking", clip, config, tracking=tracking_config, progress=progress)
     horizon_s = tracking.info["horizon_steps"] * config.control_dt
     if tracking.reached_s < horizon_s - 1e-9:
         from .console import progress_console
@@ -74,8 +84,7 @@ def _make_expert(name: str, clip, config, args):
     if on_ray:  # guided: the search's labels on the workers, around the trajectory
         from .distributed import RayExpert
 
-        return RayExpert(clip, config, search, workers=args.ray_workers, address=args.ray,
-                         nominal_targets=tracking.ctrl)
+        return RayExpert(clip, config, search, workers=ray_workers, address=ray, nominal_targets=tracking.ctrl)
     from .experts.search import SearchExpert
 
     return SearchExpert(clip, config, search, nominal_targets=tracking.ctrl)
@@ -546,13 +555,11 @@ def _cmd_learn(args) -> int:
                       f"min left at most (DAgger stops at the first round that keeps every episode up)")
 
     factory = None
-    if args.ray is not None:
-        if config.expert != "search":
-            raise ConfigError(f"--ray spreads the search expert's labels; the {config.expert} expert needs no workers")
-        from .distributed import RayExpert
-
-        def factory(clip, env_config):  # the recipe's search, its labels on Ray workers
-            return RayExpert(clip, env_config, config.search, workers=args.ray_workers, address=args.ray)
+    if args.ray is not None and config.expert == "pd":
+        raise ConfigError("--ray spreads the search's labels; the pd expert needs no workers")
+    if args.ray is not None or config.expert == "guided":
+        def factory(clip, env_config):  # the recipe's expert: a progress bar while prepared, labels on Ray workers
+            return _expert(config.expert, clip, env_config, config.search, args.ray, args.ray_workers, config.tracking)
     try:
         result = learn(args.clip, args.out, config=config, trpo_samples=args.trpo_samples,
                        video_seconds=args.video_seconds, on_stage=view.on_stage, on_round=on_round,
@@ -907,8 +914,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _learn_options(p: argparse.ArgumentParser) -> None:
     """The recipe's options, shared by learn and zoo."""
-    p.add_argument("--expert", default="search", choices=["search", "pd"],
-                   help="the recipe's expert: search (the one that teaches balance) or pd (fast; cannot balance)")
+    p.add_argument("--expert", default="search", choices=["search", "guided", "pd"],
+                   help="the recipe's expert: search (the one that teaches balance on walk, crawl, kick), guided "
+                        "(the search around a trajectory reconstructed offline: performs run, roll, punch and the "
+                        "getups too, at several times the cost a label) or pd (fast; cannot balance)")
     p.add_argument("--rounds", type=int, default=None, help="the most DAgger rounds, the label budget (default: the "
                                                               "recipe's, 12 or 3)")
     p.add_argument("--episodes", type=int, default=5, help="final evaluation episodes from phase 0")

@@ -1,9 +1,12 @@
 """The main job: a store from the clip, SFT and DAgger rounds, a short TRPO stage, evaluation.
 
-Two named recipes (``RECIPES``): ``"pd"`` (the default, about a minute: the PD expert, which
-tracks joints but cannot balance, so its policies fall within 1.5 s: the teaching example) and
+Three named recipes (``RECIPES``): ``"pd"`` (the default, about a minute: the PD expert, which
+tracks joints but cannot balance, so its policies fall within 1.5 s: the teaching example),
 ``"search"`` (the search expert with labels a learner can fit and the planner at 150 Hz, 12 rounds
-with a residual learner, no TRPO: about 35 minutes on 2 cores, and on walk a policy that walks).
+with a residual learner, no TRPO: about 35 minutes on 2 cores, and on walk a policy that walks)
+and ``"guided"`` (the same rounds, labelled by the guided expert: the search around the tracking
+expert's reconstructed trajectory, at the env's 600 Hz; it performs clips the search does not,
+at several times its cost a label).
 
 ``run_pipeline(config, run_dir)`` runs it into run_dir (default ``runs/pipeline-CLIP``):
 - ``CLIP.h5``: the store; round 0 is built from mocap, labelled by the expert, if missing;
@@ -30,12 +33,14 @@ from .errors import ConfigError, ExpertError
 from .evaluation import EvalResult, evaluate, expert_controller, policy_controller
 from .experts import make_expert
 from .experts.pd import PDExpert
-from .experts.search import LEARN_LABELS, SearchConfig
+from .experts.search import GUIDED_LABELS, LEARN_LABELS, SearchConfig
+from .experts.tracking import TrackingConfig
 from .motion import load_clip
 from .policy import PolicyConfig, load_checkpoint
 from .store import DemoStore
 from .trpo import STATE_FILE, IterationLog, TRPOConfig, start
 
+PIPELINE_EXPERTS = ("pd", "search", "guided")  # the experts a recipe can name (the tracking one does not teach)
 STAGES = ("expert", "store", "dagger", "trpo", "evaluation")
 EXPERT_CHECK = "expert_check.json"  # in the run folder: the expert alone from phase 0 (config.expert_first)
 
@@ -46,8 +51,9 @@ class PipelineConfig:
 
     clip: str = "walk"  # clip name or path
     action_space: str = "pd_target"  # "pd_target" or "torque"
-    expert: str = "pd"  # "pd" or "search": labels the store and every DAgger round
-    search: SearchConfig = LEARN_LABELS  # for "search" (a frozen dataclass: one shared default is safe)
+    expert: str = "pd"  # "pd", "search" or "guided": labels the store and every DAgger round
+    search: SearchConfig = LEARN_LABELS  # for "search" and "guided" (frozen: one shared default is safe)
+    tracking: TrackingConfig = TrackingConfig()  # for "guided": the reconstruction of the trajectory it starts from
     build: BuildConfig = field(default_factory=lambda: BuildConfig(offsets=8, copies=8))  # the mocap round
     dagger: DAggerConfig = field(default_factory=DAggerConfig)  # 3 rounds of 8 envs x 150 steps
     trpo: TRPOConfig | None = field(default_factory=lambda: TRPOConfig(samples=8192))  # None: no TRPO stage
@@ -68,8 +74,8 @@ class PipelineConfig:
             object.__setattr__(self, "clip", str(self.clip))
         if not isinstance(self.clip, str) or not self.clip:
             raise ConfigError(f"PipelineConfig.clip must be a clip name or path; found {self.clip!r}")
-        if self.expert not in ("pd", "search"):
-            raise ConfigError(f"PipelineConfig.expert must be 'pd' or 'search'; found {self.expert!r}")
+        if self.expert not in PIPELINE_EXPERTS:
+            raise ConfigError(f"PipelineConfig.expert must be one of {PIPELINE_EXPERTS}; found {self.expert!r}")
         if self.action_space not in hum.ACTION_SPACES:
             raise ConfigError(f"PipelineConfig.action_space must be one of {hum.ACTION_SPACES}; "
                               f"found {self.action_space!r}")
@@ -94,6 +100,8 @@ RECIPES = {
                                                  eval_episodes=2, eval_horizon_s=20.0),
                              trpo=None, eval_episodes=5, expert_first=True),
 }
+# the same recipe labelled by the guided expert, at the env's own physics rate (search.GUIDED_LABELS)
+RECIPES["guided"] = replace(RECIPES["search"], expert="guided", search=GUIDED_LABELS)
 
 
 @dataclass(frozen=True)
@@ -149,7 +157,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
         _check_store(store_path, env_config)
         env_config = DemoStore(store_path).env_config  # every stage in the env the store was built for
     expert = (expert_factory(clip, env_config) if expert_factory is not None
-              else make_expert(config.expert, clip, env_config, search=config.search))
+              else make_expert(config.expert, clip, env_config, search=config.search, tracking=config.tracking,
+                               progress=_preparation_notes(clip.name, on_progress)))
     begun = (run_dir / "state.json").exists() and not (run_dir / EXPERT_CHECK).exists()
     if config.expert_first and not begun:  # (a run begun before the check existed goes on unchecked)
         stage("expert", run_dir / EXPERT_CHECK, (run_dir / EXPERT_CHECK).exists())
@@ -227,6 +236,18 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
                           f"{check.horizon_s:.3g} (phase {end['phase']:.2f}: {end['cause']}); DAgger cannot outlive "
                           f"its expert, so no round was run ({path}; --no-expert-check learns anyway)")
     return check
+
+
+def _preparation_notes(clip: str, on_progress: Callable[[str], None] | None):
+    """progress(done, total, what) of the tracking expert's preparation (the guided expert's
+    trajectory, minutes on first use) as on_progress notes, one per tenth of each part."""
+    if on_progress is None:
+        return None
+
+    def progress(done: int, total: int, what: str) -> None:
+        if done == total or done * 10 // total != (done - 1) * 10 // total:
+            on_progress(f"{what} {clip} for the guided expert (once; then cached): {done}/{total}")
+    return progress
 
 
 def is_whole(result: RoundResult) -> bool:

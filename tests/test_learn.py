@@ -203,3 +203,40 @@ def test_no_expert_check_turns_the_search_recipes_check_off():
     unchecked, _ = _learn_recipe(parse(["learn", "walk", "--no-expert-check"]))
     assert checked.expert_first and not unchecked.expert_first
     assert not _learn_recipe(parse(["learn", "walk", "--expert", "pd"]))[0].expert_first
+
+
+def test_the_guided_recipe_labels_every_round_around_the_reconstructed_trajectory(tmp_path, synthetic_clip_path,
+                                                                                   tiny, monkeypatch):
+    """learn with the guided recipe: the trajectory reconstructed once (into the cache), then every
+    label of the store, mocap round and DAgger rounds alike, made by the search around it: each
+    episode's recorded provenance names that trajectory by its digest, recomputed here from the
+    cached file."""
+    import hashlib
+    from dataclasses import replace
+
+    import h5py
+    import numpy as np
+
+    import imitate
+    from imitate.experts.reconstruct import ReconstructConfig
+    from imitate.experts.tracking import TrackingConfig
+
+    monkeypatch.setenv("IMITATE_CACHE", str(tmp_path / "cache"))
+    small = TrackingConfig(reconstruct=ReconstructConfig(samples=12, elites=3, window_steps=2, lookahead_steps=1,
+                                                         seed=1, nthread=1), horizon_s=0.2)
+    recipe = replace(tiny(imitate.RECIPES["guided"]), tracking=small, expert_first=False)
+    notes = []
+    result = imitate.learn(str(synthetic_clip_path), tmp_path / "o", config=recipe, video_seconds=0,
+                           on_progress=notes.append)
+    assert result.summary["settings"]["expert"] == "guided"
+    assert any("for the guided expert (once; then cached)" in n for n in notes)
+    cached, = (tmp_path / "cache").glob("tracking-*.npz")
+    ctrl = np.load(cached)["ctrl"]
+    digest = hashlib.sha256(np.asarray(ctrl, dtype=float).tobytes()).hexdigest()[:16]
+    provenances = []
+    with h5py.File(tmp_path / "o" / f"{result.summary['clip']}.h5", "r") as f:
+        f.visititems(lambda name, obj: provenances.append((obj.attrs["source"], json.loads(obj.attrs["labelled_by"])))
+                     if "labelled_by" in obj.attrs else None)
+    assert {source for source, _ in provenances} == {"mocap", "dagger"}
+    assert all(p["kind"] == "search" and p["nominal"] == {"steps": len(ctrl), "sha256": digest}
+               for _, p in provenances)
