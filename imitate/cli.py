@@ -38,8 +38,8 @@ def _expert(name: str, clip, config, search, ray: str | None, ray_workers: int |
             tracking_config=None):
     """The expert called name ("best" already resolved) for an env config, with the search's
     SearchConfig and the tracking expert's TrackingConfig (default if None); with ray (an address,
-    "" for a local instance) the search's labels on Ray workers.  The tracking expert's first preparation for a clip (tracking, guided) shows a
-    progress bar, or runs on a Ray worker with ray."""
+    "local" for a local instance) the search's labels on Ray workers.  The tracking expert's first
+    preparation for a clip (tracking, guided) shows a progress bar, or runs on a Ray worker with ray."""
     from .experts import make_expert
 
     on_ray = ray is not None
