@@ -15,7 +15,7 @@ from gymnasium.vector.utils import batch_space
 
 from . import humanoid as hum
 from .config import EnvConfig
-from .motion import MotionClip
+from .motion import MotionClip, load_clip
 from .observation import OBS_DIM
 from .simulation import Simulation
 
@@ -118,14 +118,95 @@ class ImitationVecEnv(VectorEnv):
         return self.sim.obs.copy(), {"start_time_s": start.copy()}
 
     def step(self, actions):
-        reward, term, trunc, info = self.sim.step(np.asarray(actions, dtype=float))
-        done = term | trunc
-        info["_final_obs"] = done
-        if done.any():
-            info["final_obs"] = self.sim.obs.copy()
-            ids = np.flatnonzero(done)
-            self.sim.reset(ids, self.sim.start_times(self._np_random, len(ids)))
-        return self.sim.obs.copy(), reward, term, trunc, info
+        return _autoreset(self.sim, self._np_random, *self.sim.step(np.asarray(actions, dtype=float)))
+
+
+class PipelinedVecEnv:
+    """num_envs humanoids in `groups` groups of consecutive envs, each stepped by its own
+    Simulation, so that a policy loop acts on one group while the others' physics runs
+    (asynchronous stepping, as EnvPool's send/recv): the native step (Batch.step) runs without
+    the GIL, and what a control step does in Python (the policy, observations, reward,
+    autoresets) hides behind it.
+
+      obs, _ = env.reset(seed=0)
+      for g in range(env.groups):
+          env.send(policy(obs[env.envs(g)]), g)
+      while ...:
+          g, obs_g, reward, terminated, truncated, info = env.recv()
+          env.send(policy(obs_g), g)
+
+    send(actions, g) takes the group's actions (n_g, 28) and returns at once; recv() finishes the
+    oldest step sent and returns that group's results, rows in env order (the envs(g) of
+    ImitationVecEnv's), with its same-step autoreset and final_obs.  Groups are sent in turn
+    (0, 1, ..., groups - 1, 0, ...) and their physics runs one group at a time (the groups share
+    one physics lock): each env then lives exactly ImitationVecEnv's episode for the same seed
+    and actions, bit for bit (the batch's results do not depend on which sims share a call,
+    and start times are drawn from the one random stream in ImitationVecEnv's order).
+    """
+
+    def __init__(self, config: EnvConfig | None = None, num_envs: int = 8, nthread: int = 0, groups: int = 2):
+        if not 1 <= groups <= num_envs:
+            raise ValueError(f"groups must be in [1, num_envs={num_envs}]; found {groups}")
+        self.config = config or EnvConfig()
+        self.num_envs, self.groups = num_envs, groups
+        bounds = np.linspace(0, num_envs, groups + 1).round().astype(int)
+        self._envs = [np.arange(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+        clip = load_clip(self.config.clip)
+        self.sims = [Simulation(self.config, len(ids), nthread, clip=clip, env_ids=ids) for ids in self._envs]
+        for sim in self.sims[1:]:
+            sim.physics_lock = self.sims[0].physics_lock
+        self.single_observation_space, self.single_action_space = _spaces()
+        self._np_random = np.random.default_rng()
+        self._in_flight: list[int] = []  # groups sent and not yet received, oldest first
+        self._next_send = 0
+
+    def envs(self, group: int) -> np.ndarray:
+        """The env ids (n_g,) of group (consecutive)."""
+        return self._envs[group]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Reset every env (as ImitationVecEnv.reset); obs (num_envs, OBS_DIM), info."""
+        if self._in_flight:
+            raise RuntimeError(f"reset: groups {self._in_flight} are in flight; recv() them first")
+        if seed is not None:
+            self._np_random = np.random.default_rng(seed)
+        options = options or {}
+        start = (np.broadcast_to(np.asarray(options["start_time_s"], float), (self.num_envs,))
+                 if "start_time_s" in options else self.sims[0].start_times(self._np_random, self.num_envs))
+        for sim, ids in zip(self.sims, self._envs, strict=True):
+            sim.reset(np.arange(len(ids)), start[ids])
+        self._next_send = 0
+        return np.concatenate([sim.obs for sim in self.sims]), {"start_time_s": start.copy()}
+
+    def send(self, actions, group: int) -> None:
+        """Start group's control step with actions (n_g, 28); return at once."""
+        if group != self._next_send:
+            raise ValueError(f"send: groups go in turn; expected group {self._next_send}, found {group}")
+        self.sims[group].step_async(np.asarray(actions, dtype=float))
+        self._in_flight.append(group)
+        self._next_send = (group + 1) % self.groups
+
+    def recv(self):
+        """Finish the oldest step sent: (group, obs (n_g, OBS_DIM), reward, terminated,
+        truncated, info), as ImitationVecEnv.step returns for those envs."""
+        if not self._in_flight:
+            raise RuntimeError("recv: no step in flight; send(actions, group) first")
+        group = self._in_flight.pop(0)
+        sim = self.sims[group]
+        reward, term, trunc, info = sim.step_wait()
+        return (group, *_autoreset(sim, self._np_random, reward, term, trunc, info))
+
+
+def _autoreset(sim: Simulation, rng: np.random.Generator, reward, term, trunc, info):
+    """Same-step autoreset of the envs of sim whose episode ended; step's results with
+    info["final_obs"] (where info["_final_obs"])."""
+    done = term | trunc
+    info["_final_obs"] = done
+    if done.any():
+        info["final_obs"] = sim.obs.copy()
+        ids = np.flatnonzero(done)
+        sim.reset(ids, sim.start_times(rng, len(ids)))
+    return sim.obs.copy(), reward, term, trunc, info
 
 
 def make_env(clip: str = "walk", *, render_mode: str | None = None, **options) -> ImitationEnv:
@@ -136,3 +217,9 @@ def make_env(clip: str = "walk", *, render_mode: str | None = None, **options) -
 def make_vec_env(clip: str = "walk", num_envs: int = 8, *, nthread: int = 0, **options) -> ImitationVecEnv:
     """A vector env of num_envs humanoids stepped natively on nthread threads (0: all cores)."""
     return ImitationVecEnv(EnvConfig(clip=clip, **options), num_envs, nthread)
+
+
+def make_pipelined_vec_env(clip: str = "walk", num_envs: int = 8, *, nthread: int = 0, groups: int = 2,
+                           **options) -> PipelinedVecEnv:
+    """make_vec_env's envs in groups stepped asynchronously (PipelinedVecEnv: send / recv)."""
+    return PipelinedVecEnv(EnvConfig(clip=clip, **options), num_envs, nthread, groups)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from contextlib import contextmanager
 
 import mujoco
@@ -96,6 +97,10 @@ class Simulation:
         self.steps = np.zeros(num_envs, dtype=np.int64)  # control steps since each reset
         self.limit_s = np.full(num_envs, np.inf)
         self.obs = np.zeros((num_envs, OBS_DIM), np.float32)
+        self._physics: threading.Thread | None = None  # step_async's physics, until step_wait
+        # held while this Simulation's Batch.step runs: Simulations that share one take turns
+        # at the native threads instead of oversubscribing them (imitate.env.PipelinedVecEnv)
+        self.physics_lock = threading.Lock()
 
     @property
     def qpos(self) -> np.ndarray:
@@ -180,6 +185,34 @@ class Simulation:
           reward (N,), terminated (N,) bool, truncated (N,) bool, info dict of (N,) arrays:
           the reward terms ("reward_pose", ...), "fell", "nonfinite", "time_s", "phase".
         """
+        self._begin_step(action)
+        self._run_physics()
+        self._raise_physics_error()
+        return self._end_step()
+
+    def step_async(self, action: np.ndarray) -> None:
+        """Start step(action) with its physics (Batch.step) on a thread of its own and return at
+        once; step_wait() finishes it.  Between the two the caller may work on anything but this
+        Simulation (the native step runs without the GIL): a policy acting on another group of
+        humanoids.  The results are step(action)'s, bit for bit."""
+        if self._physics is not None:
+            raise RuntimeError("step_async: a step is already in flight; call step_wait() first")
+        self._begin_step(action)
+        self._physics = threading.Thread(target=self._run_physics, name="imitate-physics")
+        self._physics.start()
+
+    def step_wait(self):
+        """Finish the step step_async started; return what step() returns."""
+        if self._physics is None:
+            raise RuntimeError("step_wait: no step in flight; call step_async(action) first")
+        self._refresh_reference()  # a function of time alone: done while the physics runs
+        self._physics.join()
+        self._physics = None
+        self._raise_physics_error()
+        return self._end_step(reference_done=True)
+
+    def _begin_step(self, action: np.ndarray) -> None:
+        """Check action (N, 28), write the controls and count the step."""
         action = np.asarray(action, dtype=float)
         if action.shape != (self.num_envs, hum.NU):
             raise ValueError(f"action: expected shape ({self.num_envs}, {hum.NU}), found {action.shape}")
@@ -189,17 +222,37 @@ class Simulation:
             raise ValueError(f"action: expected finite values, found {action[env, dim]} "
                              f"in env {env} at {hum.HINGE_NAMES[dim]}")
         self.batch.ctrl[:] = action_to_ctrl(action, self.config.action_space)
-        warnings_before = self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1)
-        nonfinite = np.zeros(self.num_envs, bool)
-        try:
-            with warnings_to_log():
-                self.batch.step(nstep=self.config.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
-        except SimulationError as exc:  # those sims kept their previous state: end them
-            nonfinite[exc.ids] = True
-        nonfinite |= self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1) > warnings_before
-        nonfinite |= ~np.isfinite(self.batch.qpos).all(axis=1) | ~np.isfinite(self.batch.qvel).all(axis=1)
+        self._warnings_before = self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1)
+        self._failed, self._physics_error = np.zeros(0, dtype=int), None
         self.steps += 1
-        self.refresh()
+
+    def _run_physics(self) -> None:
+        """config.substeps physics steps of every humanoid (the only native work of a step)."""
+        with self.physics_lock:
+            try:
+                with warnings_to_log():
+                    self.batch.step(nstep=self.config.substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
+            except SimulationError as exc:  # those sims kept their previous state: end them
+                self._failed = exc.ids
+            except BaseException as exc:  # raised in the caller's thread (_raise_physics_error)
+                self._physics_error = exc
+
+    def _raise_physics_error(self) -> None:
+        """Raise what the physics raised other than a SimulationError (the step then did not count)."""
+        if self._physics_error is not None:
+            error, self._physics_error = self._physics_error, None
+            self.steps -= 1
+            raise error
+
+    def _end_step(self, reference_done: bool = False):
+        """Observations, reward, terminations and info after the physics (step's return)."""
+        nonfinite = np.zeros(self.num_envs, bool)
+        nonfinite[self._failed] = True
+        nonfinite |= self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1) > self._warnings_before
+        nonfinite |= ~np.isfinite(self.batch.qpos).all(axis=1) | ~np.isfinite(self.batch.qvel).all(axis=1)
+        if not reference_done:
+            self._refresh_reference()
+        self._refresh_state()
         contacts, dropped = fallen(self.batch.sensordata[:, self._fall_ids], self.batch.qpos[:, 2], self._ref_root_z,
                                    self.config.max_root_drop_m)
         self.fall_contacts = contacts & ~nonfinite[:, None]
@@ -210,25 +263,33 @@ class Simulation:
         truncated = (self.elapsed_s >= self.limit_s - 1e-9) & ~terminated
         reward = np.where(nonfinite, 0.0, self.terms.total)
         info = {f"reward_{n}": np.where(nonfinite, 0.0, getattr(self.terms, n)) for n in RewardTerms.NAMES}
-        info.update(fell=fell, nonfinite=nonfinite, time_s=self.elapsed_s,
-                    phase=self.clip.phase(self.ref_time_s))
+        info.update(fell=fell, nonfinite=nonfinite, time_s=self.elapsed_s, phase=self._phase.copy())
         return reward, terminated, truncated, info
 
     def refresh(self) -> None:
         """Recompute the reference, reward terms and observations of every humanoid from the
         current simulator state (after each step, or after setting the state by hand)."""
+        self._refresh_reference()
+        self._refresh_state()
+
+    def _refresh_reference(self) -> None:
+        """The reference at the current clip times and a lookahead ahead (no simulator state
+        needed: step_wait computes it while the physics runs)."""
         t = self.ref_time_s
         ref_q, ref_v = self.clip.qpos(t), self.clip.qvel(t)
         self.ref.qpos[:] = ref_q
         self.ref.forward(stage=mujoco.mjtStage.mjSTAGE_POS)
-        qpos, qvel, body_pos, com = self._state_rows(slice(None))
-        sim = Pose(qpos, qvel, body_pos, com)
-        ref = Pose(ref_q, ref_v, self.ref.xpos[:, self._body_ids], self.ref.subtree_com[:, 1])
-        self.sim_pose, self.ref_pose = sim, ref
-        self.terms = imitation_reward(sim, ref, self.config.reward)
+        self.ref_pose = Pose(ref_q, ref_v, self.ref.xpos[:, self._body_ids], self.ref.subtree_com[:, 1])
         self._ref_root_z = ref_q[:, 2]
         ahead = t + self.config.lookahead_s
-        self.obs[:] = observe(qpos, qvel, body_pos, self.clip.phase(t), self.clip.qpos(ahead), self.clip.qvel(ahead))
+        self._phase, self._ahead_q, self._ahead_v = self.clip.phase(t), self.clip.qpos(ahead), self.clip.qvel(ahead)
+
+    def _refresh_state(self) -> None:
+        """Reward terms and observations of the simulator state against _refresh_reference's."""
+        qpos, qvel, body_pos, com = self._state_rows(slice(None))
+        self.sim_pose = Pose(qpos, qvel, body_pos, com)
+        self.terms = imitation_reward(self.sim_pose, self.ref_pose, self.config.reward)
+        self.obs[:] = observe(qpos, qvel, body_pos, self._phase, self._ahead_q, self._ahead_v)
 
     def _observe_rows(self, ids: np.ndarray) -> None:
         """Observations of humanoids ids only (after a reset: no reward is due there)."""
