@@ -45,6 +45,40 @@ from .sft import SFTResult, sft_on_store
 from .simulation import Simulation, model_hash_of
 from .store import DemoStore, Episode, run_of
 
+# Rows the learner is asked about per call in `collect`.  A forward pass may round differently
+# with the batch's size (measured: a 1024-512 MLP's row alone and in a batch of 8 differ by ~1e-8),
+# and for some shapes with a row's position in the batch too (measured: a 6-64-2 MLP), so collect
+# asks in blocks of this many rows only a learner that `rows_independent` clears, else row by row.
+LEARNER_BLOCK = 8
+
+
+def rows_independent(learner: Callable[[np.ndarray], np.ndarray], obs_dim: int, block: int = LEARNER_BLOCK) -> bool:
+    """Whether the learner gives a row of a `block`-row call the same bits at every position in
+    the call: checked on two fixed pseudo-random blocks (float32, obs_dim columns), each shifted
+    through all positions.  Fixed data, so the answer depends on the learner alone, never on
+    which humanoids share a Simulation."""
+    rng = np.random.default_rng(20240521)
+    for _ in range(2):
+        probe = rng.normal(size=(block, obs_dim)).astype(np.float32)
+        first = np.asarray(learner(probe))
+        for shift in range(1, block):
+            if not np.array_equal(np.roll(learner(np.roll(probe, shift, axis=0)), -shift, axis=0), first):
+                return False
+    return True
+
+
+def act_in_blocks(learner: Callable[[np.ndarray], np.ndarray], obs: np.ndarray, block: int) -> np.ndarray:
+    """The learner's actions (N, A) for observations (N, D), asked `block` rows at a time (the
+    last block padded with zero rows, whose actions are dropped): one call per block instead of
+    one per row.  Each row's bits are then independent of N and of the other rows where
+    `rows_independent(learner, D, block)` holds (block 1: row by row, always)."""
+    if block == 1:
+        return np.concatenate([learner(obs[i:i + 1]) for i in range(len(obs))])
+    n = len(obs)
+    padded = np.zeros((-(-n // block) * block, *obs.shape[1:]), obs.dtype)
+    padded[:n] = obs
+    return np.concatenate([learner(padded[a:a + block]) for a in range(0, len(padded), block)])[:n]
+
 
 def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: float, steps: int,
             seed: int | tuple[int, ...], mixing: str = "step", segment_steps: int = 15,
@@ -58,7 +92,9 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
     its expert-or-learner choices and its action noise from its own generator
     default_rng([*seed, sim.env_ids[i]]), and the learner acts on each humanoid's observation
     alone, so a humanoid's episodes do not depend on which others share its Simulation: a slice
-    of the envs collected elsewhere (a Ray worker) gives the same episodes bit for bit.
+    of the envs collected elsewhere (a Ray worker) gives the same episodes bit for bit (the
+    learner is asked in fixed blocks of rows where its rows come out alike in any position of a
+    block, rows_independent, else row by row).
     Returns one dict of arrays per episode (split where an env ended and was reset; env by env,
     in sim's order): obs, expert_actions (labels of every visited state), actions (executed),
     qpos, qvel, time_s, reward, terminated, truncated, expert_share (the fraction of executed
@@ -78,6 +114,7 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
         return np.array([rngs[i].random() < beta for i in rows], bool)
 
     sim.reset(np.arange(n), start_times(range(n)))
+    block = LEARNER_BLOCK if rows_independent(learner, sim.obs.shape[1]) else 1
     rec = {k: [] for k in ("obs", "expert_actions", "actions", "qpos", "qvel", "time_s", "reward", "terminated",
                            "truncated", "from_expert")}
     use_expert = choices(range(n))
@@ -86,8 +123,7 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
             use_expert = choices(range(n))
         obs, qpos, qvel, t = sim.obs.copy(), sim.qpos.copy(), sim.qvel.copy(), sim.ref_time_s.copy()
         labels = label(expert, sim)
-        # one row at a time: a batched forward pass may round differently with the batch's size
-        learned = np.concatenate([learner(obs[i:i + 1]) for i in range(n)])
+        learned = act_in_blocks(learner, obs, block)
         executed = np.where(use_expert[:, None], labels, learned)
         if action_noise > 0:
             executed = np.concatenate([with_action_noise(executed[i:i + 1], action_noise, rngs[i]) for i in range(n)])
@@ -203,15 +239,16 @@ def _round_result(k, beta, new_steps, total, sft: SFTResult, ev: EvalResult, ckp
 def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config: DAggerConfig = DAggerConfig(), *,
                init_checkpoint: str | os.PathLike | None = None, beta_schedule: BetaSchedule | None = None,
                expert=None, on_round: Callable[[RoundResult], None] | None = None,
-               on_progress: Callable[[str], None] | None = None) -> list[RoundResult]:
+               on_progress: Callable[[str], None] | None = None, sim_threads: int = 0) -> list[RoundResult]:
     """Run (or resume) DAgger into run_dir on the store; return every round's result.
 
     The env configuration is the store's.  beta_schedule overrides config.beta (any callable).
+    sim_threads: threads stepping the in-process collection's humanoids (0: all cores).
     A second run on the same store while this one runs is refused (StoreError).  The same as
     ``DAggerTrainer(...).run()``; the trainer shows each step of a round.
     """
     return DAggerTrainer(run_dir, store_path, config, init_checkpoint=init_checkpoint, beta_schedule=beta_schedule,
-                         expert=expert, on_round=on_round, on_progress=on_progress).run()
+                         expert=expert, on_round=on_round, on_progress=on_progress, sim_threads=sim_threads).run()
 
 
 class DAggerTrainer:
@@ -233,8 +270,9 @@ class DAggerTrainer:
     def __init__(self, run_dir: str | os.PathLike, store_path: str | os.PathLike, config: DAggerConfig = DAggerConfig(),
                  *, init_checkpoint: str | os.PathLike | None = None, beta_schedule: BetaSchedule | None = None,
                  expert=None, on_round: Callable[[RoundResult], None] | None = None,
-                 on_progress: Callable[[str], None] | None = None):
+                 on_progress: Callable[[str], None] | None = None, sim_threads: int = 0):
         self.run_dir, self.config = Path(run_dir), config
+        self.sim_threads = sim_threads  # of the in-process collection's Simulation (0: all cores)
         self.store = DemoStore(store_path)
         self.env_config = self.store.env_config
         self.clip = load_clip(self.env_config.clip)
@@ -318,7 +356,7 @@ class DAggerTrainer:
                                       progress=lambda done, total: self.say(
                                           f"round {k}: {done} of {total} workers' slices collected"))
         else:
-            self._sim = self._sim or Simulation(collecting, config.num_envs, clip=self.clip)
+            self._sim = self._sim or Simulation(collecting, config.num_envs, self.sim_threads, clip=self.clip)
             eps = collect(self._sim, self.policy.act, self.expert, beta, config.steps_per_env, (config.seed, k),
                           config.mixing, config.segment_steps, report, config.collect_noise)
         labelled_by = provenance_json(self.expert)

@@ -1,14 +1,16 @@
-"""Benchmark: imitate's DAgger against the `imitation` library's SimpleDAggerTrainer, side by side.
+"""Benchmark: imitate's DAgger against the `imitation` library's SimpleDAggerTrainer, at equal work.
 
-One command runs both sides on the same env, expert, data, policy architecture and sample
-budget, and prints one table (and a per-round one): wall time per DAgger round and the normalised return of each
-final policy.  Target (the issue): imitate at least 5x faster per round at equal or better return.
+One command runs both sides on the same env, expert, start data, policy architecture and planned
+work, and prints the work each side did beside its time: samples collected, Adam steps, processes
+and threads, each round split into collection, labelling, training and evaluation, as wall-clock
+and CPU seconds (all processes, SubprocVecEnv workers included).  Target (issue #21): an imitate
+DAgger round >= 5x faster than imitation's at equal work, per CPU second, at equal or better return.
 
 Setup (once; `imitation` 1.0.1 pins gymnasium 0.29.1 and stable-baselines3 2.2.1, so it gets
 its own venv, outside the repository; never install it into .venv):
 
     python3 -m venv /tmp/imitation-venv
-    /tmp/imitation-venv/bin/pip install torch==2.13.0 imitation==1.0.1 mujoco h5py rich scipy
+    /tmp/imitation-venv/bin/pip install -c constraints.txt torch==2.13.0 imitation==1.0.1 mujoco h5py rich scipy
     /tmp/imitation-venv/bin/pip install --no-deps -e .      # imitate itself, from the repo root
 
 (torch must stay pinned to 2.13.0: a bare torch pulls a multi-GB CUDA build.)
@@ -16,60 +18,75 @@ its own venv, outside the repository; never install it into .venv):
 Run (from the repo root, with the project's own venv):
 
     .venv/bin/python scripts/bench_dagger_vs_imitation.py [--rounds 3] [--samples-per-round 1200]
-        [--epochs 30] [--num-envs 8] [--torch-threads 1] [--json] [--workdir DIR]
+        [--epochs 30] [--epoch-samples 512] [--num-envs 8] [--imitation-vec subproc|dummy]
+        [--imitate-sim-threads 0] [--torch-threads 1] [--json] [--workdir DIR]
         [--imitation-python /tmp/imitation-venv/bin/python]
 
 The script runs imitate's side in this interpreter and the imitation side in a subprocess (this
 same file with ``--side imitation``, run by --imitation-python), which answers one JSON line per
-command on stdout ("round0", "round K", "evaluate"; the libraries' own chatter goes to a log
-file).  The sides never run at once (2 shared cores): round 0 is imitate's then imitation's,
-DAgger rounds alternate ABBA (round 1 imitate first, round 2 imitation first, ...), so that the
-host's drifting load hits both alike.  A missing or broken imitation venv stops the script at
-once with the setup commands.  Both ends' plumbing is in scripts/_sidecar.py.
+command on stdout ("round0 STEPS", "round K", "evaluate"; the libraries' own chatter goes to a
+log file).  The sides never run at once: round 0 is imitate's then imitation's, DAgger rounds
+alternate ABBA, so that the host's drifting load hits both alike.  Both ends' plumbing is in
+scripts/_sidecar.py.
+
+The work plan (`work_plan`, computed by both processes from the same options)
+- Adam steps: every DAgger round is --epochs x (--epoch-samples / batch 256) Adam steps of full
+  256-sample minibatches on both sides.  imitate: ``SFTConfig(epochs, epoch_samples,
+  patience=epochs)`` (early stopping off, so it runs every planned epoch; --epoch-samples must be
+  a multiple of 256, so no epoch ends in a partial batch).  imitation: ``BC.train(n_batches=...)``
+  through ``SimpleDAggerTrainer.train(bc_train_kwargs=...)`` (its loader drops partial batches).
+  Round 0 too: imitate's SFT (100 epochs, patience 15) runs first, and imitation's BC then gets as
+  many Adam steps as imitate's took.  Both sides count their optimiser's steps (a global
+  optimizer-step hook) and the script stops if a side's count differs from the plan.
+- samples: imitate collects exactly --samples-per-round (--num-envs envs x samples/num_envs steps);
+  imitation's collector finishes whole episodes past ``rollout_round_min_timesteps`` and keeps
+  those other envs finish meanwhile, so it collects more (samples column).  The equal-work
+  figures scale imitation's collection and labelling by imitate's samples / its own (both are
+  linear in samples); training is the same number of steps however many samples there are.
+  imitate holds every 10th episode out for validation (the store's split; one forward pass over
+  it per epoch, counted in its training time), so of the round's samples it trains on about 90%,
+  imitation on all (the "train samples" column; an advantage to imitation's return, none to its
+  cost);
+- evaluation: imitate's round ends with its 1-episode evaluation (run_dagger's), imitation's with
+  none: the equal-work figures leave it out; the "as run" ones keep it.
 
 What is the same on both sides
 - env: ``EnvConfig(clip="walk", action_space="pd_target")`` (imitate's ``make_env`` on the
   imitation side: it imports under gymnasium 0.29), random start times while collecting;
 - expert: ``PDExpert(load_clip("walk"), "pd_target")``, a callable on the simulator state
   (qpos, qvel) and the clip time.  imitation wants an expert *policy on observations*, and the
-  observation does not carry the exact clip time, so the imitation side wraps the PD expert
-  in an SB3 ``BasePolicy`` whose ``_predict`` ignores the observations it is given and reads
-  the state of every sub-env of the DummyVecEnv (``env.unwrapped.sim.qpos/.qvel/.ref_time_s``).
-  It works only because DummyVecEnv keeps the envs in this process and steps them in order;
-  with SubprocVecEnv (imitation's way to use more cores) the expert could not see the state at
-  all.  That is one of the complaints about imitation that motivated imitate's own DAgger;
-- start: one mocap store, ``build_mocap_store(..., BuildConfig(offsets=8, copies=8))`` (the
-  pipeline's), built once and copied so that each side starts from the same file.  imitate:
-  round 0 is its SFT on the store (``run_dagger``'s own, 100 epochs, patience 15).  imitation:
-  round 0 is BC on the same store's train-split (obs, expert action) pairs for the same 100
-  epochs (no early stopping exists there), and the same mocap episodes are passed as
-  ``expert_trajs``, so every later round trains on mocap + all DAgger data, as imitate's does;
-- DAgger rounds: --rounds rounds of --samples-per-round env steps (imitate: --num-envs envs x
-  samples/num_envs steps each; imitation: ``rollout_round_min_timesteps`` on a DummyVecEnv of
-  --num-envs envs), beta = 0.5^(k-1) for round k = 1, 2, ... (imitation:
-  ``ExponentialBetaSchedule(0.5)``, its round_num counting from 0), mixing per env and step;
-- training: policy MLP 1024-512 ReLU with a linear head and a fixed observation normaliser
-  from the store's statistics (std floored at 1e-3, clipped to +-10), Adam lr 1e-3, batch 256,
-  --torch-threads torch threads (default 1: on this 2-core shared host, with other jobs running,
-  imitate's default of all cores made 5 SFT epochs take 8.8 s against 0.5 s on one thread);
-  imitation gets an SB3 ``ActorCriticPolicy`` with ``net_arch=dict(pi=[1024, 512], vf=[])``
-  and a features extractor holding that normaliser, log-std initialised to -1 as imitate's;
-  each round retrains, warm-started, for --epochs epochs (imitate: at most --epochs, patience 8
-  on its validation split; imitation: exactly --epochs, ``bc_train_kwargs["n_epochs"]``);
-- evaluation: ``imitate.evaluation.evaluate`` of each final policy (deterministic mean action),
-  from phase 0, --eval-horizon seconds, --eval-episodes episodes with init_noise_rad 0.01.
+  observation does not carry the exact clip time, so the imitation side wraps the PD expert in an
+  SB3 ``BasePolicy`` whose ``_predict`` reads every sub-env's state through
+  ``venv.env_method("sim_state")`` (a gymnasium wrapper's method, answered in the worker
+  processes of a SubprocVecEnv, in-process in a DummyVecEnv), and checks it against the
+  observations it was handed;
+- vec env: imitation's at its users' best (--imitation-vec subproc, default: one process per env
+  on all cores; dummy: all envs in its process, one after another); imitate's batched native env
+  (all humanoids in one ``mujoco.batch`` step, --imitate-sim-threads threads, 0: all cores);
+- start: one mocap store, ``build_mocap_store(..., BuildConfig(offsets=8, copies=8))``, copied so
+  that each side starts from the same file.  imitation's round 0 is BC on the store's train-split
+  (obs, expert action) pairs, passed as ``expert_trajs``, so every later round trains on mocap +
+  all DAgger data, as imitate's does;
+- DAgger rounds: --rounds rounds, beta = 0.5^(k-1) for round k = 1, 2, ...
+  (``ExponentialBetaSchedule(0.5)``), mixing per env and step;
+- training: policy MLP 1024-512 ReLU, linear head, fixed observation normaliser from the store's
+  statistics (std floored at 1e-3, clipped to +-10), Adam lr 1e-3, batch 256, --torch-threads
+  torch threads on both sides; imitation gets an SB3 ``ActorCriticPolicy`` with
+  ``net_arch=dict(pi=[1024, 512], vf=[])`` and a features extractor holding that normaliser,
+  log-std initialised to -1 as imitate's; each round warm-starts from the last;
+- evaluation of the final policies (not timed): ``imitate.evaluation.evaluate`` (deterministic
+  mean action), from phase 0, --eval-horizon seconds, --eval-episodes episodes, init_noise_rad 0.01.
 
-Timing (wall, and the process's CPU time over all its threads): imitate: each round is one
-``run_dagger`` call on the same run folder with ``rounds=k`` (it resumes), from the call (round 1:
-from round 0's ``on_round``) to round k's ``on_round``: collect, label, append to the HDF5 store,
-retrain, save the checkpoint, its own 1-episode evaluation, plus resuming; split by its
-``on_progress`` messages.  Round 0 is run_dagger's SFT (``sft_on_store(store, config.sft)``) run
-by hand and passed as ``init_checkpoint``, so that it is timed apart.  imitation: each
-``SimpleDAggerTrainer.train(total_timesteps=samples_per_round, ...)`` call runs exactly one round
-and is timed whole, split into BC training, demo loading (its npz files) and the rest (collection
-and writing one npz per episode).  Round 0 is timed but not in the medians.
-
-Known differences (not all in imitate's favour) are listed at the end of the table.
+Timing: wall (``perf_counter``) and CPU seconds (``process_time`` of the side's process, all its
+threads, plus the SubprocVecEnv workers' user+system time from /proc, charged to collection).
+imitate: each round is one ``run_dagger`` call on the same run folder with ``rounds=k`` (it
+resumes), from the call (round 1: from round 0's ``on_round``) to round k's ``on_round``, split by
+its ``on_progress`` messages: collection (simulation, learner, HDF5 append), labelling (the
+expert's calls, timed by a wrapper), training (``fit``), evaluation, other (loading the training
+arrays, checkpoint, state.json, resuming).  imitation: each ``SimpleDAggerTrainer.train`` call
+runs exactly one round: labelling (the expert's ``_predict``), training (``BC.train``), other
+(loading its npz demos), collection (the rest: stepping the envs, the learner, npz writes).
+Round 0 is timed but not in the medians.
 """
 
 from __future__ import annotations
@@ -81,7 +98,8 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import replace
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import _sidecar
@@ -89,26 +107,119 @@ import numpy as np
 
 DEFAULT_IMITATION_PYTHON = "/tmp/imitation-venv/bin/python"
 SETUP = ("python3 -m venv /tmp/imitation-venv\n"
-         "  /tmp/imitation-venv/bin/pip install torch==2.13.0 imitation==1.0.1 mujoco h5py rich scipy\n"
+         "  /tmp/imitation-venv/bin/pip install -c constraints.txt torch==2.13.0 imitation==1.0.1 mujoco h5py rich "
+         "scipy\n"
          "  /tmp/imitation-venv/bin/pip install --no-deps -e .   # from the repo root")
 CLIP, ACTION_SPACE = "walk", "pd_target"
-SFT_EPOCHS, SFT_PATIENCE, RETRAIN_PATIENCE = 100, 15, 8  # imitate's pipeline settings
+SFT_EPOCHS, SFT_PATIENCE = 100, 15  # imitate's pipeline settings for round 0
 BATCH_SIZE, LR, LOG_STD_INIT = 256, 1e-3, -1.0
+STAGES = ("collect", "label", "train", "eval", "other")
 NOTES = [
-    "imitation runs its 8 envs in a DummyVecEnv, one after another on 1 thread (SubprocVecEnv "
-    "would hide the simulator state from the state-reading expert); imitate steps them in one "
-    "native batch on all cores.",
-    "imitation's BC minimises the Gaussian NLL (+1e-3 entropy bonus) of the expert action; "
-    "imitate's SFT the MSE of the mean. imitation has no validation split nor early stopping: it "
-    "always runs --epochs epochs on all its data; imitate may stop early (epochs column).",
-    "imitation collects whole episodes until at least samples-per-round steps are done, and its "
-    "collector also saves the episodes that other envs finish meanwhile: it gets more samples per "
-    "round (samples column; s/1k samples normalises for that).",
-    "imitate's round time includes its own 1-episode evaluation and checkpoint save; imitation's "
-    "per-round logging rollouts (BC's log_rollouts_venv) are switched off, its logger writes CSV only.",
-    "imitate trains on the store's train split (valid split held out); imitation on the same "
-    "train-split mocap episodes plus everything it collected (no split).",
+    "imitation's BC minimises the Gaussian NLL (+1e-3 entropy bonus) of the expert action; imitate's SFT the MSE "
+    "of the mean (both one forward and backward pass of the same MLP per step).",
+    "imitate validates on its held-out split after every epoch (counted in its training time); imitation has no "
+    "validation.",
+    "imitate's round ends with a 1-episode evaluation and a checkpoint; imitation's logger writes CSV only and its "
+    "per-round logging rollouts are off.",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# the work plan (both interpreters)
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    """What each side does in a DAgger round.
+
+    num_envs x steps_per_env = samples_per_round env steps collected by imitate (imitation: at
+    least that many, in whole episodes); adam_steps optimiser steps on minibatches of batch_size
+    samples, which imitate takes as `epochs` epochs of `epoch_samples` samples each (a multiple of
+    batch_size) and imitation as ``BC.train(n_batches=adam_steps)``."""
+
+    num_envs: int
+    steps_per_env: int
+    samples_per_round: int
+    batch_size: int
+    epochs: int
+    epoch_samples: int
+    adam_steps: int
+
+
+def work_plan(samples_per_round: int, num_envs: int, epochs: int, epoch_samples: int,
+              batch_size: int = BATCH_SIZE) -> WorkPlan:
+    """The plan for these options; ValueError (one line) where they cannot give equal work."""
+    if min(samples_per_round, num_envs, epochs, epoch_samples, batch_size) < 1:
+        raise ValueError("samples per round, envs, epochs, epoch samples and batch size must be >= 1")
+    if samples_per_round % num_envs:
+        raise ValueError(f"samples per round ({samples_per_round}) must be a multiple of the envs ({num_envs}): "
+                         "imitate collects envs x steps")
+    if epoch_samples % batch_size:
+        raise ValueError(f"epoch samples ({epoch_samples}) must be a multiple of the batch size ({batch_size}): "
+                         "imitation's loader drops partial batches, imitate's does not")
+    return WorkPlan(num_envs=num_envs, steps_per_env=samples_per_round // num_envs,
+                    samples_per_round=samples_per_round, batch_size=batch_size, epochs=epochs,
+                    epoch_samples=epoch_samples, adam_steps=epochs * (epoch_samples // batch_size))
+
+
+def imitate_retrain_config(plan: WorkPlan, threads: int):
+    """imitate's SFTConfig for a DAgger round of the plan: every planned epoch (no early stop)."""
+    from imitate.sft import SFTConfig
+
+    return SFTConfig(epochs=plan.epochs, patience=plan.epochs, batch_size=plan.batch_size, lr=LR, threads=threads,
+                     epoch_samples=plan.epoch_samples)
+
+
+def imitation_bc_train_kwargs(plan: WorkPlan, adam_steps: int | None = None) -> dict:
+    """``BC.train``'s keyword arguments for a round of the plan (or for `adam_steps` steps)."""
+    return dict(n_batches=plan.adam_steps if adam_steps is None else adam_steps, log_rollouts_venv=None,
+                progress_bar=False)
+
+
+@contextmanager
+def counting_optimiser_steps():
+    """Yields a one-item list: the number of optimiser steps (any torch optimiser) taken inside."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    count = [0]
+    handle = register_optimizer_step_post_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+    try:
+        yield count
+    finally:
+        handle.remove()
+
+
+class Stopwatch:
+    """Wall and CPU seconds per stage: ``with watch("label"): ...``; CPU is this process's (all its
+    threads) plus `extra_cpu()` (e.g. worker processes)."""
+
+    def __init__(self, extra_cpu=lambda: 0.0):
+        self.extra_cpu = extra_cpu
+        self.wall = dict.fromkeys(STAGES, 0.0)
+        self.cpu = dict.fromkeys(STAGES, 0.0)
+
+    def now(self) -> tuple[float, float]:
+        return time.perf_counter(), time.process_time() + self.extra_cpu()
+
+    def add(self, stage: str, start: tuple[float, float], end: tuple[float, float]) -> None:
+        self.wall[stage] += end[0] - start[0]
+        self.cpu[stage] += end[1] - start[1]
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = (time.perf_counter(), time.process_time())
+        try:
+            yield
+        finally:
+            self.wall[stage] += time.perf_counter() - start[0]
+            self.cpu[stage] += time.process_time() - start[1]
+
+    def split(self, total: tuple[float, float], rest: str) -> dict:
+        """{"wall": {stage: s}, "cpu": {stage: s}}, stage `rest` getting what the others leave of `total`."""
+        for kind, value in (("wall", total[0]), ("cpu", total[1])):
+            got = getattr(self, kind)
+            got[rest] = value - sum(v for k, v in got.items() if k != rest)
+        return {"wall": dict(self.wall), "cpu": dict(self.cpu)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,6 +249,20 @@ def mocap_trajectories(store) -> list[tuple[np.ndarray, np.ndarray]]:
 # imitate's side (the project's venv)
 
 
+class TimedExpert:
+    """An expert (label(sim) and provenance()) whose labelling time goes to a Stopwatch."""
+
+    def __init__(self, expert, watch: Stopwatch):
+        self.expert, self.watch = expert, watch
+
+    def label(self, sim) -> np.ndarray:
+        with self.watch("label"):
+            return self.expert.label(sim)
+
+    def provenance(self) -> dict:
+        return self.expert.provenance()
+
+
 class ImitateSide:
     """imitate's DAgger, one round per call: run_dagger resumes its run folder each time."""
 
@@ -146,22 +271,24 @@ class ImitateSide:
     def __init__(self, store_path: Path, run_dir: Path, args):
         import torch
 
-        import imitate.dagger as dagger_mod
         from imitate.dagger import DAggerConfig
         from imitate.sft import SFTConfig
 
-        self.dagger_mod, self.store_path, self.run_dir, self.args = dagger_mod, store_path, run_dir, args
+        self.store_path, self.run_dir, self.args = store_path, run_dir, args
+        self.plan = work_plan(args.samples_per_round, args.num_envs, args.epochs, args.epoch_samples)
         torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)  # fit() sets it too, for its rounds
         self.config = DAggerConfig(
-            rounds=1, num_envs=args.num_envs, steps_per_env=args.samples_per_round // args.num_envs,
+            rounds=1, num_envs=self.plan.num_envs, steps_per_env=self.plan.steps_per_env,
             beta="exponential:0.5", mixing="step", eval_episodes=1, eval_horizon_s=args.eval_horizon,
             sft=SFTConfig(epochs=SFT_EPOCHS, patience=SFT_PATIENCE, batch_size=BATCH_SIZE, lr=LR,
                           threads=args.torch_threads),
-            retrain=SFTConfig(epochs=args.epochs, patience=RETRAIN_PATIENCE, batch_size=BATCH_SIZE, lr=LR,
-                              threads=args.torch_threads, epoch_samples=args.epoch_samples),
-            seed=args.seed)
+            retrain=imitate_retrain_config(self.plan, args.torch_threads), seed=args.seed)
         self.init_checkpoint = run_dir.parent / "imitate-round0.pt"
-        self.last_round_end: tuple[float, float] | None = None  # (wall, cpu) of round 0's on_round
+
+    def work(self) -> dict:
+        threads = self.args.imitate_sim_threads or os.cpu_count() or 1
+        return {"vec_env": f"batched ({threads} sim threads)", "processes": 1, "sim_threads": threads,
+                "torch_threads": self.args.torch_threads or os.cpu_count() or 1}
 
     def round0(self) -> dict:
         """run_dagger's own round 0 (sft_on_store with config.sft), done by hand so that it can be
@@ -172,44 +299,60 @@ class ImitateSide:
 
         store = DemoStore(self.store_path)
         t = time.perf_counter()
-        policy, sft = sft_on_store(store, self.config.sft)
+        with counting_optimiser_steps() as steps:
+            policy, sft = sft_on_store(store, self.config.sft)
         save_checkpoint(self.init_checkpoint, policy, store.env_config, round=0)
-        return {"seconds": time.perf_counter() - t, "epochs": sft.epochs_run}
+        return {"seconds": time.perf_counter() - t, "epochs": sft.epochs_run, "adam_steps": steps[0],
+                "train_samples": sft.train_samples}
 
     def round(self, k: int) -> dict:
+        import imitate.sft as sft_mod
         from imitate.dagger import run_dagger
+        from imitate.experts.pd import PDExpert
+        from imitate.motion import load_clip
+        from imitate.store import DemoStore
 
-        epochs, marks, ends = [], {}, {}
-        real_sft = self.dagger_mod.sft_on_store
+        watch = Stopwatch()
+        marks, ends, epochs = {}, {}, []
+        real_fit = sft_mod.fit
 
-        def counting_sft(*a, **kw):  # read-only instrumentation: how many epochs the fit ran
-            policy, result = real_sft(*a, **kw)
+        def timed_fit(*a, **kw):  # read-only instrumentation: the fit's time and epochs
+            with watch("train"):
+                result = real_fit(*a, **kw)
             epochs.append(result.epochs_run)
-            return policy, result
+            return result
 
         def on_round(result):
-            ends[result.round] = (time.perf_counter(), time.process_time())
+            ends[result.round] = watch.now()
 
         def on_progress(message):
             if message.startswith(f"round {k}:"):
-                marks[message.split(":")[1].split()[0]] = time.perf_counter()
+                marks.setdefault(message.split(":")[1].split()[0], watch.now())
 
-        self.dagger_mod.sft_on_store = counting_sft
-        start = (time.perf_counter(), time.process_time())
+        expert = TimedExpert(PDExpert(load_clip(CLIP), ACTION_SPACE), watch)
+        sft_mod.fit = timed_fit
+        start = watch.now()
         try:
-            results = run_dagger(self.run_dir, self.store_path, replace(self.config, rounds=k),
-                                 init_checkpoint=self.init_checkpoint, on_round=on_round, on_progress=on_progress)
+            with counting_optimiser_steps() as steps:
+                results = run_dagger(self.run_dir, self.store_path, replace(self.config, rounds=k),
+                                     init_checkpoint=self.init_checkpoint, expert=expert, on_round=on_round,
+                                     on_progress=on_progress, sim_threads=self.args.imitate_sim_threads)
         finally:
-            self.dagger_mod.sft_on_store = real_sft
+            sft_mod.fit = real_fit
         # round 1's call also finishes round 0 (its checkpoint and evaluation): time from there
-        t0, c0 = ends.get(0, start)
-        t1, c1 = ends[k]
+        begin, end = ends.get(0, start), ends[k]
         result = results[k]
-        collect = marks["retraining"] - marks["collecting"]
+        watch.add("collect", marks["collecting"], marks["retraining"])
+        for kind in ("wall", "cpu"):  # the expert's calls happen inside the collection
+            getattr(watch, kind)["collect"] -= getattr(watch, kind)["label"]
+        watch.add("eval", marks["evaluating"], end)
         self.final_checkpoint = self.run_dir / result.checkpoint  # a name in the run folder (or a path)
-        return {"round": k, "beta": result.beta, "samples": result.new_steps, "seconds": t1 - t0, "cpu_s": c1 - c0,
-                "collect_s": collect, "train_s": result.sft_seconds,
-                "other_s": (t1 - t0) - collect - result.sft_seconds, "epochs": epochs[0]}
+        index = DemoStore(self.store_path).episode_index()
+        newest = max(e["round"] for e in index)  # the round just collected
+        train_samples = sum(e["length"] for e in index if e["round"] == newest and e["split"] == "train")
+        return {"round": k, "beta": result.beta, "samples": result.new_steps, "train_samples": train_samples,
+                "adam_steps": steps[0], "epochs": epochs[0],
+                **watch.split((end[0] - begin[0], end[1] - begin[1]), rest="other")}
 
     def evaluate(self) -> dict:
         from imitate.policy import load_checkpoint
@@ -230,6 +373,22 @@ def expert_reference(args) -> dict:
 # the imitation library's side (run by the imitation venv's python with --side imitation)
 
 
+def state_reading_env_factory():
+    """A function making imitate's env wrapped so that a VecEnv's ``env_method("sim_state")``
+    returns its simulator state: (obs (1, D), qpos (1, nq), qvel (1, nv), clip time (1,)), copies.
+    Built on call: the wrapper subclasses gymnasium's, imported only in the side's venv."""
+    import gymnasium
+
+    import imitate
+
+    class StateReading(gymnasium.Wrapper):
+        def sim_state(self):
+            sim = self.env.unwrapped.sim
+            return sim.obs.copy(), sim.qpos.copy(), sim.qvel.copy(), sim.ref_time_s.copy()
+
+    return lambda: StateReading(imitate.make_env(CLIP, action_space=ACTION_SPACE))
+
+
 class ImitationLibrarySide:
     """imitation's BC + SimpleDAggerTrainer on imitate's env and PD expert, one round per call."""
 
@@ -240,53 +399,46 @@ class ImitationLibrarySide:
         from imitation.data import types
         from imitation.util import logger as imit_logger
         from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-        from stable_baselines3.common.vec_env import DummyVecEnv
+        from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
         from torch import nn
 
-        import imitate
         from imitate.experts.pd import PDExpert
         from imitate.motion import load_clip
         from imitate.store import DemoStore
 
         self.args = args
+        self.plan = work_plan(args.samples_per_round, args.num_envs, args.epochs, args.epoch_samples)
         torch.manual_seed(args.seed)
         torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)  # as imitate's SFTConfig.threads
         rng = np.random.default_rng(args.seed)
         store = DemoStore(store_path)
         stats = store.normalisation("obs")
-
-        def make():
-            return imitate.make_env(CLIP, action_space=ACTION_SPACE)
-
-        venv = DummyVecEnv([make] * args.num_envs)
+        make = state_reading_env_factory()
+        vec = SubprocVecEnv if args.imitation_vec == "subproc" else DummyVecEnv
+        self.venv = venv = vec([make] * args.num_envs)
         venv.seed(args.seed)
+        self.worker_pids = [proc.pid for proc in getattr(venv, "processes", [])]
         expert = PDExpert(load_clip(CLIP), ACTION_SPACE)
+        self.watch = watch = Stopwatch(lambda: _sidecar.cpu_seconds_of(self.worker_pids))
 
         class SimStateExpert(BasePolicy):
-            """The PD expert as an SB3 policy.  It ignores the observations it is handed and reads
-            every sub-env's simulator state and clip time (the obs lacks the exact clip time):
-            correct only while it is asked about all envs' current observations, in order."""
+            """The PD expert as an SB3 policy.  It reads every sub-env's simulator state and clip
+            time (the obs lacks the exact clip time) with env_method, and checks that the
+            observations it was asked about are those envs' current ones."""
 
             def __init__(self):
                 super().__init__(venv.observation_space, venv.action_space)
-                self.checks_left = 50
 
             def forward(self, *a, **kw):
                 raise NotImplementedError
 
             def _predict(self, observation, deterministic: bool = False):
-                sims = [e.unwrapped.sim for e in venv.envs]
-                if len(observation) != len(sims):
-                    raise RuntimeError(f"expert: asked about {len(observation)} observations, not the {len(sims)} "
-                                       f"envs' current ones: it cannot know their states")
-                if self.checks_left > 0:  # the observations must be the envs' current ones
-                    self.checks_left -= 1
-                    if not np.allclose(observation.cpu().numpy(), np.concatenate([s.obs for s in sims]), atol=1e-5):
-                        raise RuntimeError("expert: the observations are not the envs' current states")
-                qpos = np.concatenate([s.qpos for s in sims])
-                qvel = np.concatenate([s.qvel for s in sims])
-                t = np.concatenate([s.ref_time_s for s in sims])
-                return torch.as_tensor(expert(qpos, qvel, t), dtype=torch.float32)
+                with watch("label"):
+                    obs, qpos, qvel, t = (np.concatenate(part) for part in zip(*venv.env_method("sim_state"),
+                                                                               strict=True))
+                    if len(observation) != len(obs) or not np.allclose(observation.cpu().numpy(), obs, atol=1e-5):
+                        raise RuntimeError("expert: asked about observations that are not the envs' current ones")
+                    return torch.as_tensor(expert(qpos, qvel, t), dtype=torch.float32)
 
         policy = ActorCriticPolicy(venv.observation_space, venv.action_space, lr_schedule=lambda _: LR,
                                    net_arch=dict(pi=[1024, 512], vf=[]), activation_fn=nn.ReLU,
@@ -294,54 +446,59 @@ class ImitationLibrarySide:
                                    features_extractor_kwargs=dict(mean=stats["mean"], std=stats["std"]))
         log = imit_logger.configure(folder=str(scratch / "log"), format_strs=["csv"])
         self.bc_trainer = bc.BC(observation_space=venv.observation_space, action_space=venv.action_space, rng=rng,
-                                policy=policy, batch_size=BATCH_SIZE, optimizer_kwargs=dict(lr=LR), device="cpu",
-                                custom_logger=log)
+                                policy=policy, batch_size=self.plan.batch_size, optimizer_kwargs=dict(lr=LR),
+                                device="cpu", custom_logger=log)
         self.trajs = [types.Trajectory(obs=np.concatenate([o, o[-1:]]), acts=a.astype(np.float32), infos=None,
                                        terminal=True) for o, a in mocap_trajectories(store)]
         self.trainer = SimpleDAggerTrainer(venv=venv, scratch_dir=scratch / "dagger", expert_policy=SimStateExpert(),
                                            rng=rng, expert_trajs=self.trajs,
                                            beta_schedule=ExponentialBetaSchedule(0.5), bc_trainer=self.bc_trainer,
                                            custom_logger=log)
-        self.phase = {"train_s": 0.0, "load_s": 0.0}
         self.seen = sum(len(t) for t in self.trajs)
 
-    def round0(self) -> dict:
-        """BC on the store's train-split mocap pairs (imitate's round 0 is its SFT on them)."""
+    def work(self) -> dict:
+        subproc = self.args.imitation_vec == "subproc"
+        return {"vec_env": f"{'SubprocVecEnv' if subproc else 'DummyVecEnv'} ({self.args.num_envs} envs)",
+                "processes": 1 + len(self.worker_pids), "sim_threads": 1,
+                "torch_threads": self.args.torch_threads or os.cpu_count() or 1}
+
+    def round0(self, adam_steps: int) -> dict:
+        """BC on the store's train-split mocap pairs for `adam_steps` steps (imitate's round 0 is
+        its SFT on them; this many steps is what it took)."""
         from imitation.data import rollout
 
         t = time.perf_counter()
         self.bc_trainer.set_demonstrations(rollout.flatten_trajectories(self.trajs))
-        self.bc_trainer.train(n_epochs=SFT_EPOCHS, progress_bar=False)
+        with counting_optimiser_steps() as steps:
+            self.bc_trainer.train(**imitation_bc_train_kwargs(self.plan, adam_steps))
         seconds = time.perf_counter() - t
 
         def timed(name, fn):  # from now on, time the parts of each round
             def wrapper(*a, **kw):
-                t = time.perf_counter()
-                try:
+                with self.watch(name):
                     return fn(*a, **kw)
-                finally:
-                    self.phase[name] += time.perf_counter() - t
             return wrapper
 
-        self.bc_trainer.train = timed("train_s", self.bc_trainer.train)
-        self.trainer._try_load_demos = timed("load_s", self.trainer._try_load_demos)
-        return {"seconds": seconds, "epochs": SFT_EPOCHS}
+        self.bc_trainer.train = timed("train", self.bc_trainer.train)
+        self.trainer._try_load_demos = timed("other", self.trainer._try_load_demos)
+        return {"seconds": seconds, "adam_steps": steps[0], "train_samples": self.seen, "work": self.work()}
 
     def round(self, k: int) -> dict:
         """One SimpleDAggerTrainer round: train() stops after the round whose samples reach
         total_timesteps."""
-        n = self.args.samples_per_round
+        n = self.plan.samples_per_round
         beta = float(self.trainer.beta_schedule(self.trainer.round_num))
-        self.phase.update(train_s=0.0, load_s=0.0)
-        t, cpu = time.perf_counter(), time.process_time()
-        self.trainer.train(total_timesteps=n, rollout_round_min_timesteps=n, rollout_round_min_episodes=1,
-                           bc_train_kwargs=dict(n_epochs=self.args.epochs, log_rollouts_venv=None, progress_bar=False))
-        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+        watch = self.watch
+        watch.wall, watch.cpu = dict.fromkeys(STAGES, 0.0), dict.fromkeys(STAGES, 0.0)
+        begin = watch.now()
+        with counting_optimiser_steps() as steps:
+            self.trainer.train(total_timesteps=n, rollout_round_min_timesteps=n, rollout_round_min_episodes=1,
+                               bc_train_kwargs=imitation_bc_train_kwargs(self.plan))
+        end = watch.now()
         total = sum(len(tr) for tr in self.trainer._all_demos)  # everything it trains on now
         samples, self.seen = total - self.seen, total
-        return {"round": k, "beta": beta, "samples": samples, "seconds": seconds, "cpu_s": cpu,
-                "collect_s": seconds - self.phase["train_s"] - self.phase["load_s"], "train_s": self.phase["train_s"],
-                "other_s": self.phase["load_s"], "epochs": self.args.epochs}
+        return {"round": k, "beta": beta, "samples": samples, "train_samples": samples, "adam_steps": steps[0],
+                "epochs": None, **watch.split((end[0] - begin[0], end[1] - begin[1]), rest="collect")}
 
     def evaluate(self) -> dict:
         import imitation
@@ -349,13 +506,15 @@ class ImitationLibrarySide:
 
         final = self.trainer.policy
         final.set_training_mode(False)
-        return {**evaluate_controller(_sidecar.sb3_controller(final), self.args),
-                "versions": {"imitation": imitation.__version__, "stable_baselines3": stable_baselines3.__version__}}
+        out = {**evaluate_controller(_sidecar.sb3_controller(final), self.args),
+               "versions": {"imitation": imitation.__version__, "stable_baselines3": stable_baselines3.__version__}}
+        self.venv.close()
+        return out
 
 
 def serve_imitation_side(args) -> int:
-    """The subprocess: answer commands from stdin ("round0", "round K", "evaluate", "quit"), one
-    JSON line each on stdout; everything the libraries print goes to stderr."""
+    """The subprocess: answer commands from stdin ("round0 STEPS", "round K", "evaluate", "quit"),
+    one JSON line each on stdout; everything the libraries print goes to stderr."""
     return _sidecar.serve(lambda: ImitationLibrarySide(Path(args.store), Path(args.workdir), args),
                           ("round0", "round", "evaluate"))
 
@@ -370,13 +529,13 @@ class ImitationSubprocess(_sidecar.Sidecar):
         scratch = work / "imitation"
         scratch.mkdir(parents=True, exist_ok=True)
         cmd = [python, str(Path(__file__).resolve()), "--side", "imitation", "--store", str(store_path),
-               "--workdir", str(scratch), *_sidecar.cli_options(args, "samples_per_round", "epochs", "num_envs",
-                                                                "eval_horizon", "eval_episodes", "seed",
-                                                                "torch_threads")]
+               "--workdir", str(scratch), *_sidecar.cli_options(args, "samples_per_round", "epochs", "epoch_samples",
+                                                                "num_envs", "imitation_vec", "eval_horizon",
+                                                                "eval_episodes", "seed", "torch_threads")]
         super().__init__(cmd, work / "imitation-side.log", CLIP, "bench_dagger_vs_imitation: the imitation side")
 
-    def round0(self) -> dict:
-        return self.ask("round0")
+    def round0(self, adam_steps: int) -> dict:
+        return self.ask(f"round0 {adam_steps}")
 
     def round(self, k: int) -> dict:
         return self.ask(f"round {k}")
@@ -389,17 +548,41 @@ class ImitationSubprocess(_sidecar.Sidecar):
 # driver
 
 
-def summarise(side: dict) -> dict:
-    rounds = side["rounds"]
-    med = statistics.median
-    return {"side": side["side"], "rounds": len(rounds), "samples_per_round": med(r["samples"] for r in rounds),
-            "seconds_per_round": med(r["seconds"] for r in rounds),
-            "cpu_seconds_per_round": med(r["cpu_s"] for r in rounds),
-            "seconds_per_1k_samples": med(1000.0 * r["seconds"] / r["samples"] for r in rounds),
-            "collect_s": med(r["collect_s"] for r in rounds), "train_s": med(r["train_s"] for r in rounds),
-            "other_s": med(r["other_s"] for r in rounds), "epochs": med(r["epochs"] for r in rounds),
-            "round0_seconds": side["round0"]["seconds"],
-            **{k: v for k, v in side["evaluation"].items() if k != "versions"}}
+def equal_work(r: dict, samples: int, kind: str) -> float:
+    """A round's seconds (kind "wall" or "cpu") at the plan's work: collection and labelling scaled
+    to `samples` collected (imitate's count), evaluation left out (imitation does none)."""
+    part = r[kind]
+    scale = samples / r["samples"]
+    return (part["collect"] + part["label"]) * scale + part["train"] + part["other"]
+
+
+def summarise(side: dict, samples: int) -> dict:
+    """Medians over a side's DAgger rounds (round 0 left out)."""
+    rounds, med = side["rounds"], statistics.median
+    out = {"side": side["side"], **side["work"], "rounds": len(rounds),
+           "samples": med(r["samples"] for r in rounds), "train_samples": med(r["train_samples"] for r in rounds),
+           "adam_steps": med(r["adam_steps"] for r in rounds)}
+    for kind in ("wall", "cpu"):
+        out[kind] = {stage: med(r[kind][stage] for r in rounds) for stage in STAGES}
+        out[f"{kind}_round"] = med(sum(r[kind].values()) for r in rounds)
+        out[f"{kind}_equal_work"] = med(equal_work(r, samples, kind) for r in rounds)
+        out[f"{kind}_per_1k_collect"] = med(1000 * (r[kind]["collect"] + r[kind]["label"]) / r["samples"]
+                                            for r in rounds)
+        out[f"{kind}_per_step_train"] = med(r[kind]["train"] / r["adam_steps"] for r in rounds)
+    return out | {k: v for k, v in side["evaluation"].items() if k != "versions"}
+
+
+def check_work(out: dict, plan: WorkPlan) -> None:
+    """Stop (one line) if a side took other than the planned Adam steps in a DAgger round, or
+    round 0's steps differ between the sides."""
+    for name in ("imitate", "imitation"):
+        for r in out[name]["rounds"]:
+            if r["adam_steps"] != plan.adam_steps:
+                sys.exit(f"bench_dagger_vs_imitation: {name} took {r['adam_steps']} Adam steps in round "
+                         f"{r['round']}, not the planned {plan.adam_steps}: the comparison is not at equal work")
+    if out["imitate"]["round0"]["adam_steps"] != out["imitation"]["round0"]["adam_steps"]:
+        sys.exit("bench_dagger_vs_imitation: round 0's Adam steps differ between the sides "
+                 f"({out['imitate']['round0']['adam_steps']} and {out['imitation']['round0']['adam_steps']})")
 
 
 def run_both(args, work: Path, say) -> dict:
@@ -414,14 +597,16 @@ def run_both(args, work: Path, say) -> dict:
         shutil.copyfile(mocap, stores[name])
     shutil.rmtree(work / "imitate-run", ignore_errors=True)
     shutil.rmtree(work / "imitation", ignore_errors=True)
-    say(f"starting the imitation side ({args.imitation_python})")
+    say(f"starting the imitation side ({args.imitation_python}, {args.imitation_vec})")
     theirs = ImitationSubprocess(args.imitation_python, stores["imitation"], work, args)
     try:
         mine = ImitateSide(stores["imitate"], work / "imitate-run", args)
         out = {side.name: {"side": side.name, "rounds": []} for side in (mine, theirs)}
-        for side in (mine, theirs):
-            say(f"{side.name}: round 0 ({'SFT' if side is mine else 'BC'} on the mocap store)")
-            out[side.name]["round0"] = side.round0()
+        say("imitate: round 0 (SFT on the mocap store)")
+        out["imitate"]["round0"] = mine.round0()
+        say(f"imitation: round 0 (BC on the mocap store, {out['imitate']['round0']['adam_steps']} Adam steps)")
+        out["imitation"]["round0"] = theirs.round0(out["imitate"]["round0"]["adam_steps"])
+        out["imitate"]["work"], out["imitation"]["work"] = mine.work(), out["imitation"]["round0"].pop("work")
         for k in range(1, args.rounds + 1):  # interleaved, ABBA, so that the host's drift hits both alike
             for side in ((mine, theirs) if k % 2 else (theirs, mine)):
                 say(f"{side.name}: DAgger round {k}")
@@ -435,45 +620,70 @@ def run_both(args, work: Path, say) -> dict:
     return out
 
 
+def ratios(a: dict, b: dict) -> dict:
+    """imitation's seconds over imitate's (> 1: imitate faster), wall and per CPU second."""
+    return {kind: {"equal_work": b[f"{kind}_equal_work"] / a[f"{kind}_equal_work"],
+                   "as_run": b[f"{kind}_round"] / a[f"{kind}_round"],
+                   "collect_per_sample": b[f"{kind}_per_1k_collect"] / a[f"{kind}_per_1k_collect"],
+                   "train_per_step": b[f"{kind}_per_step_train"] / a[f"{kind}_per_step_train"],
+                   "rest_equal_work": ((b[f"{kind}_equal_work"] - b[kind]["collect"] * a["samples"] / b["samples"])
+                                       / (a[f"{kind}_equal_work"] - a[kind]["collect"]))}
+            for kind in ("wall", "cpu")} | {"return_difference": a["normalised_return"] - b["normalised_return"]}
+
+
 def print_table(report: dict) -> None:
-    console = _sidecar.console(width=140)
-    s = report["settings"]
-    table = _sidecar.table(f"DAgger on '{CLIP}' ({ACTION_SPACE}): imitate vs imitation "
-                           f"{report.get('imitation_version', '')}, {s['num_envs']} envs, --epochs {s['epochs']}, "
-                           f"imitate --epoch-samples {s.get('epoch_samples') or 'all'}, "
-                           f"torch threads {s['torch_threads'] or 'all'}",
-                           ("side", "rounds", "samples/round", "s/round (median)", "CPU s/round", "s/1k samples",
-                            "epochs/round", "normalised return", "survival [s]"))
+    console = _sidecar.console(width=160)
+    s, plan = report["settings"], report["plan"]
+    work = _sidecar.table(
+        f"DAgger on '{CLIP}' ({ACTION_SPACE}): imitate vs imitation {report.get('imitation_version', '')}, the work "
+        f"per round (median of {s['rounds']} rounds; planned: {plan['samples_per_round']} samples, "
+        f"{plan['adam_steps']} Adam steps of {plan['batch_size']})",
+        ("side", "vec env", "processes", "torch threads", "samples", "train samples", "Adam steps",
+         "normalised return", "survival [s]"))
     for row in report["summary"]:
         ret = f"{row['normalised_return']:.4f} ± {row['normalised_return_std']:.4f}"
         surv = f"{row['survival_s']:.2f} ± {row['survival_s_std']:.2f}"
         if row["side"] == "PD expert":
-            table.add_row("PD expert (reference)", "", "", "", "", "", "", ret, surv)
+            work.add_row("PD expert (reference)", "", "", "", "", "", "", ret, surv)
             continue
-        table.add_row(row["side"], str(row["rounds"]), f"{row['samples_per_round']:.0f}",
-                      f"{row['seconds_per_round']:.2f}", f"{row['cpu_seconds_per_round']:.2f}",
-                      f"{row['seconds_per_1k_samples']:.2f}", f"{row['epochs']:.0f}", ret, surv)
-    console.print(table)
-    rounds = _sidecar.table("per round, wall seconds (collect: imitate collect+label+HDF5 append, imitation "
-                            "rollouts+npz writes; other: imitate checkpoint+its evaluation, imitation loading its npz "
-                            "demos)", ("side", "round", "beta", "samples", "s", "CPU s", "collect s", "train s",
-                                       "other s", "epochs"))
+        work.add_row(row["side"], row["vec_env"], str(row["processes"]), str(row["torch_threads"]),
+                     f"{row['samples']:.0f}", f"{row['train_samples']:.0f}", f"{row['adam_steps']:.0f}", ret, surv)
+    console.print(work)
+    for kind, what in (("wall", "wall seconds"), ("cpu", "CPU seconds (all processes)")):
+        stages = _sidecar.table(f"per round, {what} (median)",
+                                ("side", *STAGES, "round (as run)", "equal work", f"{kind} per 1k collected",
+                                 f"{kind} per Adam step"))
+        for row in report["summary"][:2]:
+            stages.add_row(row["side"], *(f"{row[kind][st]:.2f}" for st in STAGES), f"{row[f'{kind}_round']:.2f}",
+                           f"{row[f'{kind}_equal_work']:.2f}", f"{row[f'{kind}_per_1k_collect']:.2f}",
+                           f"{1000 * row[f'{kind}_per_step_train']:.1f} ms")
+        console.print(stages)
+    rounds = _sidecar.table("each round (wall s; samples collected, Adam steps counted)",
+                            ("side", "round", "beta", "samples", "Adam steps", *STAGES, "CPU s"))
     for name, side in report["sides"].items():
-        rounds.add_row(name, "0 (SFT/BC)", "", "", f"{side['round0']['seconds']:.2f}", "", "", "", "",
-                       str(side["round0"]["epochs"]))
+        r0 = side["round0"]
+        rounds.add_row(name, "0 (SFT/BC)", "", str(r0["train_samples"]), str(r0["adam_steps"]), "", "",
+                       f"{r0['seconds']:.2f}", "", "", "")
         for r in side["rounds"]:
-            rounds.add_row(name, str(r["round"]), f"{r['beta']:.3f}", str(r["samples"]), f"{r['seconds']:.2f}",
-                           f"{r['cpu_s']:.2f}", f"{r['collect_s']:.2f}", f"{r['train_s']:.2f}", f"{r['other_s']:.2f}",
-                           str(r["epochs"]))
+            rounds.add_row(name, str(r["round"]), f"{r['beta']:.3f}", str(r["samples"]), str(r["adam_steps"]),
+                           *(f"{r['wall'][st]:.2f}" for st in STAGES), f"{sum(r['cpu'].values()):.2f}")
     console.print(rounds)
     r = report["ratio"]
     verdict = "met" if r["target_met"] else "NOT met"
-    console.print(f"speed ratio imitation/imitate, median s/round: [bold]{r['per_round']:.1f}x[/] (CPU s/round "
-                  f"{r['cpu_per_round']:.1f}x, s per 1k samples {r['per_1k_samples']:.1f}x); normalised return "
-                  f"imitate - imitation: {r['return_difference']:+.4f}.  Target (>= 5x per round at equal or better "
-                  f"return): {verdict}.")
-    console.print(f"Evaluation: {s['eval_episodes']} episodes, {s['eval_horizon']} s, from phase 0, deterministic, "
-                  "init_noise_rad 0.01.  Unfair or different, to keep in mind:")
+    console.print(
+        f"imitation / imitate at equal work: [bold]{r['cpu']['equal_work']:.2f}x per CPU second[/], "
+        f"{r['wall']['equal_work']:.2f}x wall (as run, with imitate's evaluation: {r['cpu']['as_run']:.2f}x CPU, "
+        f"{r['wall']['as_run']:.2f}x wall).  By stage: collection + labelling per sample "
+        f"{r['cpu']['collect_per_sample']:.2f}x "
+        f"CPU ({r['wall']['collect_per_sample']:.2f}x wall; mostly the batched env, which a VecEnv adapter would give "
+        f"any library); the round without its collection {r['cpu']['rest_equal_work']:.2f}x CPU "
+        f"({r['wall']['rest_equal_work']:.2f}x wall); training per Adam step {r['cpu']['train_per_step']:.2f}x CPU.  "
+        f"Normalised return imitate - imitation: {r['return_difference']:+.4f}.  Target (>= 5x per CPU second at "
+        f"equal work, equal or better return): {verdict}.")
+    console.print("Equal work: the same Adam steps (counted on both sides), collection and labelling scaled to "
+                  f"imitate's {plan['samples_per_round']} samples, imitate's evaluation left out.  Evaluation: "
+                  f"{s['eval_episodes']} episodes, {s['eval_horizon']} s, from phase 0, deterministic, init_noise_rad "
+                  "0.01.  Also different:")
     for note in NOTES:
         console.print(f"  - {note}")
 
@@ -482,18 +692,23 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="DAgger rounds after round 0 (default 3)")
-    p.add_argument("--samples-per-round", type=int, default=1200, help="env steps collected per round (default 1200)")
+    p.add_argument("--samples-per-round", type=int, default=1200,
+                   help="env steps imitate collects per round, imitation at least (default 1200)")
     p.add_argument("--num-envs", type=int, default=8, help="envs collecting in parallel (default 8)")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs per round (imitate: at most; default 30)")
-    p.add_argument("--epoch-samples", type=int, default=None,
-                   help="imitate only: samples drawn per retraining epoch (SFTConfig.epoch_samples; default: all "
-                        "its data, as imitation's epochs are). imitation has no such option")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs per round (default 30)")
+    p.add_argument("--epoch-samples", type=int, default=512,
+                   help=f"samples per epoch, a multiple of {BATCH_SIZE} (default 512): a round trains "
+                        f"epochs x epoch-samples / {BATCH_SIZE} Adam steps on both sides")
+    p.add_argument("--imitation-vec", choices=["subproc", "dummy"], default="subproc",
+                   help="imitation's vec env: SubprocVecEnv (one process per env, default) or DummyVecEnv")
+    p.add_argument("--imitate-sim-threads", type=int, default=0,
+                   help="threads of imitate's batched simulation (0: all cores, its default)")
     p.add_argument("--eval-horizon", type=float, default=10.0, help="evaluation horizon [s] (default 10)")
     p.add_argument("--eval-episodes", type=int, default=3, help="evaluation episodes (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--torch-threads", type=int, default=1,
-                   help="torch threads on both sides (imitate's SFTConfig.threads; 0: all cores, imitate's default). "
-                        "Default 1: on a loaded 2-core host 2 threads made SFT epochs over 10x slower")
+                   help="torch threads on both sides (imitate's SFTConfig.threads; 0: all cores). Default 1: on a "
+                        "loaded 2-core host 2 threads made SFT epochs over 10x slower")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the tables")
     p.add_argument("--imitation-python", default=DEFAULT_IMITATION_PYTHON,
                    help=f"python of the venv with imitation 1.0.1 (default {DEFAULT_IMITATION_PYTHON})")
@@ -502,15 +717,14 @@ def parse_args(argv=None):
     p.add_argument("--side", choices=["both", "imitation"], default="both", help=argparse.SUPPRESS)
     p.add_argument("--store", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if min(args.rounds, args.num_envs, args.epochs, args.eval_episodes) < 1 or args.samples_per_round < args.num_envs:
-        p.error("rounds, num-envs, epochs and eval-episodes must be >= 1, and samples-per-round >= num-envs")
-    if args.epoch_samples is not None and args.epoch_samples < 1:
-        p.error("epoch-samples must be >= 1")
-    if args.torch_threads < 0:
-        p.error("torch-threads must be >= 0 (0: all cores)")
-    if args.samples_per_round % args.num_envs:
-        p.error(f"samples-per-round must be a multiple of num-envs ({args.num_envs}): imitate collects "
-                f"num-envs x steps")
+    if min(args.rounds, args.eval_episodes) < 1:
+        p.error("rounds and eval-episodes must be >= 1")
+    if args.torch_threads < 0 or args.imitate_sim_threads < 0:
+        p.error("torch-threads and imitate-sim-threads must be >= 0 (0: all cores)")
+    try:
+        work_plan(args.samples_per_round, args.num_envs, args.epochs, args.epoch_samples)
+    except ValueError as exc:
+        p.error(str(exc))
     return args
 
 
@@ -520,20 +734,19 @@ def main(argv=None) -> int:
         return serve_imitation_side(args)
     _sidecar.check_python(args.imitation_python, "bench_dagger_vs_imitation", "imitation",
                           ("imitation", "stable_baselines3", "imitate"), "--imitation-python", SETUP)
+    plan = work_plan(args.samples_per_round, args.num_envs, args.epochs, args.epoch_samples)
     with _sidecar.work_folder(args.workdir, "bench-dagger-") as work:
         out = run_both(args, work, _sidecar.progress(args.json))
+    check_work(out, plan)
     mine, theirs = out["imitate"], out["imitation"]
-    summary = [summarise(mine), summarise(theirs), {"side": "PD expert", **out["expert"]}]
-    a, b = summary[0], summary[1]
-    ratio = {"per_round": b["seconds_per_round"] / a["seconds_per_round"],
-             "cpu_per_round": b["cpu_seconds_per_round"] / a["cpu_seconds_per_round"],
-             "per_1k_samples": b["seconds_per_1k_samples"] / a["seconds_per_1k_samples"],
-             "return_difference": a["normalised_return"] - b["normalised_return"]}
-    ratio["target_met"] = bool(ratio["per_round"] >= 5.0 and ratio["return_difference"] >= 0.0)
+    summary = [summarise(mine, plan.samples_per_round), summarise(theirs, plan.samples_per_round),
+               {"side": "PD expert", **out["expert"]}]
+    ratio = ratios(summary[0], summary[1])
+    ratio["target_met"] = bool(ratio["cpu"]["equal_work"] >= 5.0 and ratio["return_difference"] >= 0.0)
     report = {"settings": {k: getattr(args, k) for k in (
-                  "rounds", "samples_per_round", "num_envs", "epochs", "epoch_samples", "eval_horizon", "eval_episodes",
-                  "seed", "torch_threads")},
-              "imitation_version": theirs["evaluation"].get("versions", {}).get("imitation", ""),
+                  "rounds", "samples_per_round", "num_envs", "epochs", "epoch_samples", "imitation_vec",
+                  "imitate_sim_threads", "eval_horizon", "eval_episodes", "seed", "torch_threads")},
+              "plan": plan.__dict__, "imitation_version": theirs["evaluation"].get("versions", {}).get("imitation", ""),
               "summary": summary, "ratio": ratio, "sides": {"imitate": mine, "imitation": theirs}, "notes": NOTES}
     if args.json:
         print(json.dumps(report, indent=2))

@@ -817,3 +817,59 @@ def test_a_round_step_by_step_is_the_same_as_run(clean_run, module_dir, tmp_path
     for a, b in zip(clean_run[2], trainer.results, strict=True):
         assert (a.round, a.beta, a.new_steps, a.total_steps) == (b.round, b.beta, b.new_steps, b.total_steps)
         assert a.expert_share == pytest.approx(b.expert_share)
+
+
+def test_the_learner_asked_in_blocks_gives_each_row_the_same_bits_for_any_rows_beside_it():
+    """collect asks the learner LEARNER_BLOCK rows at a time (fewer calls than one per row) when
+    rows_independent clears it: a humanoid's action must then not depend on how many envs share
+    the call, nor on their rows.  Checked on the pipeline's policy (179 -> 1024 -> 512 -> 28)
+    against each row alone in a block of zeros, for every count of rows 1..2 blocks + 1 in
+    shuffled orders; one row alone and in a block of 8 do differ (so the fixed block is what keeps
+    the bits)."""
+    from imitate.dagger import LEARNER_BLOCK, act_in_blocks, rows_independent
+
+    torch.manual_seed(0)
+    policy = GaussianPolicy(179, 28, PolicyConfig())
+    rng = np.random.default_rng(1)
+    policy.set_normaliser(rng.normal(size=179), rng.uniform(0.1, 2.0, size=179))
+    assert rows_independent(policy.act, 179)
+    obs = (rng.normal(size=(2 * LEARNER_BLOCK + 1, 179)) * 3).astype(np.float32)
+    alone = []
+    for row in obs:  # each row by itself, padded with zeros to one block (its own computation)
+        block = np.zeros((LEARNER_BLOCK, 179), np.float32)
+        block[LEARNER_BLOCK - 1] = row
+        alone.append(policy.act(block)[LEARNER_BLOCK - 1])
+    alone = np.array(alone)
+    calls = []
+
+    def learner(x):
+        calls.append(len(x))
+        return policy.act(x)
+
+    for n in range(1, len(obs) + 1):
+        calls.clear()
+        order = rng.permutation(n)
+        got = act_in_blocks(learner, obs[order], LEARNER_BLOCK)
+        assert got.shape == (n, 28) and calls == [LEARNER_BLOCK] * -(-n // LEARNER_BLOCK)
+        np.testing.assert_array_equal(got, alone[order], err_msg=f"{n} rows")
+    assert not np.array_equal(policy.act(obs[:1]), alone[:1])
+
+
+def test_a_learner_whose_rows_depend_on_their_position_is_asked_row_by_row():
+    """A learner that rounds a row differently by its position in the call (here by design: row
+    i gets + i * 1e-12) is not cleared, and collect then asks it one row at a time."""
+    from imitate.dagger import rows_independent
+
+    def positional(x):
+        return np.tanh(x[:, :2]) + 1e-12 * np.arange(len(x))[:, None]
+
+    assert not rows_independent(positional, 6)
+    assert rows_independent(lambda x: np.tanh(x[:, :2]), 6)
+    sizes = []
+
+    def learner(x):
+        sizes.append(len(x))
+        return positional(x)
+
+    collect(PointMass(5, horizon=9), learner, pm_expert, 0.0, 4, 0)
+    assert sizes[-4 * 5:] == [1] * (4 * 5)  # after the probe: 4 steps x 5 envs, one row each
