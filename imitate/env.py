@@ -160,6 +160,11 @@ class PipelinedVecEnv:
         self._in_flight: list[int] = []  # groups sent and not yet received, oldest first
         self._next_send = 0
 
+    @property
+    def in_flight(self) -> list[int]:
+        """The groups sent and not yet received, oldest first (the order recv returns them)."""
+        return list(self._in_flight)
+
     def envs(self, group: int) -> np.ndarray:
         """The env ids (n_g,) of group (consecutive)."""
         return self._envs[group]

@@ -144,26 +144,33 @@ class Case:
         with torch.inference_mode():
             return self.policy(torch.from_numpy(obs)).numpy()
 
-    def run(self, seconds: float) -> None:
-        """Control steps for about `seconds`, from a fresh log; the pipeline drained at the end."""
+    def run(self, seconds: float, steps: int | None = None) -> None:
+        """Control steps for about `seconds` (at most `steps` if given), from a fresh log; the
+        pipelined env's groups all stepped as often, the pipeline drained at the end."""
         for log in self.logs:
             log.begin()
-        start = time.perf_counter()
+        start, done = time.perf_counter(), 0
+
+        def more() -> bool:
+            return time.perf_counter() - start < seconds and (steps is None or done < steps)
+
         if not self.pipelined:
-            while time.perf_counter() - start < seconds:
+            while more():
                 self.obs, _, term, trunc, _ = self.env.step(self.act(self.obs))
                 self.logs[0].note_resets(term | trunc)
+                done += 1
             return
         env = self.env
         for g in range(env.groups):
             env.send(self.act(self.obs[env.envs(g)]), g)
         sending = True
-        while env._in_flight:
+        while env.in_flight:
             g, obs, _, term, trunc, _ = env.recv()
             self.logs[g].note_resets(term | trunc)
             self.obs[env.envs(g)] = obs
-            if g == 0:  # stop between whole control steps, so that the next run starts at group 0
-                sending = time.perf_counter() - start < seconds
+            if g == 0:  # decide between whole control steps, so that the next run starts at group 0
+                done += 1
+                sending = more()
             if sending:
                 env.send(self.act(obs), g)
 

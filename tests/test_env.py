@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import imitate
+import imitate.env
 from imitate import humanoid as hum
 from imitate.config import EnvConfig, action_to_ctrl, targets_to_action
 from imitate.env import ImitationEnv, ImitationVecEnv
@@ -213,6 +214,114 @@ def test_vec_env_equals_single_envs():
         if (vterm | vtrunc).any():
             break  # the vec env autoresets from here on
     assert steps >= 5
+
+
+# ---------------------------------------------------------------- asynchronous stepping
+def _lockstep(vec, pipe, actions):
+    """One control step of both envs with the same actions; the pipelined env's groups sent
+    in turn and received, its results put back in env order."""
+    out = vec.step(actions)
+    for g in range(pipe.groups):
+        pipe.send(actions[pipe.envs(g)], g)
+    parts = [pipe.recv() for _ in range(pipe.groups)]
+    assert [p[0] for p in parts] == list(range(pipe.groups))  # received oldest first
+    return out, parts
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_pipelined_env_lives_the_vec_envs_episodes_bit_for_bit(groups):
+    """Same seed, same actions: the same observations, rewards, endings, infos and simulator
+    states in every step, across autoresets (start times drawn from the one stream in order)."""
+    n = 7
+    vec = imitate.make_vec_env("walk", num_envs=n, nthread=2)
+    pipe = imitate.env.make_pipelined_vec_env("walk", num_envs=n, nthread=2, groups=groups)
+    assert np.array_equal(np.concatenate([pipe.envs(g) for g in range(groups)]), np.arange(n))
+    vobs, vinfo = vec.reset(seed=9)
+    pobs, pinfo = pipe.reset(seed=9)
+    np.testing.assert_array_equal(pobs, vobs)
+    np.testing.assert_array_equal(pinfo["start_time_s"], vinfo["start_time_s"])
+    rng = np.random.default_rng(2)
+    ended = 0
+    for _ in range(40):
+        (vobs, vrew, vterm, vtrunc, vinfo), parts = _lockstep(vec, pipe, rng.uniform(-1.0, 1.0, (n, hum.NU)))
+        for g, obs, rew, term, trunc, info in parts:
+            ids = pipe.envs(g)
+            np.testing.assert_array_equal(obs, vobs[ids])
+            np.testing.assert_array_equal(rew, vrew[ids])
+            np.testing.assert_array_equal(term, vterm[ids])
+            np.testing.assert_array_equal(trunc, vtrunc[ids])
+            assert info.keys() <= vinfo.keys() and ("final_obs" in info) == bool(vinfo["_final_obs"][ids].any())
+            for key, value in info.items():
+                np.testing.assert_array_equal(value, vinfo[key][ids], err_msg=key)
+            np.testing.assert_array_equal(pipe.sims[g].batch.state, vec.sim.batch.state[ids])
+        ended += int((vterm | vtrunc).sum())
+    assert ended >= n  # autoresets happened, in several envs
+
+
+def test_step_async_then_step_wait_is_step():
+    a = Simulation(EnvConfig(), 3, nthread=2)
+    b = Simulation(EnvConfig(), 3, nthread=2)
+    starts = np.array([0.1, 0.4, 0.8])
+    a.reset(np.arange(3), starts)
+    b.reset(np.arange(3), starts)
+    for action in np.random.default_rng(4).uniform(-1.0, 1.0, (6, 3, hum.NU)):
+        expected = a.step(action)
+        b.step_async(action)
+        got = b.step_wait()
+        for x, y in zip(got[:3], expected[:3], strict=True):
+            np.testing.assert_array_equal(x, y)
+        for key in expected[3]:
+            np.testing.assert_array_equal(got[3][key], expected[3][key], err_msg=key)
+        np.testing.assert_array_equal(b.obs, a.obs)
+        np.testing.assert_array_equal(b.steps, a.steps)
+
+
+def test_step_async_misuse_is_refused():
+    sim = Simulation(EnvConfig(), 2, nthread=1)
+    sim.reset(np.arange(2), np.zeros(2))
+    with pytest.raises(RuntimeError, match="no step in flight"):
+        sim.step_wait()
+    sim.step_async(np.zeros((2, hum.NU)))
+    with pytest.raises(RuntimeError, match="already in flight"):
+        sim.step_async(np.zeros((2, hum.NU)))
+    sim.step_wait()
+    with pytest.raises(ValueError, match="expected finite"):
+        sim.step_async(np.full((2, hum.NU), np.nan))  # checked before the physics starts
+    sim.step_async(np.zeros((2, hum.NU)))  # and nothing was left in flight
+    sim.step_wait()
+
+
+def test_an_error_in_the_physics_thread_is_raised_by_step_wait_and_the_step_does_not_count():
+    sim = Simulation(EnvConfig(), 2, nthread=1)
+    sim.reset(np.arange(2), np.zeros(2))
+
+    def broken_step(**kwargs):
+        raise ValueError("a Python physics callback")
+
+    sim.batch.step = broken_step
+    sim.step_async(np.zeros((2, hum.NU)))
+    with pytest.raises(ValueError, match="physics callback"):
+        sim.step_wait()
+    np.testing.assert_array_equal(sim.steps, [0, 0])
+    with pytest.raises(ValueError, match="physics callback"):
+        sim.step(np.zeros((2, hum.NU)))
+    np.testing.assert_array_equal(sim.steps, [0, 0])
+
+
+def test_pipelined_env_misuse_is_refused():
+    pipe = imitate.env.make_pipelined_vec_env("walk", num_envs=4, nthread=1, groups=2)
+    obs, _ = pipe.reset(seed=0)
+    with pytest.raises(RuntimeError, match="no step in flight"):
+        pipe.recv()
+    with pytest.raises(ValueError, match="expected group 0"):
+        pipe.send(np.zeros((2, hum.NU)), 1)
+    pipe.send(np.zeros((2, hum.NU)), 0)
+    assert pipe.in_flight == [0]
+    with pytest.raises(RuntimeError, match="in flight"):
+        pipe.reset(seed=0)
+    assert pipe.recv()[0] == 0 and pipe.in_flight == []
+    with pytest.raises(ValueError, match="groups must be"):
+        imitate.env.make_pipelined_vec_env("walk", num_envs=2, groups=3)
 
 
 # ------------------------------------------------------------------------------ termination
