@@ -1,5 +1,6 @@
 """TRPO: conjugate gradient against numpy's solver, Fisher-vector products against the explicit
-Hessian of the KL (and the Gaussian's closed-form Fisher), the KL-bounded line search on trial
+Hessian of the KL (and the Gaussian's closed-form Fisher; the closed-form product and its
+fallback for ensembles and linear skips), the KL-bounded line search on trial
 functions with known KL and improvement, GAE against an explicit per-episode sum, episode
 bookkeeping across iterations, learning a tiny point-mass task, starting from a checkpoint
 (frozen normaliser, raised log-std, refusals) and resuming a run folder."""
@@ -25,6 +26,7 @@ from imitate.trpo import (
     fisher_vector_product,
     flat_params,
     gae,
+    gaussian_fisher_product,
     line_search,
     set_flat_params,
     start,
@@ -115,16 +117,12 @@ def unflatten(policy: GaussianPolicy, flat: torch.Tensor) -> dict[str, torch.Ten
     return out
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_fisher_vector_product_matches_the_explicit_hessian_of_the_kl(seed):
-    policy = tiny_policy_float64(seed)
-    obs = torch.from_numpy(np.random.default_rng(seed).normal(0.0, 1.5, (7, 3)))
-    with torch.no_grad():  # the frozen copy of the current distribution
+def kl_hessian(policy: GaussianPolicy, obs: torch.Tensor) -> tuple[torch.Tensor, torch.distributions.Normal]:
+    """autograd's Hessian (P, P) of the mean KL from the current policy's distribution on obs
+    over the flat parameters, at the current parameters; and that frozen distribution."""
+    with torch.no_grad():
         old = policy.distribution(obs)
         fixed_old = torch.distributions.Normal(old.loc.clone(), old.scale.clone())
-    theta0 = flat_params(policy).clone()
-    n_params = len(theta0)
-    assert n_params == 3 * 4 + 4 + 4 * 2 + 2 + 2
 
     def kl_of(flat):
         params = unflatten(policy, flat)
@@ -132,7 +130,17 @@ def test_fisher_vector_product_matches_the_explicit_hessian_of_the_kl(seed):
         std = params["log_std"].exp().expand(len(obs), -1)
         return torch.distributions.kl_divergence(fixed_old, torch.distributions.Normal(mean, std)).sum(-1).mean()
 
-    hessian = torch.autograd.functional.hessian(kl_of, theta0)
+    return torch.autograd.functional.hessian(kl_of, flat_params(policy).clone()), fixed_old
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fisher_vector_product_matches_the_explicit_hessian_of_the_kl(seed):
+    policy = tiny_policy_float64(seed)
+    obs = torch.from_numpy(np.random.default_rng(seed).normal(0.0, 1.5, (7, 3)))
+    theta0 = flat_params(policy).clone()
+    n_params = len(theta0)
+    assert n_params == 3 * 4 + 4 + 4 * 2 + 2 + 2
+    hessian, fixed_old = kl_hessian(policy, obs)  # fixed_old: the frozen copy of the current distribution
     assert hessian.shape == (n_params, n_params)
 
     # The closed form at the current parameters: the Fisher of a Gaussian with mean mu(theta)
@@ -161,6 +169,32 @@ def test_fisher_vector_product_matches_the_explicit_hessian_of_the_kl(seed):
     e0[0] = 1.0  # one column of the damped Hessian
     np.testing.assert_allclose(product(e0).numpy(), (hessian[:, 0] + damping * e0).numpy(), atol=1e-11)
     assert torch.equal(flat_params(policy), theta0)  # the products leave the parameters alone
+
+
+@pytest.mark.parametrize("activation, members, linear_skip", [("tanh", 1, False), ("relu", 1, False),
+                                                             ("relu", 2, False), ("tanh", 1, True)])
+def test_gaussian_fisher_product_matches_the_explicit_hessian_of_the_kl(activation, members, linear_skip):
+    """The closed-form product (one MLP) and its fallback (an ensemble, a linear skip) against
+    autograd's Hessian of the mean KL from the current policy, damped."""
+    torch.manual_seed(3)
+    config = PolicyConfig(hidden=(5, 4), activation=activation, members=members, linear_skip=linear_skip)
+    policy = GaussianPolicy(3, 2, config).double()
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.normal_(0.0, 0.7)
+        policy.log_std.copy_(torch.tensor([-0.7, 0.3], dtype=torch.float64))
+        policy.obs_mean.copy_(torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64))
+    obs = torch.from_numpy(np.random.default_rng(4).normal(0.0, 1.5, (9, 3)))
+    theta0 = flat_params(policy).clone()
+    hessian, _ = kl_hessian(policy, obs)
+    damping = 0.1
+    product = gaussian_fisher_product(policy, obs, damping)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        v = torch.from_numpy(rng.normal(size=len(theta0)))
+        expected = (hessian + damping * torch.eye(len(theta0), dtype=torch.float64)) @ v
+        np.testing.assert_allclose(product(v).numpy(), expected.numpy(), rtol=1e-9, atol=1e-11)
+    assert torch.equal(flat_params(policy), theta0)
 
 
 def test_flat_params_round_trip_in_parameter_order():
