@@ -142,6 +142,42 @@ def test_fit_is_seeded():
     assert not all(torch.equal(a[k], c[k]) for k in a)  # another seed: another minibatch order
 
 
+@pytest.mark.parametrize("epoch_samples", [None, 70])
+def test_fit_trains_as_a_plain_loop_over_iterate_batches(epoch_samples):
+    """fit draws its minibatches as index tensors into the train split held once; the weights must
+    be those of a plain loop written here: each epoch's rows drawn without replacement
+    (default_rng([seed, 1])), shuffled by iterate_batches with the epoch's seed, one Adam step on
+    the MSE per minibatch; bit for bit, also where the epoch ends in a
+    partial batch (300 and 70 rows, batches of 32).  (torch's fused Adam, as fit's.)"""
+    train, valid = linear_data(300, 18), linear_data(40, 19)
+    config = SFTConfig(epochs=3, batch_size=32, patience=10, threads=1, seed=2, epoch_samples=epoch_samples)
+    fitted = small_policy(3)
+    fit(fitted, train, valid, config)
+
+    torch.manual_seed(config.seed)
+    by_hand = small_policy(3)
+    adam = torch.optim.Adam(by_hand.parameters(), lr=config.lr, fused=True)  # fit's, one kernel for all
+    losses = []
+    for epoch in range(1, config.epochs + 1):
+        seed = config.seed * 100003 + epoch
+        data = {"obs": train["obs"], "act": train["expert_actions"]}
+        if epoch_samples is not None:
+            pick = np.random.default_rng([seed, 1]).choice(300, epoch_samples, replace=False)
+            data = {k: v[pick] for k, v in data.items()}
+        for batch in iterate_batches(data, config.batch_size, seed=seed):
+            loss = ((by_hand.member_means(batch["obs"]) - batch["act"]) ** 2).mean()
+            adam.zero_grad()
+            loss.backward()
+            adam.step()
+        with torch.no_grad():
+            losses.append(float(((by_hand(torch.from_numpy(valid["obs"])) - torch.from_numpy(
+                valid["expert_actions"])) ** 2).mean()))
+        if losses[-1] < min(losses[:-1], default=float("inf")):
+            best = {k: v.clone() for k, v in by_hand.state_dict().items()}
+    got = fitted.state_dict()
+    assert all(torch.equal(got[k], best[k]) for k in best)
+
+
 def test_nll_learns_the_label_noise():
     sigma = 0.2
     train, valid = linear_data(4000, 8, sigma), linear_data(1000, 9, sigma)
