@@ -118,7 +118,8 @@ class ImitationVecEnv(VectorEnv):
         return self.sim.obs.copy(), {"start_time_s": start.copy()}
 
     def step(self, actions):
-        return _autoreset(self.sim, self._np_random, *self.sim.step(np.asarray(actions, dtype=float)))
+        reward, term, trunc, info = self.sim.step(np.asarray(actions, dtype=float), autoreset=self._np_random)
+        return self.sim.obs.copy(), reward, term, trunc, info
 
 
 class PipelinedVecEnv:
@@ -187,7 +188,7 @@ class PipelinedVecEnv:
         """Start group's control step with actions (n_g, 28); return at once."""
         if group != self._next_send:
             raise ValueError(f"send: groups go in turn; expected group {self._next_send}, found {group}")
-        self.sims[group].step_async(np.asarray(actions, dtype=float))
+        self.sims[group].step_async(np.asarray(actions, dtype=float), autoreset=self._np_random)
         self._in_flight.append(group)
         self._next_send = (group + 1) % self.groups
 
@@ -197,21 +198,8 @@ class PipelinedVecEnv:
         if not self._in_flight:
             raise RuntimeError("recv: no step in flight; send(actions, group) first")
         group = self._in_flight.pop(0)
-        sim = self.sims[group]
-        reward, term, trunc, info = sim.step_wait()
-        return (group, *_autoreset(sim, self._np_random, reward, term, trunc, info))
-
-
-def _autoreset(sim: Simulation, rng: np.random.Generator, reward, term, trunc, info):
-    """Same-step autoreset of the envs of sim whose episode ended; step's results with
-    info["final_obs"] (where info["_final_obs"])."""
-    done = term | trunc
-    info["_final_obs"] = done
-    if done.any():
-        info["final_obs"] = sim.obs.copy()
-        ids = np.flatnonzero(done)
-        sim.reset(ids, sim.start_times(rng, len(ids)))
-    return sim.obs.copy(), reward, term, trunc, info
+        reward, term, trunc, info = self.sims[group].step_wait()
+        return group, self.sims[group].obs.copy(), reward, term, trunc, info
 
 
 def make_env(clip: str = "walk", *, render_mode: str | None = None, **options) -> ImitationEnv:

@@ -79,11 +79,14 @@ class Simulation:
         ref_model = copy.copy(self.model)
         ref_model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT | mujoco.mjtDisableBit.mjDSBL_CONSTRAINT)
         self.ref = Batch(ref_model, num_envs, nthread)
-        # Bind the derived fields now: a batch fills only the fields bound before a call.
-        for field_name in ("xpos", "subtree_com", "sensordata"):
-            self.batch.bind(field_name)
-        for field_name in ("xpos", "subtree_com"):
-            self.ref.bind(field_name)
+        # Bind the derived fields now: a batch fills only the fields bound before a call.  These
+        # and the state fields are live views, kept here because each Batch attribute look-up
+        # is a Python call (writes through sim.batch.qpos and self._qpos are one).
+        self._xpos, self._subtree_com = self.batch.bind("xpos"), self.batch.bind("subtree_com")
+        self._sensordata = self.batch.bind("sensordata")
+        self._ref_xpos, self._ref_subtree_com = self.ref.bind("xpos"), self.ref.bind("subtree_com")
+        self._qpos, self._qvel, self._ctrl = self.batch.qpos, self.batch.qvel, self.batch.ctrl
+        self._ref_qpos = self.ref.qpos
         self._body_ids = np.array([hum.body_id(b) for b in hum.BODY_NAMES])
         self.fall_bodies = config.fall_body_names(self.clip)
         fall_sensors = hum.fall_sensor_names(self.fall_bodies)
@@ -105,12 +108,12 @@ class Simulation:
     @property
     def qpos(self) -> np.ndarray:
         """(N, nq) the simulators' positions (a live view)."""
-        return self.batch.qpos
+        return self._qpos
 
     @property
     def qvel(self) -> np.ndarray:
         """(N, nv) the simulators' velocities (a live view)."""
-        return self.batch.qvel
+        return self._qvel
 
     @property
     def elapsed_s(self) -> np.ndarray:
@@ -133,18 +136,22 @@ class Simulation:
         """Put humanoids ids (n,) on the reference at clip times start_time_s (n,) [s]."""
         ids = np.asarray(ids, dtype=np.int32)
         start = np.asarray(start_time_s, dtype=float)
+        self._place(ids, start, self.clip.qpos(start), self.clip.qvel(start))
+        self._observe_rows(ids)
+
+    def _place(self, ids: np.ndarray, start: np.ndarray, ref_q: np.ndarray, ref_v: np.ndarray) -> None:
+        """Put humanoids ids (n,) int32 in the reference's state ref_q (n, nq), ref_v (n, nv) at
+        clip times start (n,) [s], servos aimed at its angles, episodes restarted (no observation)."""
         self.batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)
-        ref_q = self.clip.qpos(start)
-        self.batch.qpos[ids] = ref_q
-        self.batch.qvel[ids] = self.clip.qvel(start)
-        self.batch.ctrl[ids] = 0.0 if self.config.action_space == "torque" else np.clip(
+        self._qpos[ids] = ref_q
+        self._qvel[ids] = ref_v
+        self._ctrl[ids] = 0.0 if self.config.action_space == "torque" else np.clip(
             ref_q[:, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
         self.batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
         self.start_time_s[ids] = start
         self.steps[ids] = 0
         self.limit_s[ids] = self._episode_limit(start)
         self._clear_falls(ids)
-        self._observe_rows(ids)
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ref_time_s: np.ndarray) -> None:
         """Place all N humanoids in given states (N, nq), (N, nv) at clip times (N,) [s] and
@@ -176,11 +183,17 @@ class Simulation:
             causes.append(f"root {self.config.max_root_drop_m:g} m below the reference's")
         return "; ".join(causes)
 
-    def step(self, action: np.ndarray):
+    def step(self, action: np.ndarray, autoreset: np.random.Generator | None = None):
         """Advance every humanoid one control step.
 
         Args:
           action: (N, 28) normalised actions.
+          autoreset: None, or the random stream of a vector env's same-step autoreset: the
+            humanoids whose episode ended are reset at once, at start_times(autoreset, n), and
+            obs holds their first observations; info then has "_final_obs" (N,) bool, which
+            ended, and if any did, "final_obs" (N, OBS_DIM), every humanoid's observation
+            after the step.  What step then reset(ended ids, start times) would give, for less
+            (one observation call and fewer clip look-ups for both).
         Returns:
           reward (N,), terminated (N,) bool, truncated (N,) bool, info dict of (N,) arrays:
           the reward terms ("reward_pose", ...), "fell", "nonfinite", "time_s", "phase".
@@ -188,16 +201,17 @@ class Simulation:
         self._begin_step(action)
         self._run_physics()
         self._raise_physics_error()
-        return self._end_step()
+        return self._end_step(autoreset)
 
-    def step_async(self, action: np.ndarray) -> None:
-        """Start step(action) with its physics (Batch.step) on a thread of its own and return at
-        once; step_wait() finishes it.  Between the two the caller may work on anything but this
-        Simulation (the native step runs without the GIL): a policy acting on another group of
-        humanoids.  The results are step(action)'s, bit for bit."""
+    def step_async(self, action: np.ndarray, autoreset: np.random.Generator | None = None) -> None:
+        """Start step(action, autoreset) with its physics (Batch.step) on a thread of its own and
+        return at once; step_wait() finishes it.  Between the two the caller may work on
+        anything but this Simulation (the native step runs without the GIL): a policy acting on
+        another group of humanoids.  The results are step's, bit for bit."""
         if self._physics is not None:
             raise RuntimeError("step_async: a step is already in flight; call step_wait() first")
         self._begin_step(action)
+        self._autoreset = autoreset
         self._physics = threading.Thread(target=self._run_physics, name="imitate-physics")
         self._physics.start()
 
@@ -209,7 +223,7 @@ class Simulation:
         self._physics.join()
         self._physics = None
         self._raise_physics_error()
-        return self._end_step(reference_done=True)
+        return self._end_step(self._autoreset, reference_done=True)
 
     def _begin_step(self, action: np.ndarray) -> None:
         """Check action (N, 28), write the controls and count the step."""
@@ -221,7 +235,7 @@ class Simulation:
             env, dim = np.argwhere(bad)[0]
             raise ValueError(f"action: expected finite values, found {action[env, dim]} "
                              f"in env {env} at {hum.HINGE_NAMES[dim]}")
-        self.batch.ctrl[:] = action_to_ctrl(action, self.config.action_space)
+        self._ctrl[:] = action_to_ctrl(action, self.config.action_space)
         self._warnings_before = self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1)
         self._failed, self._physics_error = np.zeros(0, dtype=int), None
         self.steps += 1
@@ -244,16 +258,16 @@ class Simulation:
             self.steps -= 1
             raise error
 
-    def _end_step(self, reference_done: bool = False):
+    def _end_step(self, autoreset: np.random.Generator | None, reference_done: bool = False):
         """Observations, reward, terminations and info after the physics (step's return)."""
         nonfinite = np.zeros(self.num_envs, bool)
         nonfinite[self._failed] = True
         nonfinite |= self.batch.warning[:, _BAD_WARNINGS, 1].sum(axis=1) > self._warnings_before
-        nonfinite |= ~np.isfinite(self.batch.qpos).all(axis=1) | ~np.isfinite(self.batch.qvel).all(axis=1)
+        nonfinite |= ~np.isfinite(self._qpos).all(axis=1) | ~np.isfinite(self._qvel).all(axis=1)
         if not reference_done:
             self._refresh_reference()
-        self._refresh_state()
-        contacts, dropped = fallen(self.batch.sensordata[:, self._fall_ids], self.batch.qpos[:, 2], self._ref_root_z,
+        qpos, qvel, body_pos = self._score_state()
+        contacts, dropped = fallen(self._sensordata[:, self._fall_ids], self._qpos[:, 2], self._ref_root_z,
                                    self.config.max_root_drop_m)
         self.fall_contacts = contacts & ~nonfinite[:, None]
         self.root_dropped = dropped & ~nonfinite
@@ -264,32 +278,58 @@ class Simulation:
         reward = np.where(nonfinite, 0.0, self.terms.total)
         info = {f"reward_{n}": np.where(nonfinite, 0.0, getattr(self.terms, n)) for n in RewardTerms.NAMES}
         info.update(fell=fell, nonfinite=nonfinite, time_s=self.elapsed_s, phase=self._phase.copy())
+        ended = np.flatnonzero(terminated | truncated) if autoreset is not None else np.zeros(0, int)
+        if autoreset is not None:
+            info["_final_obs"] = terminated | truncated
+        if not len(ended):
+            self.obs[:] = observe(qpos, qvel, body_pos, self._phase, self._ahead_q, self._ahead_v)
+            return reward, terminated, truncated, info
+        # the ended humanoids' new episodes, observed in one call with everyone's last step
+        n = self.num_envs
+        qpos, qvel = qpos.copy(), qvel.copy()  # views of the state rows the reset writes
+        start = self.start_times(autoreset, len(ended))
+        (start_q, ahead_q), (start_v, ahead_v) = self._clip_states(start, start + self.config.lookahead_s)
+        self._place(ended.astype(np.int32), start, start_q, start_v)
+        new_qpos, new_qvel, new_body_pos, _ = self._state_rows(ended)
+        obs = observe(np.concatenate([qpos, new_qpos]), np.concatenate([qvel, new_qvel]),
+                      np.concatenate([body_pos, new_body_pos]), np.concatenate([self._phase, self.clip.phase(start)]),
+                      np.concatenate([self._ahead_q, ahead_q]), np.concatenate([self._ahead_v, ahead_v]))
+        info["final_obs"] = obs[:n]
+        self.obs[:] = obs[:n]
+        self.obs[ended] = obs[n:]
         return reward, terminated, truncated, info
 
     def refresh(self) -> None:
         """Recompute the reference, reward terms and observations of every humanoid from the
         current simulator state (after each step, or after setting the state by hand)."""
         self._refresh_reference()
-        self._refresh_state()
+        qpos, qvel, body_pos = self._score_state()
+        self.obs[:] = observe(qpos, qvel, body_pos, self._phase, self._ahead_q, self._ahead_v)
+
+    def _score_state(self):
+        """sim_pose and the reward terms of the simulator state against the reference; the
+        state's qpos, qvel and body positions (for the observation)."""
+        qpos, qvel, body_pos, com = self._state_rows(slice(None))
+        self.sim_pose = Pose(qpos, qvel, body_pos, com)
+        self.terms = imitation_reward(self.sim_pose, self.ref_pose, self.config.reward)
+        return qpos, qvel, body_pos
+
+    def _clip_states(self, a: np.ndarray, b: np.ndarray):
+        """The clip's ((qpos at a, qpos at b), (qvel at a, qvel at b)) for times a (n,) and b (n,)
+        [s], one look-up each for both (a look-up costs mostly its call)."""
+        times = np.concatenate([a, b])
+        return np.split(self.clip.qpos(times), 2), np.split(self.clip.qvel(times), 2)
 
     def _refresh_reference(self) -> None:
         """The reference at the current clip times and a lookahead ahead (no simulator state
         needed: step_wait computes it while the physics runs)."""
         t = self.ref_time_s
-        ref_q, ref_v = self.clip.qpos(t), self.clip.qvel(t)
-        self.ref.qpos[:] = ref_q
+        (ref_q, self._ahead_q), (ref_v, self._ahead_v) = self._clip_states(t, t + self.config.lookahead_s)
+        self._ref_qpos[:] = ref_q
         self.ref.forward(stage=mujoco.mjtStage.mjSTAGE_POS)
-        self.ref_pose = Pose(ref_q, ref_v, self.ref.xpos[:, self._body_ids], self.ref.subtree_com[:, 1])
+        self.ref_pose = Pose(ref_q, ref_v, self._ref_xpos[:, self._body_ids], self._ref_subtree_com[:, 1])
         self._ref_root_z = ref_q[:, 2]
-        ahead = t + self.config.lookahead_s
-        self._phase, self._ahead_q, self._ahead_v = self.clip.phase(t), self.clip.qpos(ahead), self.clip.qvel(ahead)
-
-    def _refresh_state(self) -> None:
-        """Reward terms and observations of the simulator state against _refresh_reference's."""
-        qpos, qvel, body_pos, com = self._state_rows(slice(None))
-        self.sim_pose = Pose(qpos, qvel, body_pos, com)
-        self.terms = imitation_reward(self.sim_pose, self.ref_pose, self.config.reward)
-        self.obs[:] = observe(qpos, qvel, body_pos, self._phase, self._ahead_q, self._ahead_v)
+        self._phase = self.clip.phase(t)
 
     def _observe_rows(self, ids: np.ndarray) -> None:
         """Observations of humanoids ids only (after a reset: no reward is due there)."""
@@ -301,8 +341,8 @@ class Simulation:
     def _state_rows(self, rows):
         """qpos, qvel, body positions and centre of mass of some humanoids, non-finite values
         zeroed (an env flagged non-finite still yields a finite observation)."""
-        qpos, qvel = self.batch.qpos[rows], self.batch.qvel[rows]
-        body_pos, com = self.batch.xpos[rows][:, self._body_ids], self.batch.subtree_com[rows][:, 1]
+        qpos, qvel = self._qpos[rows], self._qvel[rows]
+        body_pos, com = self._xpos[rows][:, self._body_ids], self._subtree_com[rows][:, 1]
         if not (np.isfinite(qpos).all() and np.isfinite(qvel).all() and np.isfinite(body_pos).all()):
             qpos, qvel, body_pos, com = (np.nan_to_num(a) for a in (qpos, qvel, body_pos, com))
         return qpos, qvel, body_pos, com

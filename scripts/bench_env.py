@@ -209,7 +209,12 @@ def make_cases(names: list[str], num_envs: int, threads: int, groups: int) -> di
 
 def run(names: list[str], num_envs: int, threads: int, groups: int, seconds: float, rounds: int,
         warmup_s: float, slice_s: float) -> dict:
-    cases = make_cases(names, num_envs, threads, groups)
+    report = measure(make_cases(names, num_envs, threads, groups), seconds, rounds, warmup_s, slice_s)
+    return {"num_envs": num_envs, "threads": threads, "groups": groups, **report}
+
+
+def measure(cases: dict[str, Case], seconds: float, rounds: int, warmup_s: float, slice_s: float) -> dict:
+    """Each case and its replay in interleaved slices; the figures of the totals (module docstring)."""
     for case in cases.values():
         case.run(warmup_s)
         case.replay()
@@ -243,7 +248,7 @@ def run(names: list[str], num_envs: int, threads: int, groups: int, seconds: flo
     for name, t in totals.items():
         steps = t["env_steps"]
         results[name] = {
-            "label": LABELS[name], "physics_steps": steps, "replay_physics_steps": t["replay_steps"],
+            "label": LABELS.get(name, name), "physics_steps": steps, "replay_physics_steps": t["replay_steps"],
             "replay_matches_env": matched[name],
             "env_physics_steps_per_s": steps / t["env_wall"], "replay_physics_steps_per_s": steps / t["replay_wall"],
             "ratio_wall": t["replay_wall"] / t["env_wall"],
@@ -254,7 +259,7 @@ def run(names: list[str], num_envs: int, threads: int, groups: int, seconds: flo
             "rounds_ratio_wall": round_ratios[name]}
         if name in TARGETS:
             results[name].update(target=TARGETS[name], target_met=results[name]["ratio_wall"] >= TARGETS[name])
-    return {"num_envs": num_envs, "threads": threads, "groups": groups, "torch_threads": torch.get_num_threads(),
+    return {"torch_threads": torch.get_num_threads(),
             "substeps": next(iter(cases.values())).logs[0].kwargs["nstep"], "seconds": seconds, "rounds": rounds,
             "slice_s": slice_s, "cpus": os.cpu_count(), "mujoco": mujoco.__version__, "torch": torch.__version__,
             "results": results}

@@ -258,6 +258,45 @@ def test_pipelined_env_lives_the_vec_envs_episodes_bit_for_bit(groups):
     assert ended >= n  # autoresets happened, in several envs
 
 
+@pytest.mark.parametrize("episode_s", [None, 0.4])
+def test_step_with_autoreset_is_step_then_reset(episode_s):
+    """Simulation.step(action, autoreset=rng) (the vec env's step: one observation call for the
+    last step and the new episodes) gives, bit for bit, what step then reset of the ended
+    humanoids at start_times(rng) gives: falls (random actions), truncations and a non-finite
+    state among them."""
+    config = EnvConfig(episode_s=episode_s)
+    fused, plain = Simulation(config, 6, nthread=2), Simulation(config, 6, nthread=2)
+    rng_fused, rng_plain = np.random.default_rng(8), np.random.default_rng(8)
+    for sim, rng in ((fused, rng_fused), (plain, rng_plain)):
+        sim.reset(np.arange(6), sim.start_times(rng, 6))
+    actions = np.random.default_rng(1).uniform(-1.0, 1.0, (50, 6, hum.NU))
+    ended = 0
+    for k, action in enumerate(actions):
+        if k == 7:
+            for sim in (fused, plain):
+                sim.batch.qvel[2, 9] = np.nan
+        reward, term, trunc, info = fused.step(action, autoreset=rng_fused)
+        expected = plain.step(action)
+        done = expected[1] | expected[2]
+        final_obs = plain.obs.copy()
+        if done.any():
+            plain.reset(np.flatnonzero(done), plain.start_times(rng_plain, int(done.sum())))
+        for x, y in zip((reward, term, trunc), expected[:3], strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert list(info) == list(expected[3]) + ["_final_obs"] + (["final_obs"] if done.any() else [])
+        for key in expected[3]:
+            np.testing.assert_array_equal(info[key], expected[3][key], err_msg=key)
+        np.testing.assert_array_equal(info["_final_obs"], done)
+        if done.any():
+            np.testing.assert_array_equal(info["final_obs"], final_obs)
+        np.testing.assert_array_equal(fused.obs, plain.obs)
+        np.testing.assert_array_equal(fused.batch.state, plain.batch.state)
+        for name in ("steps", "start_time_s", "limit_s", "fall_contacts", "root_dropped", "nonfinite"):
+            np.testing.assert_array_equal(getattr(fused, name), getattr(plain, name), err_msg=name)
+        ended += int(done.sum())
+    assert ended >= 6
+
+
 def test_step_async_then_step_wait_is_step():
     a = Simulation(EnvConfig(), 3, nthread=2)
     b = Simulation(EnvConfig(), 3, nthread=2)
