@@ -552,12 +552,12 @@ class ImitationSubprocess(_sidecar.Sidecar):
 # driver
 
 
-def equal_work(r: dict, samples: int, kind: str) -> float:
-    """A round's seconds (kind "wall" or "cpu") at the plan's work: collection and labelling scaled
-    to `samples` collected (imitate's count), evaluation left out (imitation does none)."""
-    part = r[kind]
+def equal_work(r: dict, samples: int, kind: str, stages=("collect", "label", "train", "other")) -> float:
+    """A round's seconds (kind "wall" or "cpu") in these stages at the plan's work: collection and
+    labelling scaled to `samples` collected (imitate's count), evaluation left out (imitation does
+    none)."""
     scale = samples / r["samples"]
-    return (part["collect"] + part["label"]) * scale + part["train"] + part["other"]
+    return sum(r[kind][stage] * (scale if stage in ("collect", "label") else 1.0) for stage in stages)
 
 
 def summarise(side: dict, samples: int) -> dict:
@@ -570,6 +570,7 @@ def summarise(side: dict, samples: int) -> dict:
         out[kind] = {stage: med(r[kind][stage] for r in rounds) for stage in STAGES}
         out[f"{kind}_round"] = med(sum(r[kind].values()) for r in rounds)
         out[f"{kind}_equal_work"] = med(equal_work(r, samples, kind) for r in rounds)
+        out[f"{kind}_rest_equal_work"] = med(equal_work(r, samples, kind, ("label", "train", "other")) for r in rounds)
         out[f"{kind}_per_1k_collect"] = med(1000 * (r[kind]["collect"] + r[kind]["label"]) / r["samples"]
                                             for r in rounds)
         out[f"{kind}_per_step_train"] = med(r[kind]["train"] / r["adam_steps"] for r in rounds)
@@ -630,8 +631,7 @@ def ratios(a: dict, b: dict) -> dict:
                    "as_run": b[f"{kind}_round"] / a[f"{kind}_round"],
                    "collect_per_sample": b[f"{kind}_per_1k_collect"] / a[f"{kind}_per_1k_collect"],
                    "train_per_step": b[f"{kind}_per_step_train"] / a[f"{kind}_per_step_train"],
-                   "rest_equal_work": ((b[f"{kind}_equal_work"] - b[kind]["collect"] * a["samples"] / b["samples"])
-                                       / (a[f"{kind}_equal_work"] - a[kind]["collect"]))}
+                   "rest_equal_work": b[f"{kind}_rest_equal_work"] / a[f"{kind}_rest_equal_work"]}
             for kind in ("wall", "cpu")} | {"return_difference": a["normalised_return"] - b["normalised_return"]}
 
 

@@ -100,3 +100,40 @@ def test_equal_work_scales_collection_to_the_plan_and_leaves_evaluation_out():
     count 4/5, its training whole; imitate's evaluation does not count."""
     r = {"samples": 1500, "wall": {"collect": 10.0, "label": 5.0, "train": 2.0, "eval": 7.0, "other": 1.0}}
     assert bench.equal_work(r, 1200, "wall") == pytest.approx(15.0 * 0.8 + 2.0 + 1.0)
+    assert bench.equal_work(r, 1200, "wall", ("label", "train", "other")) == pytest.approx(5.0 * 0.8 + 2.0 + 1.0)
+
+
+def test_a_dagger_round_of_the_benchmarks_imitate_side_takes_the_planned_steps(tmp_path, monkeypatch):
+    """The same through run_dagger, as the benchmark's imitate side runs it (DAggerTrainer.fit
+    replaces seed and last_rounds in the retrain config): on a synthetic clip's store, round 1
+    takes 3 epochs x 16 samples / batches of 8 = 6 Adam steps, counted by wrapping Adam.step."""
+    from conftest import synthetic_frames, write_clip
+
+    from imitate.config import EnvConfig
+    from imitate.dagger import DAggerConfig, run_dagger
+    from imitate.dataset import BuildConfig, build_mocap_store
+    from imitate.sft import SFTConfig
+
+    monkeypatch.chdir(tmp_path)  # MuJoCo's warning log
+    clip = write_clip(tmp_path / "synthetic.txt", synthetic_frames())
+    store = tmp_path / "store.h5"
+    build_mocap_store(store, EnvConfig(clip=str(clip)), BuildConfig(offsets=2, copies=1))
+    plan = bench.work_plan(samples_per_round=8, num_envs=2, epochs=3, epoch_samples=16, batch_size=8)
+    taken, at_round_1 = [], []
+    real_step = torch.optim.Adam.step
+
+    def counted(self, *a, **kw):
+        taken.append(1)
+        return real_step(self, *a, **kw)
+
+    def on_progress(message):
+        if message.startswith("round 1: retraining"):
+            at_round_1.append(len(taken))
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    config = DAggerConfig(rounds=1, num_envs=plan.num_envs, steps_per_env=plan.steps_per_env,
+                          sft=SFTConfig(epochs=1, threads=1), retrain=bench.imitate_retrain_config(plan, threads=1),
+                          eval_episodes=1, eval_horizon_s=0.2)
+    results = run_dagger(tmp_path / "run", store, config, on_progress=on_progress)
+    assert results[1].new_steps == 8
+    assert len(taken) - at_round_1[0] == 6
