@@ -55,11 +55,11 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.
         if rr < residual_tol:
             break
         ap = matvec(p)
-        alpha = rr / (p @ ap)
-        x += alpha * p
-        r -= alpha * ap
+        alpha = float(rr / (p @ ap))
+        x.add_(p, alpha=alpha)  # in place: the vectors are as long as the policy's parameters
+        r.add_(ap, alpha=-alpha)
         rr_new = r @ r
-        p = r + (rr_new / rr) * p
+        p.mul_(rr_new / rr).add_(r)
         rr = rr_new
     return x
 
@@ -151,21 +151,25 @@ def gaussian_fisher_product(policy: GaussianPolicy, obs: torch.Tensor,
     @torch.no_grad()
     def product(v: torch.Tensor) -> torch.Tensor:
         pieces = torch.split(v, sizes)
+        result = torch.empty_like(v)
+        parts = torch.split(result, sizes)  # views: each layer's gradient is written in place
         tangent = None  # J v up to the current layer (B, width)
         for k, (layer, _) in enumerate(layers):
             dw, db = pieces[1 + 2 * k].view_as(layer.weight), pieces[2 + 2 * k]
-            out = torch.addmm(db, inputs[k], dw.T)
-            if tangent is not None:
-                out.addmm_(tangent, layer.weight.T)
-            tangent = out * slopes[k] if k < len(slopes) else out
-        grad = tangent * inv_var  # diag(1/sigma^2) J v / B  (B, act_dim)
-        flat = [None] * (2 * len(layers))
+            tangent_in, tangent = tangent, torch.addmm(db, inputs[k], dw.T)
+            if tangent_in is not None:
+                tangent.addmm_(tangent_in, layer.weight.T)
+            if k < len(slopes):
+                tangent.mul_(slopes[k])
+        grad = tangent.mul_(inv_var)  # diag(1/sigma^2) J v / B  (B, act_dim)
         for k in range(len(layers) - 1, -1, -1):
             layer = layers[k][0]
-            flat[2 * k], flat[2 * k + 1] = (grad.T @ inputs[k]).reshape(-1), grad.sum(0)
+            torch.mm(grad.T, inputs[k], out=parts[1 + 2 * k].view_as(layer.weight))
+            torch.sum(grad, 0, out=parts[2 + 2 * k])
             if k > 0:
-                grad = (grad @ layer.weight) * slopes[k - 1]
-        return torch.cat([2.0 * pieces[0], *flat]) + damping * v
+                grad = torch.mm(grad, layer.weight).mul_(slopes[k - 1])
+        torch.mul(pieces[0], 2.0, out=parts[0])
+        return result.add_(v, alpha=damping)
 
     return product
 
