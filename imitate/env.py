@@ -3,6 +3,8 @@
 Both are thin faces of ``imitate.simulation.Simulation`` (the single env is its N = 1 case);
 what defines them is ``imitate.config.EnvConfig``, and the actions are described there.
 ``gymnasium.make("imitate/Track-v0", clip="walk")`` makes one once imitate is imported.
+``PipelinedVecEnv`` steps the vector env's humanoids in groups, asynchronously (send / recv),
+so that a policy's inference overlaps the physics where spare cores allow it.
 """
 
 from __future__ import annotations
@@ -143,6 +145,11 @@ class PipelinedVecEnv:
     one physics lock): each env then lives exactly ImitationVecEnv's episode for the same seed
     and actions, bit for bit (the batch's results do not depend on which sims share a call,
     and start times are drawn from the one random stream in ImitationVecEnv's order).
+
+    It pays only where cores are left over from the physics's nthread threads: at tens of
+    humanoids the observations and reward cost mostly per call, not per humanoid, so G groups
+    make about G times the Python work of a control step, and on a host whose cores the physics
+    fills that work competes with the physics (scripts/bench_env.py measures both envs).
     """
 
     def __init__(self, config: EnvConfig | None = None, num_envs: int = 8, nthread: int = 0, groups: int = 2):

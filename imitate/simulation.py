@@ -3,6 +3,8 @@
 ``Simulation`` steps them with ``mujoco.batch.Batch`` (the threads run across humanoids) and
 computes, after every step, the reference, the reward terms, the observations and whether each
 episode ended (``config.fallen``).  The Gym env and vector env (``imitate.env``) are its faces.
+``step_async`` / ``step_wait`` split a step around its physics, which then runs on a thread
+(without the GIL) while the caller works on something else.
 """
 
 from __future__ import annotations
