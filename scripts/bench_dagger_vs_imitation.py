@@ -18,7 +18,7 @@ its own venv, outside the repository; never install it into .venv):
 Run (from the repo root, with the project's own venv):
 
     .venv/bin/python scripts/bench_dagger_vs_imitation.py [--rounds 3] [--samples-per-round 1200]
-        [--epochs 30] [--epoch-samples 512] [--num-envs 8] [--imitation-vec subproc|dummy]
+        [--epochs 30] [--epoch-samples 512] [--num-envs 8] [--imitation-vec subproc|dummy|batched]
         [--imitation-fused-adam 0|1] [--imitate-sim-threads 0] [--torch-threads 1] [--json] [--workdir DIR]
         [--imitation-python /tmp/imitation-venv/bin/python]
 
@@ -62,7 +62,9 @@ What is the same on both sides
   observations it was handed;
 - vec env: imitation's at its users' best (--imitation-vec subproc, default: one process per env
   on all cores; dummy: all envs in its process, one after another); imitate's batched native env
-  (all humanoids in one ``mujoco.batch`` step, --imitate-sim-threads threads, 0: all cores);
+  (all humanoids in one ``mujoco.batch`` step, --imitate-sim-threads threads, 0: all cores).
+  --imitation-vec batched gives imitation that same batched env through an SB3 VecEnv adapter
+  (`batched_vec_env`): the share of the lead that is the env, which any library could use;
 - start: one mocap store, ``build_mocap_store(..., BuildConfig(offsets=8, copies=8))``, copied so
   that each side starts from the same file.  imitation's round 0 is BC on the store's train-split
   (obs, expert action) pairs, passed as ``expert_trajs``, so every later round trains on mocap +
@@ -391,6 +393,68 @@ def state_reading_env_factory():
     return lambda: StateReading(imitate.make_env(CLIP, action_space=ACTION_SPACE))
 
 
+def batched_vec_env(num_envs: int):
+    """imitate's batched env (all humanoids in one native step, on all cores) as an SB3 VecEnv:
+    the adapter any library's users could write, so that imitation collects on the same
+    simulation as imitate (the --imitation-vec batched figure).  SB3's conventions: auto-reset
+    with the last observation in infos[i]["terminal_observation"], done = terminated or
+    truncated; ``env_method("sim_state")`` answers as the wrapped single envs do.  Built on
+    call: only the side's venv has stable-baselines3."""
+    from stable_baselines3.common.vec_env import VecEnv
+
+    import imitate
+
+    class BatchedVecEnv(VecEnv):
+        def __init__(self):
+            self.env = imitate.make_vec_env(CLIP, num_envs, action_space=ACTION_SPACE)
+            super().__init__(num_envs, self.env.single_observation_space, self.env.single_action_space)
+            self._seed, self._actions = None, None
+
+        def seed(self, seed=None):
+            self._seed = seed
+            return [seed] * num_envs
+
+        def reset(self):
+            obs, _ = self.env.reset(seed=self._seed)
+            self._seed = None  # seeded once, as SB3's envs are
+            return obs
+
+        def step_async(self, actions):
+            self._actions = actions
+
+        def step_wait(self):
+            obs, reward, terminated, truncated, info = self.env.step(self._actions)
+            done = terminated | truncated
+            infos = [{} for _ in range(num_envs)]
+            for i in np.flatnonzero(done):
+                infos[i] = {"terminal_observation": info["final_obs"][i],
+                            "TimeLimit.truncated": bool(truncated[i] and not terminated[i])}
+            return obs, reward.astype(np.float32), done, infos
+
+        def close(self):
+            pass
+
+        def get_attr(self, attr_name, indices=None):
+            if attr_name == "render_mode":  # VecEnv's constructor asks
+                return [None] * num_envs
+            raise NotImplementedError(f"BatchedVecEnv: no per-env attribute {attr_name!r}")
+
+        def set_attr(self, attr_name, value, indices=None):
+            raise NotImplementedError("BatchedVecEnv: no per-env attributes")
+
+        def env_method(self, method_name, *args, indices=None, **kwargs):
+            if method_name != "sim_state" or indices is not None:
+                raise NotImplementedError(f"BatchedVecEnv: env_method({method_name!r}) on all envs only")
+            sim = self.env.sim
+            return [(sim.obs[i:i + 1].copy(), sim.qpos[i:i + 1].copy(), sim.qvel[i:i + 1].copy(),
+                     sim.ref_time_s[i:i + 1].copy()) for i in range(num_envs)]
+
+        def env_is_wrapped(self, wrapper_class, indices=None):
+            return [False] * num_envs
+
+    return BatchedVecEnv()
+
+
 class ImitationLibrarySide:
     """imitation's BC + SimpleDAggerTrainer on imitate's env and PD expert, one round per call."""
 
@@ -415,9 +479,11 @@ class ImitationLibrarySide:
         rng = np.random.default_rng(args.seed)
         store = DemoStore(store_path)
         stats = store.normalisation("obs")
-        make = state_reading_env_factory()
-        vec = SubprocVecEnv if args.imitation_vec == "subproc" else DummyVecEnv
-        self.venv = venv = vec([make] * args.num_envs)
+        if args.imitation_vec == "batched":
+            self.venv = venv = batched_vec_env(args.num_envs)
+        else:
+            vec = SubprocVecEnv if args.imitation_vec == "subproc" else DummyVecEnv
+            self.venv = venv = vec([state_reading_env_factory()] * args.num_envs)
         venv.seed(args.seed)
         self.worker_pids = [proc.pid for proc in getattr(venv, "processes", [])]
         expert = PDExpert(load_clip(CLIP), ACTION_SPACE)
@@ -460,10 +526,12 @@ class ImitationLibrarySide:
         self.seen = sum(len(t) for t in self.trajs)
 
     def work(self) -> dict:
-        subproc = self.args.imitation_vec == "subproc"
-        return {"vec_env": f"{'SubprocVecEnv' if subproc else 'DummyVecEnv'} ({self.args.num_envs} envs)",
-                "processes": 1 + len(self.worker_pids), "sim_threads": 1,
-                "torch_threads": self.args.torch_threads or os.cpu_count() or 1}
+        n, cores = self.args.num_envs, os.cpu_count() or 1
+        vec_env = {"subproc": f"SubprocVecEnv ({n} envs)", "dummy": f"DummyVecEnv ({n} envs)",
+                   "batched": f"imitate's batched ({cores} sim threads), adapted"}[self.args.imitation_vec]
+        return {"vec_env": vec_env, "processes": 1 + len(self.worker_pids),
+                "sim_threads": cores if self.args.imitation_vec == "batched" else 1,
+                "torch_threads": self.args.torch_threads or cores}
 
     def round0(self, adam_steps: int) -> dict:
         """BC on the store's train-split mocap pairs for `adam_steps` steps (imitate's round 0 is
@@ -703,8 +771,9 @@ def parse_args(argv=None):
     p.add_argument("--epoch-samples", type=int, default=512,
                    help=f"samples per epoch, a multiple of {BATCH_SIZE} (default 512): a round trains "
                         f"epochs x epoch-samples / {BATCH_SIZE} Adam steps on both sides")
-    p.add_argument("--imitation-vec", choices=["subproc", "dummy"], default="subproc",
-                   help="imitation's vec env: SubprocVecEnv (one process per env, default) or DummyVecEnv")
+    p.add_argument("--imitation-vec", choices=["subproc", "dummy", "batched"], default="subproc",
+                   help="imitation's vec env: SubprocVecEnv (one process per env, default), DummyVecEnv, or "
+                        "batched: imitate's batched env through an SB3 VecEnv adapter (what a library gains from it)")
     p.add_argument("--imitation-fused-adam", type=int, choices=[0, 1], default=0,
                    help="1: give imitation's BC torch's fused Adam (optimizer_kwargs fused=True), as imitate's SFT "
                         "uses; default 0, its default Adam")
