@@ -267,7 +267,9 @@ class Critic(nn.Module):
 
 def _rollout(sim: Simulation, policy: GaussianPolicy, critic: Critic, steps: int, rng: np.random.Generator,
              generator: torch.Generator) -> dict:
-    """steps x num_envs transitions of the stochastic policy, episodes reset at random times."""
+    """steps x num_envs transitions of the stochastic policy, episodes reset at random times
+    (a Simulation resets them inside its step: the same states and draws from rng, for less)."""
+    autoreset = isinstance(sim, Simulation)
     n = sim.num_envs
     obs_dim = policy.obs_dim
     obs_buf = np.zeros((steps, n, obs_dim), np.float32)
@@ -285,9 +287,13 @@ def _rollout(sim: Simulation, policy: GaussianPolicy, critic: Critic, steps: int
             mean = policy(obs)
             action = mean + policy.log_std.exp() * torch.randn(mean.shape, generator=generator)
             obs_buf[t], act_buf[t] = obs.numpy(), action.numpy()
-            r, te, tr, _ = sim.step(np.clip(action.numpy(), -1.0, 1.0))
+            if autoreset:
+                r, te, tr, info = sim.step(np.clip(action.numpy(), -1.0, 1.0), autoreset=rng)
+                final_obs[t] = info.get("final_obs", sim.obs)
+            else:
+                r, te, tr, _ = sim.step(np.clip(action.numpy(), -1.0, 1.0))
+                final_obs[t] = sim.obs
             rew[t], term[t] = r, te
-            final_obs[t] = sim.obs
             done = te | tr | (t == steps - 1)
             ended[t] = done
             running += r
@@ -298,7 +304,7 @@ def _rollout(sim: Simulation, policy: GaussianPolicy, critic: Critic, steps: int
                 falls += bool(te[i])
             finished = np.flatnonzero(te | tr)
             running[finished], running_len[finished] = 0.0, 0
-            if len(finished):
+            if len(finished) and not autoreset:
                 sim.reset(finished, sim.start_times(rng, len(finished)))
         values = critic(torch.from_numpy(obs_buf.reshape(-1, obs_dim))).numpy().reshape(steps, n)
         next_values = critic(torch.from_numpy(final_obs.reshape(-1, obs_dim))).numpy().reshape(steps, n)
