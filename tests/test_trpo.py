@@ -2,19 +2,21 @@
 Hessian of the KL (and the Gaussian's closed-form Fisher; the closed-form product and its
 fallback for ensembles and linear skips), the KL-bounded line search on trial
 functions with known KL and improvement, GAE against an explicit per-episode sum, episode
-bookkeeping across iterations, learning a tiny point-mass task, starting from a checkpoint
-(frozen normaliser, raised log-std, refusals) and resuming a run folder."""
+bookkeeping across iterations, learning a tiny point-mass task, one seed giving one run, a
+Simulation's in-step resets giving the batch that step-then-reset gives, starting from a
+checkpoint (frozen normaliser, raised log-std, refusals) and resuming a run folder."""
 
 import csv
 import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 import torch
 from conftest import synthetic_frames, write_clip
 
+import imitate.trpo as trpo_module
 from imitate.config import EnvConfig
 from imitate.errors import CheckpointError, ConfigError
 from imitate.observation import OBS_DIM
@@ -542,6 +544,62 @@ def small_config(**changes) -> TRPOConfig:
     base = dict(samples=16, num_envs=2, steps_per_env=8, critic_hidden=(16,), critic_warmup_iters=1,
                 init_log_std=-1.5, checkpoint_every=1, seed=3)
     return TRPOConfig(**{**base, **changes})
+
+
+def test_a_seed_gives_the_same_run(clip_config, tmp_path):
+    """From scratch in a Simulation, twice with one seed: the same logs and weights bit for bit
+    (another seed: another run)."""
+    config = small_config(samples=48, init_log_std=-0.5)
+    runs = [start(tmp_path / name, clip_config, replace(config, seed=seed)) for name, seed in
+            (("a", 3), ("b", 3), ("c", 4))]
+    logs = [[asdict(replace(log, seconds=0.0)) for log in trainer.run()] for trainer in runs]
+    assert len(logs[0]) == 3
+    np.testing.assert_equal(logs[0], logs[1])  # (nan where no episode ended: equal to nan here)
+    assert not torch.equal(flat_params(runs[0].policy), flat_params(runs[2].policy))
+    for part in ("policy", "critic"):
+        first, second = (getattr(trainer, part).state_dict() for trainer in runs[:2])
+        for name, value in first.items():
+            assert torch.equal(second[name], value), (part, name)
+
+
+class PlainSim:
+    """A Simulation behind the bare interface (num_envs, obs, reset, start_times, step): TRPO
+    steps it, then resets the ended episodes itself."""
+
+    def __init__(self, sim):
+        self.sim = sim
+
+    num_envs = property(lambda self: self.sim.num_envs)
+    obs = property(lambda self: self.sim.obs)
+
+    def reset(self, ids, start_times):
+        self.sim.reset(ids, start_times)
+
+    def start_times(self, rng, n):
+        return self.sim.start_times(rng, n)
+
+    def step(self, action):
+        return self.sim.step(action)
+
+
+def test_the_rollout_resets_inside_the_step_as_after_it(clip_config, tmp_path):
+    """A Simulation's rollout (its step resets the ended episodes) gives the batch that step,
+    then reset, gives: two trainers of one seed, one of them seeing its Simulation bare."""
+    config = small_config(num_envs=3, init_log_std=0.5)  # wild actions: humanoids fall
+    trainers = [TRPO(clip_config, config, tmp_path / name) for name in ("inside", "after")]
+    for trainer in trainers:
+        trainer.policy.set_normaliser(trainer.sim.obs.mean(0), trainer.sim.obs.std(0) + 1.0)
+    trainers[1].policy.load_state_dict(trainers[0].policy.state_dict())
+    trainers[1].critic.load_state_dict(trainers[0].critic.state_dict())
+    sims = [trainers[0].sim, PlainSim(trainers[1].sim)]
+    for _ in range(2):  # the second rollout goes on with the first one's episodes
+        inside, after = (trpo_module._rollout(sim, t.policy, t.critic, 40, t.rng, t.generator)
+                         for t, sim in zip(trainers, sims, strict=True))
+        assert len(inside["episode_returns"]) > 0  # episodes ended and restarted
+        for key in ("obs", "actions", "rewards", "terminated", "ended", "values", "next_values"):
+            assert np.array_equal(inside[key], after[key]), key
+        assert (inside["episode_returns"], inside["episode_lengths"], inside["falls"]) == \
+            (after["episode_returns"], after["episode_lengths"], after["falls"])
 
 
 def test_start_from_a_checkpoint_freezes_the_normaliser_and_raises_the_log_std(clip_config, tmp_path):
