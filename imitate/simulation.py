@@ -319,8 +319,9 @@ class Simulation:
     def _clip_states(self, a: np.ndarray, b: np.ndarray):
         """The clip's ((qpos at a, qpos at b), (qvel at a, qvel at b)) for times a (n,) and b (n,)
         [s], one look-up each for both (a look-up costs mostly its call)."""
-        times = np.concatenate([a, b])
-        return np.split(self.clip.qpos(times), 2), np.split(self.clip.qvel(times), 2)
+        n, times = len(a), np.concatenate([a, b])
+        q, v = self.clip.qpos(times), self.clip.qvel(times)
+        return (q[:n], q[n:]), (v[:n], v[n:])
 
     def _refresh_reference(self) -> None:
         """The reference at the current clip times and a lookahead ahead (no simulator state
