@@ -81,9 +81,10 @@ stronger relative to its Fisher: it takes larger steps.  --kl-convention matched
 target_kl 0.01/28 and cg_damping 0.1/28, which make its natural-gradient step the same as
 imitate's (up to CG's random start and the KL's direction, old||new vs new||old, which agree to
 second order).  The "mean KL" column shows each side's accepted KL in imitate's units (the sum
-over dims).  Measured on this 2-core host, seed 0: nominal, sb3-contrib's training reward rose
-0.28 -> 0.35 in 20 iterations while imitate's stayed at 0.27 (return 0.095 vs 0.059); matched,
-both stayed at 0.27 (0.059 vs 0.059): the gap was the trust region's size, not a defect.
+over dims).  Measured on this 2-core host, seed 0, nominal: sb3-contrib's training reward rose
+0.28 -> 0.36 in 20 iterations with its own subsampling (return 0.101), 0.28 -> 0.31 with
+imitate's (0.080), imitate's 0.27 -> 0.28 (0.056); earlier, matched, both stayed at 0.27 (0.059
+vs 0.059): the gap was the trust region's size, not a defect.
 
 Timing: wall and CPU time of the training calls only (imitate: ``TRPO.iterate``; sb3:
 ``TRPO.learn``), not model construction, checkpoints or evaluation.  CPU: the process's (all its
