@@ -32,7 +32,7 @@ from search_budget import finished, save  # the neighbouring experiment's files 
 from imitate.config import EnvConfig
 from imitate.console import console
 from imitate.evaluation import evaluate, expert_controller
-from imitate.experts.search import SearchExpert
+from imitate.experts.search import SearchExpert, periodic_targets
 from imitate.experts.tracking import TrackingConfig, TrackingExpert
 from imitate.motion import load_clip
 from imitate.pipeline import RECIPES
@@ -45,6 +45,9 @@ VARIANTS = {
     "nominal-1it": {"planning_hz": None, "cold_iterations": 1},
     "nominal-300hz": {"planning_hz": 300.0},
     "nominal-150hz": {},
+    # the trajectory's offsets averaged over its cycles at each phase (a looping clip): labels that
+    # depend on the phase, not on which cycle of the trajectory the clip time falls in
+    "nominal-periodic": {"planning_hz": None},
     "tracking": None,
 }
 
@@ -61,7 +64,8 @@ def run_one(clip_name: str, variant: str, episodes: int, seconds: float, traject
         expert = tracking
     else:
         search = replace(RECIPES["search"].search, nthread=threads, **VARIANTS[variant])
-        expert = SearchExpert(clip, config, search, nominal_targets=tracking.ctrl)  # the guided expert
+        targets = periodic_targets(clip, config, tracking.ctrl) if variant == "nominal-periodic" else tracking.ctrl
+        expert = SearchExpert(clip, config, search, nominal_targets=targets)  # the guided expert
     started = time.perf_counter()
     result = evaluate(expert_controller(expert), config, episodes=episodes, horizon_s=horizon,
                       init_noise_rad=0.01, nthread=threads, action_noise=action_noise)

@@ -344,3 +344,30 @@ def test_the_guided_search_starts_from_the_trajectory_and_batches_like_one_by_on
     made = make_expert("guided", clip, config, search=search, tracking=SMALL_TRACKING)
     np.testing.assert_array_equal(made.nominal_targets, prepared.ctrl)
     np.testing.assert_array_equal(made.label_states(states, times, keys), batched)
+
+
+def test_periodic_targets_keep_the_phase_mean_of_the_offsets_and_drop_the_cycles_own(clip_and_config):
+    """A trajectory built as the reference's targets + an offset per phase + a deviation per cycle
+    (zero-mean over the cycles at each phase): made periodic, exactly reference + the per-phase
+    offset, at every step (the synthetic clip's cycle is 8 control steps; 4 cycles)."""
+    from imitate.experts.search import periodic_targets
+
+    clip, config = clip_and_config
+    per_cycle, cycles = 8, 4
+    assert abs(clip.duration_s - per_cycle * config.control_dt) < 1e-9
+    rng = np.random.default_rng(3)
+    steps = per_cycle * cycles
+    reference = np.clip(clip.qpos(config.control_dt * np.arange(1, steps + 1))[:, hum.HINGE_QPOS],
+                        hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+    phase_offsets = rng.normal(0, 0.2, (per_cycle, hum.NU))
+    deviations = rng.normal(0, 0.1, (cycles, per_cycle, hum.NU))
+    deviations -= deviations.mean(axis=0)  # zero-mean over the cycles at each phase
+    ctrl = np.empty((steps, hum.NU))
+    for k in range(steps):
+        ctrl[k] = reference[k] + phase_offsets[k % per_cycle] + deviations[k // per_cycle, k % per_cycle]
+    periodic = periodic_targets(clip, config, ctrl)
+    for k in range(steps):
+        np.testing.assert_allclose(periodic[k], reference[k] + phase_offsets[k % per_cycle], atol=1e-12)
+    assert np.abs(periodic - ctrl).max() > 0.05  # the cycles' own deviations are gone
+    # a trajectory already periodic is left as it is
+    np.testing.assert_allclose(periodic_targets(clip, config, periodic), periodic, atol=1e-12)

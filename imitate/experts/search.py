@@ -136,6 +136,26 @@ GUIDED_LABELS = DAGGER_LABELS
 PRESETS = {"plain": SearchConfig(), "dagger": DAGGER_LABELS, "learn": LEARN_LABELS}
 
 
+def periodic_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarray) -> np.ndarray:
+    """Servo targets (T, 28) [rad] of a looping clip's trajectory made periodic: the reference's
+    targets (clipped to the hinge ranges) plus the trajectory's offsets from them averaged over its
+    cycles in each phase bin (round(cycle / control dt) bins).  Target k is held over control step
+    k, so it is compared with the reference at (k + 1) dt, as ``SearchExpert.nominal`` does.
+    Why: a reconstructed trajectory's cycles differ (run: 0.09 rad RMS between cycles at the same
+    phase), and a learner that sees the phase, not the cycle, cannot fit labels that follow them."""
+    targets = np.asarray(targets, dtype=float)
+    dt, cycle = env_config.control_dt, clip.duration_s
+    times = dt * np.arange(1, len(targets) + 1)
+    ref = np.clip(clip.qpos(times)[:, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+    bins = max(1, round(cycle / dt))
+    which = np.rint((times % cycle) / cycle * bins).astype(int) % bins  # (T,) each step's phase bin
+    offsets = targets - ref
+    counts = np.bincount(which, minlength=bins)
+    sums = np.zeros((bins, hum.NU))
+    np.add.at(sums, which, offsets)
+    return ref + (sums / np.maximum(counts, 1)[:, None])[which]
+
+
 class SearchExpert:
     """``expert.label(sim) -> (N, 28)`` for every humanoid of an imitate Simulation, or
     ``expert.label_states(states, times, keys)`` for raw integration-state rows."""
