@@ -81,13 +81,14 @@ def _expert(name: str, clip, config, search, ray: str | None, ray_workers: int |
                                f"{name} expert's labels are {past}[/]")
     if name == "tracking":
         return tracking
+    from .experts.search import SearchExpert, guided_targets
+
+    targets = guided_targets(clip, config, tracking.ctrl)
     if on_ray:  # guided: the search's labels on the workers, around the trajectory
         from .distributed import RayExpert
 
-        return RayExpert(clip, config, search, workers=ray_workers, address=ray, nominal_targets=tracking.ctrl)
-    from .experts.search import SearchExpert
-
-    return SearchExpert(clip, config, search, nominal_targets=tracking.ctrl)
+        return RayExpert(clip, config, search, workers=ray_workers, address=ray, nominal_targets=targets)
+    return SearchExpert(clip, config, search, nominal_targets=targets)
 
 
 def _new_env_config(clip: str, action_space: str, args):

@@ -209,8 +209,8 @@ def test_the_guided_recipe_labels_every_round_around_the_reconstructed_trajector
                                                                                    tiny, monkeypatch):
     """learn with the guided recipe: the trajectory reconstructed once (into the cache), then every
     label of the store, mocap round and DAgger rounds alike, made by the search around it: each
-    episode's recorded provenance names that trajectory by its digest, recomputed here from the
-    cached file."""
+    episode's recorded provenance names that trajectory (made periodic: the clip loops) by its
+    digest, recomputed here from the cached file."""
     import hashlib
     from dataclasses import replace
 
@@ -218,8 +218,11 @@ def test_the_guided_recipe_labels_every_round_around_the_reconstructed_trajector
     import numpy as np
 
     import imitate
+    from imitate.config import EnvConfig
     from imitate.experts.reconstruct import ReconstructConfig
+    from imitate.experts.search import periodic_targets
     from imitate.experts.tracking import TrackingConfig
+    from imitate.motion import load_clip
 
     monkeypatch.setenv("IMITATE_CACHE", str(tmp_path / "cache"))
     small = TrackingConfig(reconstruct=ReconstructConfig(samples=12, elites=3, window_steps=2, lookahead_steps=1,
@@ -231,8 +234,9 @@ def test_the_guided_recipe_labels_every_round_around_the_reconstructed_trajector
     assert result.summary["settings"]["expert"] == "guided"
     assert any("for the guided expert (once; then cached)" in n for n in notes)
     cached, = (tmp_path / "cache").glob("tracking-*.npz")
-    ctrl = np.load(cached)["ctrl"]
-    digest = hashlib.sha256(np.asarray(ctrl, dtype=float).tobytes()).hexdigest()[:16]
+    ctrl = periodic_targets(load_clip(synthetic_clip_path), EnvConfig(clip=str(synthetic_clip_path)),
+                            np.load(cached)["ctrl"])  # the looping clip's trajectory, made periodic
+    digest = hashlib.sha256(ctrl.tobytes()).hexdigest()[:16]
     provenances = []
     with h5py.File(tmp_path / "o" / f"{result.summary['clip']}.h5", "r") as f:
         f.visititems(lambda name, obj: provenances.append((obj.attrs["source"], json.loads(obj.attrs["labelled_by"])))

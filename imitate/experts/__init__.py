@@ -7,9 +7,10 @@
   trajectory of the clip reconstructed offline (``tracking.TrackingExpert``): microseconds a
   label, prepared once per clip and cached on disk.
 - ``guided``: the search expert starting from that same reconstructed trajectory's targets
-  instead of the reference's (``search.SearchExpert`` with ``nominal_targets``, settings
-  ``search.GUIDED_LABELS``): performs clips neither does alone (run, roll), at the search's cost
-  (0.3-2 s a label on 2 cores) plus the tracking expert's preparation.
+  (made periodic for a looping clip: ``search.guided_targets``) instead of the reference's
+  (``search.SearchExpert`` with ``nominal_targets``, settings ``search.GUIDED_LABELS``): performs
+  clips neither does alone (run, roll, getup_faceup), at the search's cost (0.5-2.5 s a label on
+  2 cores) plus the tracking expert's preparation.
 
 Every expert has ``label(sim) -> (N, 28)`` actions for the humanoids of a ``Simulation`` and
 ``provenance() -> dict`` (its kind and settings, recorded with the labels it makes).
@@ -82,7 +83,8 @@ def make_expert(name: str, clip, env_config, *, search=None, tracking=None, prog
         prepared = TrackingExpert.prepare(clip, env_config, tracking or TrackingConfig(), progress=progress)
         if name == "tracking":
             return prepared
-        from .search import GUIDED_LABELS, SearchExpert
+        from .search import GUIDED_LABELS, SearchExpert, guided_targets
 
-        return SearchExpert(clip, env_config, search or GUIDED_LABELS, nominal_targets=prepared.ctrl)
+        return SearchExpert(clip, env_config, search or GUIDED_LABELS,
+                            nominal_targets=guided_targets(clip, env_config, prepared.ctrl))
     raise ConfigError(f"expert: expected one of {EXPERTS}; found {name!r}")

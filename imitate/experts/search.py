@@ -156,6 +156,14 @@ def periodic_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarra
     return ref + (sums / np.maximum(counts, 1)[:, None])[which]
 
 
+def guided_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarray) -> np.ndarray:
+    """The servo targets (T, 28) [rad] the guided expert searches around, from a reconstructed
+    trajectory's: made periodic for a looping clip (``periodic_targets``; on run and walk, 2 x 5 s,
+    it performed as well or better: return 0.777 against 0.753, 0.904 against 0.858), as they
+    are otherwise."""
+    return periodic_targets(clip, env_config, targets) if clip.loop else np.asarray(targets, dtype=float)
+
+
 class SearchExpert:
     """``expert.label(sim) -> (N, 28)`` for every humanoid of an imitate Simulation, or
     ``expert.label_states(states, times, keys)`` for raw integration-state rows."""
