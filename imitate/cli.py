@@ -46,7 +46,7 @@ def _expert(name: str, clip, config, search, ray: str | None, ray_workers: int |
     if on_ray and name == "pd":
         raise ConfigError("--ray spreads the search expert's labels and the tracking expert's preparation; the pd "
                           "expert needs no workers (it labels in microseconds)")
-    if name in ("pd", "search") and not (on_ray and name == "search"):
+    if name == "pd" or (name == "search" and not on_ray):
         return make_expert(name, clip, config, search=search)
     if name == "search":
         from .distributed import RayExpert
@@ -81,14 +81,16 @@ def _expert(name: str, clip, config, search, ray: str | None, ray_workers: int |
                                f"{name} expert's labels are {past}[/]")
     if name == "tracking":
         return tracking
-    from .experts.search import SearchExpert, guided_targets
+    from .experts.search import SearchExpert, guided_expert
 
-    targets = guided_targets(clip, config, tracking.ctrl)
+    make = SearchExpert
     if on_ray:  # guided: the search's labels on the workers, around the trajectory
+        from functools import partial
+
         from .distributed import RayExpert
 
-        return RayExpert(clip, config, search, workers=ray_workers, address=ray, nominal_targets=targets)
-    return SearchExpert(clip, config, search, nominal_targets=targets)
+        make = partial(RayExpert, workers=ray_workers, address=ray)
+    return guided_expert(clip, config, search, tracking, make)
 
 
 def _new_env_config(clip: str, action_space: str, args):

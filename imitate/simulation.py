@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import mujoco
@@ -102,7 +103,8 @@ class Simulation:
         self.steps = np.zeros(num_envs, dtype=np.int64)  # control steps since each reset
         self.limit_s = np.full(num_envs, np.inf)
         self.obs = np.zeros((num_envs, OBS_DIM), np.float32)
-        self._physics: threading.Thread | None = None  # step_async's physics, until step_wait
+        self._physics: Future | None = None  # step_async's physics, until step_wait
+        self._physics_worker: ThreadPoolExecutor | None = None  # one thread, made on the first step_async
         # held while this Simulation's Batch.step runs: Simulations that share one take turns
         # at the native threads instead of oversubscribing them (imitate.env.PipelinedVecEnv)
         self.physics_lock = threading.Lock()
@@ -214,15 +216,16 @@ class Simulation:
             raise RuntimeError("step_async: a step is already in flight; call step_wait() first")
         self._begin_step(action)
         self._autoreset = autoreset
-        self._physics = threading.Thread(target=self._run_physics, name="imitate-physics")
-        self._physics.start()
+        if self._physics_worker is None:  # one thread kept for every step: no start and join per step
+            self._physics_worker = ThreadPoolExecutor(1, thread_name_prefix="imitate-physics")
+        self._physics = self._physics_worker.submit(self._run_physics)
 
     def step_wait(self):
         """Finish the step step_async started; return what step() returns."""
         if self._physics is None:
             raise RuntimeError("step_wait: no step in flight; call step_async(action) first")
         self._refresh_reference()  # a function of time alone: done while the physics runs
-        self._physics.join()
+        self._physics.result()
         self._physics = None
         self._raise_physics_error()
         return self._end_step(self._autoreset, reference_done=True)

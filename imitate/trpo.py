@@ -114,10 +114,11 @@ def _plain_mlp(policy: GaussianPolicy) -> list[tuple[nn.Linear, str]] | None:
     return layers
 
 
-def gaussian_fisher_product(policy: GaussianPolicy, obs: torch.Tensor,
-                            damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
+def gaussian_fisher_product(policy: GaussianPolicy, obs: torch.Tensor, damping: float,
+                            params: list[torch.Tensor] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """v -> (F + damping I) v at the current parameters, F the Hessian of the mean KL from the
-    current policy on obs (B, obs_dim), v a flat vector in ``policy.parameters()`` order.
+    current policy on obs (B, obs_dim), v a flat vector over params (default: every parameter of
+    the policy; the trained ones, in ``policy.parameters()`` order, where some are frozen).
 
     For a Gaussian with state-independent std that Hessian is F = mean_b J_b^T diag(1/sigma^2)
     J_b on the mean's parameters (J_b the mean's Jacobian at sample b) plus 2 I on the log-std,
@@ -126,8 +127,8 @@ def gaussian_fisher_product(policy: GaussianPolicy, obs: torch.Tensor,
     J^T diag(1/sigma^2) J v by one backward pass (about 4 forward passes of work, against the
     double backward of ``fisher_vector_product``, which it equals up to rounding).  Any other
     policy gets ``fisher_vector_product`` of the KL."""
-    layers = _plain_mlp(policy)
-    params = list(policy.parameters())
+    layers = _plain_mlp(policy)  # None where some parameter is frozen: then params are the trained ones
+    params = list(policy.parameters()) if params is None else params
     if layers is None:
         with torch.no_grad():
             old = policy.distribution(obs)
@@ -420,7 +421,7 @@ class TRPO:
         g = torch.cat([x.reshape(-1) for x in grads]).detach()
         if not torch.isfinite(g).all():
             raise FloatingPointError("non-finite policy gradient")
-        fvp = gaussian_fisher_product(policy, obs[::fvp_stride(len(obs), cfg.fvp_subsample)], cfg.damping)
+        fvp = gaussian_fisher_product(policy, obs[::fvp_stride(len(obs), cfg.fvp_subsample)], cfg.damping, params)
         direction = conjugate_gradient(fvp, g, cfg.cg_iters)
         shs = float(direction @ fvp(direction))
         full_step = direction * math.sqrt(2 * cfg.max_kl / max(shs, 1e-12))

@@ -172,22 +172,17 @@ def serve(make_side: Callable[[], object], commands: Iterable[str]) -> int:
 
 
 def cpu_seconds_of(pids: Iterable[int]) -> float:
-    """User + system CPU seconds so far of these running processes (e.g. a SubprocVecEnv's
-    workers), from /proc (Linux), else psutil; 0 for none.  A process's own threads are
+    """User + system CPU seconds so far of these processes (e.g. a SubprocVecEnv's workers),
+    from /proc (Linux); a process that has exited counts 0.  A process's own threads are
     time.process_time()'s."""
-    pids = list(pids)
-    if not pids:
-        return 0.0
-    if Path("/proc/self/stat").exists():
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in pids:
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in pids:
+        try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-        return total / tick
-    import psutil
-
-    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+        except OSError:  # exited
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
 
 
 def fixed_normaliser():

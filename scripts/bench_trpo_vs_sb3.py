@@ -285,19 +285,6 @@ def counted_solver(solver, clock: PhaseClock, extra_products: int):
     return counted
 
 
-def worker_cpu_s(pids) -> float:
-    """CPU seconds (user + system) the processes `pids` have used so far (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-    return total / ticks
-
-
 def evaluate_controller(controller, args) -> dict:
     return _sidecar.evaluate_controller(controller, env_config(), args.eval_seconds, args.eval_episodes,
                                         seed=args.seed)
@@ -341,9 +328,9 @@ class ImitateSide:
         """(name, replacement) of the module's functions and the trainer's methods, wrapped."""
         mod, trainer, clock = self.trpo_mod, self.trainer, self.clock
 
-        def fisher(policy, obs, damping):
+        def fisher(policy, obs, damping, params=None):
             clock.tally("fvp_samples", len(obs))
-            return counted_product(real_fisher(policy, obs, damping), clock)
+            return counted_product(real_fisher(policy, obs, damping, params), clock)
 
         def opt_step(*a, **kw):
             clock.tally("critic_updates")
@@ -468,7 +455,7 @@ class SB3Side:
             nn.init.zeros_(self.model.policy.action_net.bias)
         self.rewards = RewardLog()
         self.accepted, self.kl, self.iterations = [], [], 0
-        self.clock = clock = PhaseClock(lambda: worker_cpu_s(pids))
+        self.clock = clock = PhaseClock(lambda: _sidecar.cpu_seconds_of(pids))
         self.pids = pids
         model, policy = self.model, self.model.policy
         real_train, real_hvp, real_dist = model.train, model.hessian_vector_product, policy.get_distribution
@@ -524,9 +511,9 @@ class SB3Side:
         samples = iterations * self.args.num_envs * self.args.steps_per_iter
         n_rewards, n_updates, n_iterations = len(self.rewards.means), len(self.accepted), self.iterations
         before = self.clock.snapshot()
-        wall, cpu = time.perf_counter(), time.process_time() + worker_cpu_s(self.pids)
+        wall, cpu = time.perf_counter(), time.process_time() + _sidecar.cpu_seconds_of(self.pids)
         self.model.learn(total_timesteps=samples, reset_num_timesteps=False, callback=self.rewards)
-        wall, cpu = time.perf_counter() - wall, time.process_time() + worker_cpu_s(self.pids) - cpu
+        wall, cpu = time.perf_counter() - wall, time.process_time() + _sidecar.cpu_seconds_of(self.pids) - cpu
         return chunk_report(self.clock, before, self.iterations - n_iterations, self.args, wall, cpu,
                             step_rewards=self.rewards.means[n_rewards:], accepted=self.accepted[n_updates:],
                             kl=self.kl[n_updates:])

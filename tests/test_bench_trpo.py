@@ -120,9 +120,9 @@ def test_imitate_does_the_planned_work(options, fvp_rows, tmp_path, synthetic_cl
     real_fisher, real_cg, real_search = trpo.gaussian_fisher_product, trpo.conjugate_gradient, trpo.line_search
     real_policy_step, real_opt_step = trainer._policy_step, trainer.critic_opt.step
 
-    def fisher(policy, obs, damping):
+    def fisher(policy, obs, damping, params=None):
         seen["fvp_rows"].append(len(obs))
-        product = real_fisher(policy, obs, damping)
+        product = real_fisher(policy, obs, damping, params)
 
         def counted(v):
             seen["products"] += 1

@@ -83,8 +83,7 @@ def make_expert(name: str, clip, env_config, *, search=None, tracking=None, prog
         prepared = TrackingExpert.prepare(clip, env_config, tracking or TrackingConfig(), progress=progress)
         if name == "tracking":
             return prepared
-        from .search import GUIDED_LABELS, SearchExpert, guided_targets
+        from .search import GUIDED_LABELS, guided_expert
 
-        return SearchExpert(clip, env_config, search or GUIDED_LABELS,
-                            nominal_targets=guided_targets(clip, env_config, prepared.ctrl))
+        return guided_expert(clip, env_config, search or GUIDED_LABELS, prepared)
     raise ConfigError(f"expert: expected one of {EXPERTS}; found {name!r}")

@@ -353,3 +353,10 @@ def knot_weights(horizon: int, knots: int) -> np.ndarray:
     at = np.linspace(0.0, horizon - 1, knots)
     eye = np.eye(knots)
     return np.stack([np.interp(np.arange(horizon), at, eye[j]) for j in range(knots)], axis=1)
+
+
+def guided_expert(clip: MotionClip, env_config: EnvConfig, search: SearchConfig, tracking, make=SearchExpert):
+    """The guided expert: ``make(clip, env_config, search, nominal_targets=...)`` around a
+    prepared tracking expert's trajectory (``guided_targets``); make: SearchExpert, or any
+    callable of that signature (``distributed.RayExpert`` with its workers bound)."""
+    return make(clip, env_config, search, nominal_targets=guided_targets(clip, env_config, tracking.ctrl))
