@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -169,6 +170,59 @@ def serve(make_side: Callable[[], object], commands: Iterable[str]) -> int:
                 out = {"error": f"{type(exc).__name__}: {exc}"}
             print(json.dumps(out), file=reply, flush=True)
     return 0
+
+
+class Clock:
+    """Wall and CPU seconds per phase, and counters of work done.  CPU is this process's (all its
+    threads, ``time.process_time``) plus ``extra_cpu()`` (e.g. a SubprocVecEnv's workers,
+    `cpu_seconds_of`).  ``with clock("phase"): ...``, ``clock.timed(fn, "phase")`` or
+    ``clock.add("phase", since, until)`` with marks from ``clock.now()``."""
+
+    def __init__(self, extra_cpu: Callable[[], float] = lambda: 0.0, phases: Iterable[str] = ()):
+        self.extra_cpu = extra_cpu
+        self.wall, self.cpu, self.count = dict.fromkeys(phases, 0.0), dict.fromkeys(phases, 0.0), {}
+
+    def now(self) -> tuple[float, float]:
+        """A mark: (wall, CPU) seconds."""
+        return time.perf_counter(), time.process_time() + self.extra_cpu()
+
+    def add(self, phase: str, since: tuple[float, float], until: tuple[float, float] | None = None) -> None:
+        wall, cpu = until or self.now()
+        self.wall[phase] = self.wall.get(phase, 0.0) + wall - since[0]
+        self.cpu[phase] = self.cpu.get(phase, 0.0) + cpu - since[1]
+
+    @contextmanager
+    def __call__(self, phase: str):
+        since = self.now()
+        try:
+            yield
+        finally:
+            self.add(phase, since)
+
+    def timed(self, fn: Callable, phase: str) -> Callable:
+        """fn, its calls' time added to phase."""
+        def wrapper(*a, **kw):
+            with self(phase):
+                return fn(*a, **kw)
+        return wrapper
+
+    def tally(self, name: str, k: int = 1) -> None:
+        self.count[name] = self.count.get(name, 0) + k
+
+    def snapshot(self) -> dict:
+        return {"wall": dict(self.wall), "cpu": dict(self.cpu), "count": dict(self.count)}
+
+    def since(self, before: dict) -> dict:
+        """The phases and counts accumulated after `before` (a snapshot)."""
+        now = self.snapshot()
+        return {part: {k: v - before[part].get(k, 0) for k, v in now[part].items()} for part in now}
+
+    def split(self, total: tuple[float, float], rest: str) -> dict:
+        """{"wall": {phase: s}, "cpu": {phase: s}}, phase `rest` getting what the others leave of
+        total (wall, CPU) seconds."""
+        for got, value in ((self.wall, total[0]), (self.cpu, total[1])):
+            got[rest] = value - sum(v for k, v in got.items() if k != rest)
+        return {"wall": dict(self.wall), "cpu": dict(self.cpu)}
 
 
 def cpu_seconds_of(pids: Iterable[int]) -> float:

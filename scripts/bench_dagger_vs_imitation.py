@@ -193,39 +193,6 @@ def counting_optimiser_steps():
         handle.remove()
 
 
-class Stopwatch:
-    """Wall and CPU seconds per stage: ``with watch("label"): ...``; CPU is this process's (all its
-    threads) plus `extra_cpu()` (e.g. worker processes)."""
-
-    def __init__(self, extra_cpu=lambda: 0.0):
-        self.extra_cpu = extra_cpu
-        self.wall = dict.fromkeys(STAGES, 0.0)
-        self.cpu = dict.fromkeys(STAGES, 0.0)
-
-    def now(self) -> tuple[float, float]:
-        return time.perf_counter(), time.process_time() + self.extra_cpu()
-
-    def add(self, stage: str, start: tuple[float, float], end: tuple[float, float]) -> None:
-        self.wall[stage] += end[0] - start[0]
-        self.cpu[stage] += end[1] - start[1]
-
-    @contextmanager
-    def __call__(self, stage: str):
-        start = (time.perf_counter(), time.process_time())
-        try:
-            yield
-        finally:
-            self.wall[stage] += time.perf_counter() - start[0]
-            self.cpu[stage] += time.process_time() - start[1]
-
-    def split(self, total: tuple[float, float], rest: str) -> dict:
-        """{"wall": {stage: s}, "cpu": {stage: s}}, stage `rest` getting what the others leave of `total`."""
-        for kind, value in (("wall", total[0]), ("cpu", total[1])):
-            got = getattr(self, kind)
-            got[rest] = value - sum(v for k, v in got.items() if k != rest)
-        return {"wall": dict(self.wall), "cpu": dict(self.cpu)}
-
-
 # --------------------------------------------------------------------------------------------
 # shared helpers (both interpreters)
 
@@ -254,9 +221,9 @@ def mocap_trajectories(store) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 class TimedExpert:
-    """An expert (label(sim) and provenance()) whose labelling time goes to a Stopwatch."""
+    """An expert (label(sim) and provenance()) whose labelling time goes to a _sidecar.Clock."""
 
-    def __init__(self, expert, watch: Stopwatch):
+    def __init__(self, expert, watch: _sidecar.Clock):
         self.expert, self.watch = expert, watch
 
     def label(self, sim) -> np.ndarray:
@@ -316,7 +283,7 @@ class ImitateSide:
         from imitate.motion import load_clip
         from imitate.store import DemoStore
 
-        watch = Stopwatch()
+        watch = _sidecar.Clock(phases=STAGES)
         marks, ends, epochs = {}, {}, []
         real_fit = sft_mod.fit
 
@@ -487,7 +454,7 @@ class ImitationLibrarySide:
         venv.seed(args.seed)
         self.worker_pids = [proc.pid for proc in getattr(venv, "processes", [])]
         expert = PDExpert(load_clip(CLIP), ACTION_SPACE)
-        self.watch = watch = Stopwatch(lambda: _sidecar.cpu_seconds_of(self.worker_pids))
+        self.watch = watch = _sidecar.Clock(lambda: _sidecar.cpu_seconds_of(self.worker_pids), STAGES)
 
         class SimStateExpert(BasePolicy):
             """The PD expert as an SB3 policy.  It reads every sub-env's simulator state and clip

@@ -223,45 +223,7 @@ def plan_of(args) -> dict:
 # instrumentation (both interpreters): read-only wrappers that time phases and count work
 
 
-class PhaseClock:
-    """Wall and CPU seconds per phase ("rollout", "policy", "critic"); CPU is this process's (all
-    its threads) plus ``extra_cpu()`` (the SubprocVecEnv workers'); and counters of work done."""
-
-    def __init__(self, extra_cpu=lambda: 0.0):
-        self.extra_cpu = extra_cpu
-        self.wall, self.cpu, self.count = {}, {}, {}
-
-    def now(self) -> tuple[float, float]:
-        return time.perf_counter(), time.process_time() + self.extra_cpu()
-
-    def add(self, phase: str, since: tuple[float, float], until: tuple[float, float] | None = None) -> None:
-        wall, cpu = until or self.now()
-        self.wall[phase] = self.wall.get(phase, 0.0) + wall - since[0]
-        self.cpu[phase] = self.cpu.get(phase, 0.0) + cpu - since[1]
-
-    def timed(self, fn, phase: str):
-        def wrapper(*a, **kw):
-            since = self.now()
-            try:
-                return fn(*a, **kw)
-            finally:
-                self.add(phase, since)
-        return wrapper
-
-    def tally(self, name: str, k: int = 1) -> None:
-        self.count[name] = self.count.get(name, 0) + k
-
-    def snapshot(self) -> dict:
-        return {"wall": dict(self.wall), "cpu": dict(self.cpu), "count": dict(self.count)}
-
-
-def since_snapshot(clock: PhaseClock, before: dict) -> dict:
-    """The clock's phases and counts accumulated after `before` (a snapshot)."""
-    now = clock.snapshot()
-    return {part: {k: v - before[part].get(k, 0) for k, v in now[part].items()} for part in now}
-
-
-def counted_product(product, clock: PhaseClock):
+def counted_product(product, clock: _sidecar.Clock):
     """A Fisher-vector product that tallies its calls ("fvps")."""
     def counted(*a, **kw):
         clock.tally("fvps")
@@ -269,7 +231,7 @@ def counted_product(product, clock: PhaseClock):
     return counted
 
 
-def counted_solver(solver, clock: PhaseClock, extra_products: int):
+def counted_solver(solver, clock: _sidecar.Clock, extra_products: int):
     """A CG solver (matvec, b, ...) that tallies its iterations: the products it asks for, less
     `extra_products` (sb3-contrib's first, at its random start)."""
     def counted(matvec, *a, **kw):
@@ -299,9 +261,9 @@ def versions() -> dict:
             "numpy": np.__version__}
 
 
-def chunk_report(clock: PhaseClock, before: dict, iterations: int, args, wall: float, cpu: float, **more) -> dict:
+def chunk_report(clock: _sidecar.Clock, before: dict, iterations: int, args, wall: float, cpu: float, **more) -> dict:
     """One training chunk's figures: time in all and per phase, and the work counted."""
-    phases = since_snapshot(clock, before)
+    phases = clock.since(before)
     return {"iterations": iterations, "samples": iterations * args.num_envs * args.steps_per_iter, "seconds": wall,
             "cpu_s": cpu, "phase_s": phases["wall"], "phase_cpu_s": phases["cpu"], "work": phases["count"], **more}
 
@@ -322,7 +284,7 @@ class ImitateSide:
         shutil.rmtree(run_dir, ignore_errors=True)  # start() would resume an old run
         self.config = trpo_config(args, plan_of(args))
         self.trainer = trpo_mod.start(run_dir, env_config(), self.config)
-        self.clock = PhaseClock()
+        self.clock = _sidecar.Clock()
 
     def _instrumented(self):
         """(name, replacement) of the module's functions and the trainer's methods, wrapped."""
@@ -455,7 +417,7 @@ class SB3Side:
             nn.init.zeros_(self.model.policy.action_net.bias)
         self.rewards = RewardLog()
         self.accepted, self.kl, self.iterations = [], [], 0
-        self.clock = clock = PhaseClock(lambda: _sidecar.cpu_seconds_of(pids))
+        self.clock = clock = _sidecar.Clock(lambda: _sidecar.cpu_seconds_of(pids))
         self.pids = pids
         model, policy = self.model, self.model.policy
         real_train, real_hvp, real_dist = model.train, model.hessian_vector_product, policy.get_distribution

@@ -257,6 +257,7 @@ class SearchExpert:
                 if not warm:  # re-centre on the weighted mean: smooth in the state, unlike the best
                     plans[rows] = np.sum(weights[:, :, None, None] * candidates, axis=1)
             self.last_costs = costs
+        self.last_plans = plans  # (n, H, 28) offsets [rad]: the plan each label is the first step of
         qpos = states[:, 1:1 + hum.NQ]  # integration state: time, qpos, qvel, ...
         target = self.clip.qpos(times + self.env_config.control_dt)[:, hum.HINGE_QPOS] + first
         if warm:
