@@ -178,7 +178,8 @@ def rounds_table(results, title: str = "DAgger rounds (evaluation from phase 0)"
         table.add_column(escape(col), justify="right")
     for r in results:
         ev = r.evaluation
-        table.add_row(str(r.round), f"{r.beta:.2f}", f"{r.expert_share:.2f}", str(r.new_steps), str(r.total_steps),
+        new = f"{r.new_steps} + {r.plan_steps} planned" if r.plan_steps else str(r.new_steps)
+        table.add_row(str(r.round), f"{r.beta:.2f}", f"{r.expert_share:.2f}", new, str(r.total_steps),
                       f"{r.valid_loss:.4f}", f"{ev['episodes']} x {ev['horizon_s']:g} s",
                       f"{ev['normalised_return']['mean']:.3f}",
                       f"{ev['survival_s']['mean']:.2f}", f"{ev['joint_error_deg']['mean']:.1f}")

@@ -5,7 +5,9 @@ Round 0 is SFT on the store's mocap round (or a given checkpoint).  Round k >= 1
    random clip times: each step (``mixing="step"``) or each segment of ``segment_steps`` steps
    (``mixing="segment"``), an env executes the expert's action with probability beta(k), else
    the learner's (the policy of round k-1);
-2. label every visited state with the expert (simulator state + clip time -> action);
+2. label every visited state with the expert (simulator state + clip time -> action); with
+   ``plan_labels`` N and a search expert, also the N states its plan for each visited state
+   reaches, followed open loop, each labelled by the plan's own action there (source "plan");
 3. append the round to the store, all or nothing (the executed actions and labels both kept);
 4. retrain, warm-starting from round k-1 (or from scratch, ``retrain_from_scratch``), on the
    mocap round plus the last ``keep_rounds`` rounds (all by default);
@@ -80,10 +82,65 @@ def act_in_blocks(learner: Callable[[np.ndarray], np.ndarray], obs: np.ndarray, 
     return np.concatenate([learner(padded[a:a + block]) for a in range(0, len(padded), block)])[:n]
 
 
+class PlanFollower:
+    """Follows a search expert's plans open loop from the states it has just labelled, in a
+    Simulation of its own beside the collecting one, and keeps what they reach.
+
+    Each plan is a whole horizon of servo targets of which the label is only the first step; the
+    states the plan reaches over its next `steps` control steps (the env's own physics), each
+    labelled by the plan's action there, are more labels for the cost of `steps` control steps of
+    simulation instead of a search each.  A plan stops where its humanoid falls.  Rows are kept
+    per humanoid: ``episodes()`` gives one "plan" episode each, its plans one after another, every
+    plan's last row ``truncated`` (or ``terminated`` where it fell)."""
+
+    FIELDS = ("obs", "expert_actions", "qpos", "qvel", "time_s", "reward", "terminated", "truncated")
+
+    def __init__(self, sim, steps: int, nthread: int = 0):
+        self.steps = steps
+        self.side = Simulation(sim.config, sim.num_envs, nthread, clip=sim.clip, env_ids=sim.env_ids)
+        self.rows: list[dict[str, list]] = [{k: [] for k in self.FIELDS} for _ in range(sim.num_envs)]
+
+    def follow(self, sim, expert, labels: np.ndarray) -> None:
+        """From sim's states, which expert has just labelled with labels (N, 28)."""
+        side = self.side
+        side.set_state(sim.qpos, sim.qvel, sim.ref_time_s)
+        _, terminated, truncated, _ = side.step(labels)
+        alive = ~(terminated | truncated)
+        for j in range(1, self.steps + 1):
+            if not alive.any():
+                break
+            obs, qpos, qvel, t = side.obs.copy(), side.qpos.copy(), side.qvel.copy(), side.ref_time_s.copy()
+            # a fallen humanoid's state may be non-finite: it is not followed, but still stepped
+            actions = np.where(alive[:, None], expert.planned_actions(j, np.nan_to_num(qpos), t), 0.0)
+            reward, terminated, truncated, _ = side.step(actions)
+            last = j == self.steps
+            for i in np.flatnonzero(alive):
+                for key, value in (("obs", obs[i]), ("expert_actions", actions[i]), ("qpos", qpos[i]),
+                                   ("qvel", qvel[i]), ("time_s", t[i]), ("reward", reward[i]),
+                                   ("terminated", terminated[i]), ("truncated", (truncated[i] or last)
+                                                                   and not terminated[i])):
+                    self.rows[i][key].append(value)
+            alive &= ~(terminated | truncated)
+
+    def episodes(self, env_ids) -> list[dict[str, np.ndarray] | None]:
+        """Per humanoid (sim's order): its plan episode (collect's fields; the plans' actions are
+        executed and labels alike), or None if it has no rows."""
+        out = []
+        for i, rows in enumerate(self.rows):
+            if not rows["obs"]:
+                out.append(None)
+                continue
+            ep = {k: np.array(v) for k, v in rows.items()}
+            ep["actions"] = ep["expert_actions"].copy()
+            ep.update(expert_share=1.0, env=int(env_ids[i]), source="plan")
+            out.append(ep)
+        return out
+
+
 def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: float, steps: int,
             seed: int | tuple[int, ...], mixing: str = "step", segment_steps: int = 15,
             progress: Callable[[int, int], None] | None = None,
-            action_noise: float = 0.0) -> list[dict[str, np.ndarray]]:
+            action_noise: float = 0.0, plan_labels: int = 0, nthread: int = 0) -> list[dict[str, np.ndarray]]:
     """Run the beta-mixture of expert and learner in every env of sim for `steps` steps.
 
     sim: a Simulation (or anything with env_ids/reset/start_times/step/obs/qpos/qvel/ref_time_s).
@@ -102,6 +159,9 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
     progress: called with (steps done, steps) after each step.
     action_noise: std of Gaussian noise added to every executed action (clipped to [-1, 1]); the
     labels stay the expert's actions at the states visited.
+    plan_labels: with a search expert (``planned_actions``), also the states its plans reach over
+    this many control steps (PlanFollower, nthread threads): after each env's episodes, one
+    episode of source "plan" (the others carry source "dagger").
     """
     n = sim.num_envs
     env_ids = np.asarray(sim.env_ids)
@@ -118,11 +178,17 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
     rec = {k: [] for k in ("obs", "expert_actions", "actions", "qpos", "qvel", "time_s", "reward", "terminated",
                            "truncated", "from_expert")}
     use_expert = choices(range(n))
+    if plan_labels and not hasattr(expert, "planned_actions"):
+        raise ConfigError(f"plan_labels needs an expert that plans (the search or guided expert); "
+                          f"found {type(expert).__name__}")
+    follower = PlanFollower(sim, plan_labels, nthread) if plan_labels else None
     for step in range(steps):
         if mixing == "step" or step % segment_steps == 0:
             use_expert = choices(range(n))
         obs, qpos, qvel, t = sim.obs.copy(), sim.qpos.copy(), sim.qvel.copy(), sim.ref_time_s.copy()
         labels = label(expert, sim)
+        if follower:
+            follower.follow(sim, expert, labels)
         learned = act_in_blocks(learner, obs, block)
         executed = np.where(use_expert[:, None], labels, learned)
         if action_noise > 0:
@@ -142,6 +208,7 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
         if progress:
             progress(step + 1, steps)
     arrays = {k: np.stack(v, axis=1) for k, v in rec.items()}  # (n, steps, ...)
+    planned = follower.episodes(env_ids) if follower else [None] * n
     episodes = []
     for i in range(n):
         ends = np.flatnonzero(arrays["terminated"][i] | arrays["truncated"][i])
@@ -150,8 +217,11 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
             ep = {k: v[i, start:end + 1] for k, v in arrays.items()}
             ep["expert_share"] = float(ep.pop("from_expert").mean())
             ep["env"] = int(env_ids[i])
+            ep["source"] = "dagger"
             episodes.append(ep)
             start = end + 1
+        if planned[i] is not None:
+            episodes.append(planned[i])
     return episodes
 
 
@@ -167,6 +237,7 @@ class RoundResult:
     sft_seconds: float
     evaluation: dict  # EvalResult.to_dict()
     checkpoint: str  # file name in the run folder
+    plan_steps: int = 0  # the round's states reached by the expert's plans (plan_labels), beside new_steps
 
 
 def finished_rounds(run_dir: str | os.PathLike) -> list[RoundResult]:
@@ -185,7 +256,7 @@ def best_round(results: list[RoundResult]) -> RoundResult:
     return max(results, key=lambda r: r.evaluation["normalised_return"]["mean"])
 
 
-CURVE_COLUMNS = ("round", "beta", "new_steps", "total_steps", "expert_share", "train_loss", "valid_loss",
+CURVE_COLUMNS = ("round", "beta", "new_steps", "plan_steps", "total_steps", "expert_share", "train_loss", "valid_loss",
                  "normalised_return", "survival_s", "full_horizon", "episodes", "horizon_s")
 
 
@@ -193,7 +264,8 @@ def write_learning_curve(run_dir: Path, results: list[RoundResult]) -> None:
     """run_dir/learning_curve.csv (one row per round: CURVE_COLUMNS) and learning_curve.png."""
     from .plots import learning_curve_png
 
-    rows = [{"round": r.round, "beta": r.beta, "new_steps": r.new_steps, "total_steps": r.total_steps,
+    rows = [{"round": r.round, "beta": r.beta, "new_steps": r.new_steps, "plan_steps": r.plan_steps,
+             "total_steps": r.total_steps,
              "expert_share": r.expert_share, "train_loss": r.train_loss, "valid_loss": r.valid_loss,
              "normalised_return": r.evaluation["normalised_return"]["mean"],
              "survival_s": r.evaluation["survival_s"]["mean"], "full_horizon": r.evaluation["full_horizon"],
@@ -230,8 +302,10 @@ def _save_state(run_dir: Path, state: dict) -> None:
     write_text(run_dir / "state.json", json.dumps(state, indent=2))
 
 
-def _round_result(k, beta, new_steps, total, sft: SFTResult, ev: EvalResult, ckpt: Path, share) -> RoundResult:
-    return RoundResult(round=k, beta=beta, new_steps=new_steps, total_steps=total, expert_share=share,
+def _round_result(k, beta, new_steps, total, sft: SFTResult, ev: EvalResult, ckpt: Path, share,
+                  plan_steps: int = 0) -> RoundResult:
+    return RoundResult(round=k, beta=beta, new_steps=new_steps, plan_steps=plan_steps, total_steps=total,
+                       expert_share=share,
                        train_loss=sft.train_loss, valid_loss=sft.valid_loss, sft_seconds=sft.seconds,
                        evaluation=ev.to_dict(), checkpoint=ckpt.name)
 
@@ -277,6 +351,14 @@ class DAggerTrainer:
         self.env_config = self.store.env_config
         self.clip = load_clip(self.env_config.clip)
         self.expert = expert or PDExpert(self.clip, self.env_config.action_space)
+        if config.plan_labels:  # refused before the run folder is made
+            horizon = getattr(getattr(self.expert, "config", None), "horizon", None)
+            if horizon is None or not (hasattr(self.expert, "planned_actions") or isinstance(self.expert, RayExpert)):
+                raise ConfigError(f"plan_labels needs an expert that plans (the search or guided expert); found "
+                                  f"{type(self.expert).__name__}")
+            if config.plan_labels >= horizon:
+                raise ConfigError(f"plan_labels must be below the expert's planning horizon ({horizon} steps); "
+                                  f"found {config.plan_labels}")
         self.beta_of = beta_schedule or schedule(config.beta)
         self.init_checkpoint, self.on_round = init_checkpoint, on_round
         self.say = on_progress or (lambda message: None)
@@ -353,17 +435,19 @@ class DAggerTrainer:
         if isinstance(self.expert, RayExpert):  # each worker collects a slice of the envs with its own expert
             eps = self.expert.collect(self.policy, collecting, config.num_envs, beta, config.steps_per_env,
                                       (config.seed, k), config.mixing, config.segment_steps, config.collect_noise,
-                                      progress=lambda done, total: self.say(
+                                      plan_labels=config.plan_labels, progress=lambda done, total: self.say(
                                           f"round {k}: {done} of {total} workers' slices collected"))
         else:
             self._sim = self._sim or Simulation(collecting, config.num_envs, self.sim_threads, clip=self.clip)
             eps = collect(self._sim, self.policy.act, self.expert, beta, config.steps_per_env, (config.seed, k),
-                          config.mixing, config.segment_steps, report, config.collect_noise)
+                          config.mixing, config.segment_steps, report, config.collect_noise, config.plan_labels,
+                          self.sim_threads)
         labelled_by = provenance_json(self.expert)
-        share = float(np.average([e["expert_share"] for e in eps], weights=[len(e["obs"]) for e in eps]))
+        visited = [e for e in eps if e["source"] == "dagger"]
+        share = float(np.average([e["expert_share"] for e in visited], weights=[len(e["obs"]) for e in visited]))
         return [Episode(obs=e["obs"], expert_actions=e["expert_actions"], actions=e["actions"], qpos=e["qpos"],
                         qvel=e["qvel"], time_s=e["time_s"], phase=self.clip.phase(e["time_s"]), reward=e["reward"],
-                        terminated=e["terminated"], truncated=e["truncated"], source="dagger", clip=self.clip.name,
+                        terminated=e["terminated"], truncated=e["truncated"], source=e["source"], clip=self.clip.name,
                         checkpoint_id=self._checkpoint_id(), beta=beta, seed=config.seed * 1000 + k,
                         labelled_by=labelled_by)
                 for e in eps], share
@@ -386,8 +470,9 @@ class DAggerTrainer:
             self.state.pop("pending", None)
             _save_state(self.run_dir, self.state)
 
-    def collected(self, k: int) -> tuple[int, float] | None:
-        """(new steps, expert share) of round k if it was collected before an interruption, else None."""
+    def collected(self, k: int) -> tuple[int, int, float] | None:
+        """(new steps, plan steps, expert share) of round k if it was collected before an
+        interruption, else None."""
         rounds_in_store = json.loads(self.store.attrs()["rounds"])
         pending = self.state.get("pending") or {}
         r = k if self.legacy else self.state["store_rounds"].get(
@@ -395,11 +480,12 @@ class DAggerTrainer:
         if r is None or r not in rounds_in_store or not self._owned(r):
             return None
         self._record(k, r)
-        done = self.store.load(("actions", "expert_actions"), split=None, rounds=[r])
+        done = self.store.load(("actions", "expert_actions"), split=None, rounds=[r], sources=["dagger"])
+        plan_steps = sum(e["length"] for e in self.store.episode_index() if e["round"] == r and e["source"] == "plan")
         # an executed expert action equals its label, unless collect_noise moved it: unknown then
         share = (float(np.mean(np.all(done["actions"] == done["expert_actions"], axis=1)))
                  if self.config.collect_noise == 0 else float("nan"))
-        return len(done["actions"]), share
+        return len(done["actions"]), plan_steps, share
 
     def fit(self, k: int):
         """Round k's policy and its SFTResult: retrained on the mocap rounds and this run's (or
@@ -418,7 +504,8 @@ class DAggerTrainer:
         retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
         return sft_on_store(self.store, retrain, policy=self.policy, rounds=rounds)
 
-    def evaluate_round(self, k: int, beta: float, new_steps: int, policy, sft: SFTResult, share: float) -> RoundResult:
+    def evaluate_round(self, k: int, beta: float, new_steps: int, policy, sft: SFTResult, share: float,
+                       plan_steps: int = 0) -> RoundResult:
         """Checkpoint round k's policy (unless there), evaluate it from phase 0, and record the
         round (state.json, learning curve, on_round)."""
         config = self.config
@@ -432,7 +519,7 @@ class DAggerTrainer:
         horizon = config.eval_horizon_s if self.clip.loop else min(config.eval_horizon_s, self.clip.duration_s)
         ev = evaluate(policy_controller(policy), replace(self.env_config, random_start=False),
                       episodes=config.eval_episodes, horizon_s=horizon, init_noise_rad=config.eval_init_noise_rad)
-        result = _round_result(k, beta, new_steps, self._steps_in(self.data_rounds()), sft, ev, ckpt, share)
+        result = _round_result(k, beta, new_steps, self._steps_in(self.data_rounds()), sft, ev, ckpt, share, plan_steps)
         self.results.append(result)
         self.policy = policy
         self.state["rounds"] = [asdict(r) for r in self.results]
@@ -451,11 +538,12 @@ class DAggerTrainer:
         if before is None:
             episodes, share = self.collect(k)
             self.aggregate(k, episodes)
-            new_steps = sum(len(e) for e in episodes)
+            new_steps = sum(len(e) for e in episodes if e.source == "dagger")
+            plan_steps = sum(len(e) for e in episodes if e.source == "plan")
         else:
-            new_steps, share = before
+            new_steps, plan_steps, share = before
         policy, sft = self.fit(k)
-        return self.evaluate_round(k, beta, new_steps, policy, sft, share)
+        return self.evaluate_round(k, beta, new_steps, policy, sft, share, plan_steps)
 
     def run(self) -> list[RoundResult]:
         """Every round up to config.rounds (resuming), holding the store for the run's length."""

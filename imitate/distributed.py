@@ -102,7 +102,7 @@ class _Worker:
             self.expert.plans.pop(int(k), None)
 
     def collect(self, policy, env_config: EnvConfig, env_ids, beta, steps, seed, mixing, segment_steps,
-                action_noise) -> list[dict]:
+                action_noise, plan_labels=0) -> list[dict]:
         """dagger.collect on the envs env_ids of a round, with this worker's expert labelling."""
         import torch
 
@@ -111,7 +111,8 @@ class _Worker:
 
         torch.set_num_threads(1)  # the workers are the parallelism
         sim = Simulation(env_config, len(env_ids), nthread=1, clip=self.expert.clip, env_ids=env_ids)
-        return collect(sim, policy.act, self.expert, beta, steps, seed, mixing, segment_steps, None, action_noise)
+        return collect(sim, policy.act, self.expert, beta, steps, seed, mixing, segment_steps, None, action_noise,
+                       plan_labels, nthread=1)
 
 
 def _node_of(error: Exception) -> str:
@@ -178,7 +179,7 @@ class RayExpert:
         return out
 
     def collect(self, policy, env_config: EnvConfig, num_envs: int, beta: float, steps: int, seed, mixing: str,
-                segment_steps: int, action_noise: float, progress=None) -> list[dict]:
+                segment_steps: int, action_noise: float, progress=None, plan_labels: int = 0) -> list[dict]:
         """dagger.collect's episodes for num_envs envs, env i collected by the worker i % workers
         (a Simulation of its slice, its own expert labelling, the learner policy sent once);
         the same episodes, in the same order, as collecting all of them in one process.
@@ -186,7 +187,7 @@ class RayExpert:
         ids = np.arange(num_envs)
         policy_ref = self._ray.put(policy)  # the learner's weights, once per round
         refs = [self._actors[w].collect.remote(policy_ref, env_config, ids[ids % self.workers == w], beta, steps,
-                                               seed, mixing, segment_steps, action_noise)
+                                               seed, mixing, segment_steps, action_noise, plan_labels)
                 for w in range(min(self.workers, num_envs))]
         episodes, pending = [], list(refs)
         while pending:

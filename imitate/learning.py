@@ -103,13 +103,18 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
     with replaced_on_success(policy) as tmp:
         shutil.copyfile(final, tmp)
     labels = sum(r.new_steps for r in result.rounds)
+    planned = sum(r.plan_steps for r in result.rounds)
+    # following a plan re-simulates its label's step, then one step per state it labels
+    plan_samples = planned + (labels if recipe.dagger.plan_labels else 0)
     mocap = result.rounds[0].total_steps
     logged = logged_iterations(out / "trpo")
     trpo_samples_done = logged[-1].samples if logged else 0
     summary = {
         "clip": name, "imitate_version": __version__, "policy": str(policy), "final": str(final.relative_to(out)),
-        "labels": {"mocap": mocap, "dagger": labels, "total": mocap + labels},
-        "env_samples": {"dagger": labels, "trpo": trpo_samples_done, "total": labels + trpo_samples_done},
+        # total: the expert's own labels (a search each); plan: the states its plans reached, labelled by them
+        "labels": {"mocap": mocap, "dagger": labels, "total": mocap + labels, "plan": planned},
+        "env_samples": {"dagger": labels, "plan": plan_samples, "trpo": trpo_samples_done,
+                        "total": labels + plan_samples + trpo_samples_done},
         "rounds": [asdict(r) for r in result.rounds],
         "stopped": "every episode whole" if is_whole(result.rounds[-1]) else "label budget spent",
         "evaluation": {label: ev.to_dict() for label, ev in result.evaluation.items()},

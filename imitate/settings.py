@@ -191,6 +191,12 @@ class DAggerConfig:
     collect_noise: float = setting(0.0, "std of Gaussian noise on every executed action while collecting (action "
                                         "units; DART): the expert also labels the states a perturbed learner drifts "
                                         "into")
+    # a search expert's label is the first step of a plan over its whole horizon: the states that
+    # plan reaches next (followed open loop in the env's physics) come labelled with its actions
+    # there, N more labels per search for N control steps of simulation (dagger.PlanFollower)
+    plan_labels: int = setting(0, "with a search or guided expert: also label the states each label's plan reaches "
+                                  "over this many control steps after it, with the plan's own actions (source "
+                                  "plan; 0: off)")
     seed: int = 0
 
     def __post_init__(self):
@@ -205,3 +211,5 @@ class DAggerConfig:
             raise ConfigError("rounds, num_envs, steps_per_env, segment_steps and eval_episodes must be >= 1")
         if not 0.0 <= self.collect_noise < float("inf"):
             raise ConfigError(f"collect_noise must be a finite std >= 0; found {self.collect_noise}")
+        if not (isinstance(self.plan_labels, int) and not isinstance(self.plan_labels, bool) and self.plan_labels >= 0):
+            raise ConfigError(f"plan_labels must be an integer >= 0; found {self.plan_labels!r}")

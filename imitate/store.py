@@ -9,7 +9,8 @@ Schema (version 2; datasets/README.md documents it for users):
   ``expert_actions`` (T, act_dim) f4 (the labels), ``actions`` (T, act_dim) f4 (executed),
   ``qpos`` (T, nq) f8, ``qvel`` (T, nv) f8, ``time_s`` (T,) f8 (clip time), ``phase`` (T,) f4,
   ``reward`` (T,) f4, ``terminated`` and ``truncated`` (T,) bool; attributes ``source``
-  ("mocap", "dagger", "rollout"), ``round``, ``clip``, ``checkpoint_id``, ``beta``, ``seed``,
+  ("mocap", "dagger", "rollout", "plan": states a search expert's plans reached from a DAgger
+  round's visited states, ``dagger.collect``), ``round``, ``clip``, ``checkpoint_id``, ``beta``, ``seed``,
   ``length``, ``return``, ``labelled_by``.
 - ``index``: one row per episode (id, round, length, return, beta, seed, source, clip,
   checkpoint_id, valid), the same facts as the groups' attributes in one compact table, so
@@ -61,7 +62,7 @@ from .observation import OBS_NAMES
 FORMAT = "imitate.demo_store"
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: written before checksums (upgrade adds them)
-SOURCES = ("mocap", "dagger", "rollout")
+SOURCES = ("mocap", "dagger", "rollout", "plan")
 STAT_FIELDS = ("obs", "expert_actions", "actions")
 ACT_NAMES = hum.HINGE_NAMES
 AT_LIMIT = 0.999  # |action| at or above this counts as sitting at its limit

@@ -115,7 +115,8 @@ def test_a_worker_killed_by_its_pid_mid_round_leaves_the_round_exactly_as_in_pro
 def test_workers_collecting_slices_of_a_round_give_the_in_process_episodes_even_after_a_kill(local_ray,
                                                                                            synthetic_clip_path):
     """RayExpert.collect: each worker collects its slice of the envs (its own simulation and
-    expert, the learner sent once); one worker is killed by its pid as the slices start."""
+    expert, the learner sent once; the plans' states too); one worker is killed by its pid as the
+    slices start."""
     import torch
 
     from imitate.dagger import collect
@@ -129,7 +130,7 @@ def test_workers_collecting_slices_of_a_round_give_the_in_process_episodes_even_
     policy = GaussianPolicy(OBS_DIM, 28)
     search = replace(SMALL, warm_start=True)  # plans keyed by the envs' global numbers
     local = collect(Simulation(config, 5, nthread=1, clip=clip), policy.act, SearchExpert(clip, config, search),
-                    0.5, 30, (3, 1), "segment", 4, action_noise=0.02)
+                    0.5, 30, (3, 1), "segment", 4, action_noise=0.02, plan_labels=2)
     expert = RayExpert(clip, config, search, workers=2)
     wait = expert._ray.wait
 
@@ -140,10 +141,12 @@ def test_workers_collecting_slices_of_a_round_give_the_in_process_episodes_even_
 
     expert._ray = type("Ray", (), {"wait": staticmethod(wait_after_a_kill), "get": staticmethod(ray.get),
                                    "put": staticmethod(ray.put)})()
-    remote = expert.collect(policy, config, 5, 0.5, 30, (3, 1), "segment", 4, 0.02)
+    remote = expert.collect(policy, config, 5, 0.5, 30, (3, 1), "segment", 4, 0.02, plan_labels=2)
     assert [e["env"] for e in remote] == [e["env"] for e in local] == sorted(e["env"] for e in local)
+    assert [e["source"] for e in remote] == [e["source"] for e in local] and "plan" in [e["source"] for e in local]
     for a, b in zip(local, remote, strict=True):
-        for field in ("obs", "expert_actions", "actions", "qpos", "qvel", "time_s", "reward", "terminated"):
+        for field in ("obs", "expert_actions", "actions", "qpos", "qvel", "time_s", "reward", "terminated",
+                      "truncated"):
             np.testing.assert_array_equal(a[field], b[field], err_msg=field)
     new_pids = [p for _, _, p in ray.get([a.identity.remote() for a in expert._actors])]
     assert new_pids[1] != expert.pids[1]  # worker 1 was restarted, and its slice collected again

@@ -195,6 +195,7 @@ class SearchExpert:
         self.plans: dict = {}  # key -> (H, 28) offsets [rad]
         self._decisions: dict = {}  # key -> decisions made
         self.last_costs: np.ndarray | None = None  # (n, K) costs of the last search iteration
+        self.last_plans: np.ndarray | None = None  # (n, H, 28) offsets [rad]: the last labels' plans
         self.seconds_per_decision = float("nan")
 
     # ----- the expert interface ---------------------------------------------------------
@@ -257,7 +258,7 @@ class SearchExpert:
                 if not warm:  # re-centre on the weighted mean: smooth in the state, unlike the best
                     plans[rows] = np.sum(weights[:, :, None, None] * candidates, axis=1)
             self.last_costs = costs
-        self.last_plans = plans  # (n, H, 28) offsets [rad]: the plan each label is the first step of
+        self.last_plans = plans
         qpos = states[:, 1:1 + hum.NQ]  # integration state: time, qpos, qvel, ...
         target = self.clip.qpos(times + self.env_config.control_dt)[:, hum.HINGE_QPOS] + first
         if warm:
@@ -266,6 +267,15 @@ class SearchExpert:
                 self._decisions[k] = self._decisions.get(k, 0) + 1
         self.seconds_per_decision = (time.perf_counter() - start) / n
         return target_action(target, qpos, self.env_config.action_space)
+
+    def planned_actions(self, step: int, qpos: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Actions (n, 28) in [-1, 1] that the plans of the last labelled states (``last_plans``)
+        take at their control step `step` (0: the labels' own step), for humanoids at positions
+        qpos (n, nq) and clip times (n,) [s]: where following the plans for `step` steps took them."""
+        if not 0 <= step < self.config.horizon:
+            raise ConfigError(f"planned_actions: step must be in [0, {self.config.horizon}); found {step}")
+        target = self.clip.qpos(np.asarray(times, float) + self.env_config.control_dt)[:, hum.HINGE_QPOS]
+        return target_action(target + self.last_plans[:, step], qpos, self.env_config.action_space)
 
     # ----- the search -------------------------------------------------------------------
     def nominal(self, times: np.ndarray) -> np.ndarray:
