@@ -3,10 +3,13 @@ many clips and one table of their results: ``zoo(clips, out)`` (``imitate zoo``)
 
 The recipe is the pipeline's ``"search"`` (``pipeline.RECIPES``): a mocap store labelled by the
 search expert, SFT, then DAgger rounds with a residual learner until a round's own evaluation
-keeps every episode up for the whole horizon, or the rounds (the label budget) run out; an
-optional TRPO stage; then the evaluation from phase 0.  No per-clip settings: the defaults are
-the recipe.  Into ``out`` (default ``runs/learn-CLIP``; the same call resumes a stopped run):
-- ``policy.pt``: the final policy (TRPO's if it ran, else the best DAgger round's);
+keeps every episode up for the whole horizon and so do at least 80% of as many episodes as the
+final evaluation's, from other starts (its confirmation, ``confirmations.json``), or the rounds
+(the label budget) run out; an optional TRPO stage; then the evaluation from phase 0.  No
+per-clip settings: the defaults are the recipe.  Into ``out`` (default ``runs/learn-CLIP``; the
+same call resumes a stopped run):
+- ``policy.pt``: the final policy (TRPO's if it ran, else the confirmed DAgger round's, else the
+  best round's by its own evaluation);
 - ``summary.json``: every stage's evaluation (``final_evaluation`` names policy.pt's), the labels,
   env samples, wall time (``wall_s``: every call's, a killed one's up to its last round) and settings;
 - ``learning_curve.csv`` / ``.png``: per DAgger round (TRPO's own, in ``trpo/``);
@@ -40,7 +43,7 @@ from .atomic import replaced_on_success, write_text
 from .errors import ConfigError, ImitateError
 from .evaluation import summarize_endings
 from .motion import load_clip
-from .pipeline import RECIPES, PipelineConfig, PipelineResult, is_whole, run_pipeline
+from .pipeline import CONFIRMATIONS, RECIPES, PipelineConfig, PipelineResult, run_pipeline
 from .trpo import TRPOConfig, logged_iterations
 
 
@@ -116,7 +119,9 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
         "env_samples": {"dagger": labels, "plan": plan_samples, "trpo": trpo_samples_done,
                         "total": labels + plan_samples + trpo_samples_done},
         "rounds": [asdict(r) for r in result.rounds],
-        "stopped": "every episode whole" if is_whole(result.rounds[-1]) else "label budget spent",
+        "stopped": (f"whole in {result.confirmation.full_horizon} of {result.confirmation.episodes} confirmation "
+                    f"episodes" if result.confirmed else "label budget spent"),
+        "confirmations": _confirmations(out),
         "evaluation": {label: ev.to_dict() for label, ev in result.evaluation.items()},
         "final_evaluation": final_label,  # the key in "evaluation" of policy.pt's
         "wall_s_this_call": time.perf_counter() - started,
@@ -171,6 +176,14 @@ class ZooRow:
                    joint_error_deg=ev["joint_error_deg"]["mean"],
                    end_effector_error_cm=ev["end_effector_error_cm"]["mean"], labels=summary["labels"]["total"],
                    env_samples=summary["env_samples"]["total"], minutes=summary["wall_s"] / 60.0)
+
+
+def _confirmations(out: Path) -> dict:
+    """The confirmations the run made (round -> its evaluation), from out/CONFIRMATIONS."""
+    path = out / CONFIRMATIONS
+    if not path.exists():
+        return {}
+    return {r: entry["evaluation"] for r, entry in json.loads(path.read_text()).items()}
 
 
 def finished_summary(folder: Path, settings: dict) -> dict | None:

@@ -43,6 +43,7 @@ from .trpo import STATE_FILE, IterationLog, TRPOConfig, start
 PIPELINE_EXPERTS = ("pd", "search", "guided")  # the experts a recipe can name (the tracking one does not teach)
 STAGES = ("expert", "store", "dagger", "trpo", "evaluation")
 EXPERT_CHECK = "expert_check.json"  # in the run folder: the expert alone from phase 0 (config.expert_first)
+CONFIRMATIONS = "confirmations.json"  # in the run folder: whole rounds evaluated again (config.stop_when_whole)
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,12 @@ class PipelineConfig:
     eval_horizon_s: float | None = None  # None: 20 s for a looping clip, else the clip's length
     eval_init_noise_rad: float = 0.01  # std of the starting hinge-angle noise, so episodes differ
     # stop DAgger at the first round (after round 0) whose own evaluation kept every episode up
-    # for the whole horizon; dagger.rounds is then the most it runs (the label budget)
+    # for the whole horizon and whose confirmation does too: eval_episodes more episodes from
+    # other starts, at least stop_share of them whole (a round's own evaluation is a few
+    # episodes: a round that is whole in 2 may walk 2 of 10); dagger.rounds is then the most it
+    # runs (the label budget)
     stop_when_whole: bool = False
+    stop_share: float = 0.8
     # first run the expert alone from phase 0 (one episode of the evaluation horizon, kept in
     # run_dir/expert_check.json); if it falls, stop with ExpertError saying when and why: DAgger
     # never outlives its expert, so rounds would be spent in vain.  Off for the pd recipe, whose
@@ -90,6 +95,8 @@ class PipelineConfig:
             raise ConfigError(f"PipelineConfig.eval_horizon_s must be > 0 or None; found {self.eval_horizon_s}")
         if not self.eval_init_noise_rad >= 0:
             raise ConfigError(f"PipelineConfig.eval_init_noise_rad must be >= 0; found {self.eval_init_noise_rad}")
+        if not 0 < self.stop_share <= 1:
+            raise ConfigError(f"PipelineConfig.stop_share must be in (0, 1]; found {self.stop_share}")
 
 
 RECIPES = {
@@ -126,7 +133,9 @@ class PipelineResult:
     iterations: list[IterationLog]  # the TRPO iterations this call ran (none if skipped or already done)
     checkpoints: dict[str, Path]  # "SFT (round 0)", "DAgger (round K)", its best round, "+ TRPO" -> the file
     evaluation: dict[str, EvalResult]  # ("PD expert" and) each checkpoint's label -> its evaluation
-    best: Path | None = None  # the best DAgger round's checkpoint (by its own evaluation)
+    best: Path | None = None  # the confirmed round's checkpoint, else the best DAgger round's (by its own evaluation)
+    confirmed: RoundResult | None = None  # the round it stopped at, whole in its confirmation (stop_when_whole)
+    confirmation: EvalResult | None = None  # that confirmation
 
 
 def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.PathLike | None = None, *,
@@ -170,16 +179,23 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     stage("dagger", store_path, bool(finished_rounds(run_dir)))
     trainer = DAggerTrainer(run_dir, store_path, config.dagger, expert=expert, on_round=on_round,
                             on_progress=on_progress)
+    confirmed = confirmation = None
     with trainer.store.held_for_run():
         trainer.start()
-        for k in range(len(trainer.results), config.dagger.rounds + 1):
-            if config.stop_when_whole and is_whole(trainer.results[-1]):
+        while True:
+            latest = trainer.results[-1]
+            if config.stop_when_whole and is_whole(latest):
+                check = confirm_round(config, latest, env_config, run_dir, on_progress)
+                if check.full_horizon >= config.stop_share * check.episodes - 1e-9:
+                    confirmed, confirmation = latest, check
+                    break
+            if latest.round >= config.dagger.rounds:
                 break
-            trainer.round(k)
+            trainer.round(latest.round + 1)
     rounds = trainer.results
     last = f"DAgger (round {rounds[-1].round})"
     checkpoints = {"SFT (round 0)": run_dir / rounds[0].checkpoint, last: run_dir / rounds[-1].checkpoint}
-    best = best_round(rounds[1:] or rounds)
+    best = confirmed or best_round(rounds[1:] or rounds)
     if best.round != rounds[-1].round:
         checkpoints[f"DAgger (best: round {best.round})"] = run_dir / best.checkpoint
 
@@ -200,7 +216,37 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
                                   horizon_s=config.eval_horizon_s, init_noise_rad=config.eval_init_noise_rad)
                   for label, controller in controllers.items()}
     return PipelineResult(clip=clip.name, run_dir=run_dir, store=store_path, rounds=rounds, iterations=iterations,
-                          checkpoints=checkpoints, evaluation=evaluation, best=run_dir / best.checkpoint)
+                          checkpoints=checkpoints, evaluation=evaluation, best=run_dir / best.checkpoint,
+                          confirmed=confirmed, confirmation=confirmation)
+
+
+def confirm_round(config: PipelineConfig, result: RoundResult, env_config: EnvConfig, run_dir: Path,
+                  on_progress: Callable[[str], None] | None = None) -> EvalResult:
+    """A whole round's policy evaluated again before stopping there: config.eval_episodes episodes
+    from phase 0 with other starting noise than its own evaluation's (seed 1), over its
+    evaluation's horizon; kept in run_dir/CONFIRMATIONS, so a resumed run does not repeat it."""
+    import json
+
+    from .atomic import write_text
+
+    path = run_dir / CONFIRMATIONS
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    key = {"checkpoint": result.checkpoint, "episodes": config.eval_episodes,
+           "horizon_s": result.evaluation["horizon_s"], "init_noise_rad": config.eval_init_noise_rad}
+    entry = kept.get(str(result.round))
+    if entry is not None and entry["key"] == key:
+        return EvalResult.from_dict(entry["evaluation"])
+    if on_progress:
+        on_progress(f"round {result.round}: whole in its evaluation; confirming with {config.eval_episodes} more "
+                    "episodes")
+    policy = load_checkpoint(run_dir / result.checkpoint, env_config)[0]
+    check = evaluate(policy_controller(policy), replace(env_config, random_start=False), episodes=config.eval_episodes,
+                     horizon_s=result.evaluation["horizon_s"], init_noise_rad=config.eval_init_noise_rad, seed=1)
+    if on_progress:
+        on_progress(f"round {result.round}: {check.full_horizon} of {check.episodes} confirmation episodes whole")
+    kept[str(result.round)] = {"key": key, "evaluation": check.to_dict()}
+    write_text(path, json.dumps(kept, indent=2))
+    return check
 
 
 def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir: Path,

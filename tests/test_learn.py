@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -21,11 +22,15 @@ def test_learn_writes_the_policy_and_its_summary_and_stops_at_a_whole_round(tmp_
     assert summary == json.loads(json.dumps(result.summary))
     rounds = summary["rounds"]
     last = rounds[-1]["evaluation"]
-    # it stops at the first round (after round 0) that kept every episode up, else after all 3
+    # it stops at the first round (after round 0) that kept every episode up in its own evaluation
+    # and in its confirmation, else after all 3
     whole = [r["round"] for r in rounds if r["round"] >= 1
              and r["evaluation"]["full_horizon"] == r["evaluation"]["episodes"]]
-    assert (summary["stopped"] == "every episode whole") == bool(whole)
-    assert rounds[-1]["round"] == (whole[0] if whole else 3) and last["episodes"] == 1
+    confirmations = summary["confirmations"]
+    assert sorted(confirmations, key=int) == [str(r) for r in whole]  # every whole round was confirmed or not
+    confirmed = [r for r in whole if confirmations[str(r)]["full_horizon"] >= 0.8 * confirmations[str(r)]["episodes"]]
+    assert summary["stopped"].endswith("confirmation episodes") == bool(confirmed)
+    assert rounds[-1]["round"] == (confirmed[0] if confirmed else 3) and last["episodes"] == 1
     assert summary["labels"]["total"] == summary["labels"]["mocap"] + sum(r["new_steps"] for r in rounds)
     assert summary["settings"]["expert"] == "search" and summary["settings"]["stop_when_whole"]
     # policy.pt is the best DAgger round's checkpoint, byte for byte
@@ -35,6 +40,45 @@ def test_learn_writes_the_policy_and_its_summary_and_stops_at_a_whole_round(tmp_
     # the same call resumes: no round runs again
     again = imitate.learn(str(synthetic_clip_path), out, config=tiny(imitate.RECIPES["search"]), video_seconds=0)
     assert [r["round"] for r in again.summary["rounds"]] == [r["round"] for r in rounds]
+
+
+def test_a_whole_round_that_its_confirmation_does_not_bear_out_is_not_where_learn_stops(
+        tmp_path, synthetic_clip_path, tiny, monkeypatch):
+    """Round 1 is whole in its own evaluation but only 3 of 5 in its confirmation: learn goes on
+    to round 2, whose confirmation is 4 of 5 (at least 80%), stops there and keeps its policy."""
+    from types import SimpleNamespace
+
+    import imitate
+    import imitate.pipeline as pipeline
+
+    confirmed_whole = {1: 3, 2: 4}
+    monkeypatch.setattr(pipeline, "is_whole", lambda r: r.round >= 1)
+    monkeypatch.setattr(pipeline, "confirm_round", lambda config, r, *a, **k: SimpleNamespace(
+        full_horizon=confirmed_whole.get(r.round, 5), episodes=5))
+    out = tmp_path / "out"
+    result = imitate.learn(str(synthetic_clip_path), out, config=tiny(imitate.RECIPES["search"]), video_seconds=0)
+    assert [r.round for r in result.pipeline.rounds] == [0, 1, 2]
+    assert result.pipeline.confirmed.round == 2 and result.pipeline.best.name == "round_002.pt"
+    assert result.summary["stopped"] == "whole in 4 of 5 confirmation episodes"
+    assert (out / "policy.pt").read_bytes() == (out / "round_002.pt").read_bytes()
+
+
+def test_a_confirmation_is_made_once_and_from_other_starts(tmp_path, synthetic_clip_path, tiny, monkeypatch):
+    import imitate
+    import imitate.pipeline as pipeline
+    from imitate.store import DemoStore
+
+    out = tmp_path / "out"
+    recipe = replace(tiny(imitate.RECIPES["search"]), eval_episodes=2)
+    result = imitate.learn(str(synthetic_clip_path), out, config=recipe, video_seconds=0)
+    env_config = DemoStore(result.pipeline.store).env_config
+    (out / pipeline.CONFIRMATIONS).unlink(missing_ok=True)
+    calls, real = [], pipeline.evaluate
+    monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: calls.append(k) or real(*a, **k))
+    first = pipeline.confirm_round(recipe, result.pipeline.rounds[1], env_config, out)
+    assert [(c["seed"], c["episodes"]) for c in calls] == [(1, 2)]  # other starts than the round's own (seed 0)
+    again = pipeline.confirm_round(recipe, result.pipeline.rounds[1], env_config, out)
+    assert len(calls) == 1 and again.to_dict() == first.to_dict()  # kept, not evaluated again
 
 
 @pytest.mark.parametrize("argv, words", [(["--rounds", "0"], "--rounds must be >= 1"),
