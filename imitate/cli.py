@@ -524,8 +524,9 @@ def _cmd_zoo(args) -> int:
 
     def on_round(r):  # a line per DAgger round: a clip takes up to half an hour
         ev = r.evaluation
-        console.log(f"round {r.round}: {r.total_steps:,} labels, survival {ev['survival_s']['mean']:.2f} s, "
-                    f"{ev['full_horizon']} of {ev['episodes']} whole, return {ev['normalised_return']['mean']:.3f}")
+        console.log(f"round {r.round}: {r.total_steps:,} steps in the store, survival "
+                    f"{ev['survival_s']['mean']:.2f} s, {ev['full_horizon']} of {ev['episodes']} whole, return "
+                    f"{ev['normalised_return']['mean']:.3f}")
 
     rows = zoo(clips, args.out, config=config, trpo_samples=args.trpo_samples, video_seconds=args.video_seconds,
                address=args.ray, cpus_per_clip=args.cpus_per_clip, on_clip=on_clip, on_row=on_row,
@@ -555,7 +556,7 @@ def _cmd_learn(args) -> int:
         if result.round >= 1 and result.round < rounds and len(done) >= 2:
             per_round = (done[-1] - done[0]) / (len(done) - 1)
             view.note(f"round {result.round} of at most {rounds}: about {per_round * (rounds - result.round) / 60:.0f} "
-                      f"min left at most (DAgger stops at the first round that keeps every episode up)")
+                      f"min left at most (DAgger stops at the first round that keeps every episode up, confirmed)")
 
     factory = None
     if args.ray is not None and config.expert == "pd":
@@ -725,6 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .dataset import BuildConfig
     from .options import add_options
     from .settings import PolicyConfig, SFTConfig
+    from .store import SOURCES
 
     parser = argparse.ArgumentParser(prog="imitate", description="DAgger-centred imitation learning of "
                                      "physics-based character motion (MuJoCo humanoid, DeepMimic clips).",
@@ -778,7 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", help="robomimic: the HDF5 file to write")
     x.add_argument("--actions", default="labels", choices=["labels", "executed"],
                    help="the episodes' actions: the expert's labels (default) or the executed ones")
-    x.add_argument("--sources", nargs="+", choices=["mocap", "dagger", "rollout"], default=None,
+    x.add_argument("--sources", nargs="+", choices=SOURCES, default=None,
                    help="export only these episode sources (default: all)")
     x.add_argument("--author", default=None, help="the dataset's author (default: the user name)")
     x.set_defaults(func=_cmd_dataset_export)
@@ -789,7 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("src", help="the store to copy from (never changed)")
     c.add_argument("dst", help="the new store")
     c.add_argument("--rounds", type=int, nargs="+", default=None, help="keep these store rounds only")
-    c.add_argument("--sources", nargs="+", default=None, choices=["mocap", "dagger", "rollout"],
+    c.add_argument("--sources", nargs="+", default=None, choices=SOURCES,
                    help="keep these sources only")
     c.add_argument("--runs", nargs="+", default=None, metavar="RUN_ID",
                    help="keep the mocap rounds and these DAgger runs' rounds (run ids: imitate dataset stats)")

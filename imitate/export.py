@@ -44,7 +44,9 @@ def final_observations(store: DemoStore, last: dict[str, np.ndarray]) -> np.ndar
 
 def _episodes(store: DemoStore, actions: str, sources: list[str] | None):
     """(index rows, arrays of all their steps, each episode's (start, end) rows, the observation
-    after each episode's last step) of the chosen sources."""
+    after each episode's last step) of the chosen sources.  A store episode with ends inside it
+    (a "plan" episode: its plans one after another) is exported as one episode per piece, its
+    index row repeated for each."""
     if actions not in ACTIONS:
         raise ConfigError(f"export: expected actions in {ACTIONS}, found {actions!r}")
     if sources is not None and not set(sources) <= set(SOURCES):
@@ -55,9 +57,16 @@ def _episodes(store: DemoStore, actions: str, sources: list[str] | None):
     fields = ("obs", "expert_actions", "actions", "reward", "terminated", "truncated", "qpos", "qvel", "time_s")
     data = store.load(fields, split=None, sources=sources)
     ends = np.cumsum([e["length"] for e in index])
-    spans = list(zip(ends - np.array([e["length"] for e in index]), ends, strict=True))
-    final = final_observations(store, {k: data[k][ends - 1] for k in ("qpos", "qvel", "time_s", "actions")})
-    return index, data, spans, final
+    flagged = data["terminated"] | data["truncated"]
+    pieces, spans = [], []
+    for e, start, end in zip(index, ends - np.array([e["length"] for e in index]), ends, strict=True):
+        inner = start + 1 + np.flatnonzero(flagged[start:end - 1])  # the rows after an end inside the episode
+        for a, b in zip([start, *inner], [*inner, end], strict=True):
+            pieces.append(e)
+            spans.append((int(a), int(b)))
+    last = np.array([b - 1 for _, b in spans])
+    final = final_observations(store, {k: data[k][last] for k in ("qpos", "qvel", "time_s", "actions")})
+    return pieces, data, spans, final
 
 
 def export_robomimic(store: DemoStore, out: str | Path, *, actions: str = "labels",

@@ -43,7 +43,7 @@ from .atomic import replaced_on_success, write_text
 from .errors import ConfigError, ImitateError
 from .evaluation import summarize_endings
 from .motion import load_clip
-from .pipeline import CONFIRMATIONS, RECIPES, PipelineConfig, PipelineResult, run_pipeline
+from .pipeline import CONFIRMATIONS, RECIPES, PipelineConfig, PipelineResult, confirmation_key, run_pipeline
 from .trpo import TRPOConfig, logged_iterations
 
 
@@ -61,7 +61,8 @@ class LearnResult:
 
 def recipe_of(clip: str, config: PipelineConfig | None = None, trpo_samples: int = 0) -> PipelineConfig:
     """The pipeline config learn runs for clip: config (default ``RECIPES["search"]``) on that
-    clip, stopping at the first whole round, with a TRPO stage of trpo_samples if > 0 and none if 0."""
+    clip, stopping at the first confirmed whole round, with a TRPO stage of trpo_samples if > 0
+    and none if 0."""
     recipe = replace(config or RECIPES["search"], clip=str(clip), stop_when_whole=True)
     trpo = replace(recipe.trpo or TRPOConfig(), samples=trpo_samples) if trpo_samples > 0 else None
     return replace(recipe, trpo=trpo)
@@ -72,7 +73,7 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
           on_round: Callable | None = None, on_iteration: Callable | None = None,
           on_progress: Callable[[str], None] | None = None, expert_factory: Callable | None = None) -> LearnResult:
     """Learn clip (a name or a path) into out (module docstring).  config: the recipe (default
-    ``RECIPES["search"]``, its clip replaced by clip, stopping at the first whole round);
+    ``RECIPES["search"]``, its clip replaced by clip, stopping at the first confirmed whole round);
     trpo_samples > 0 adds a TRPO stage of that many samples from the DAgger policy;
     expert_factory: as for ``run_pipeline`` (the recipe's search on Ray workers)."""
     started = time.perf_counter()
@@ -107,8 +108,9 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
         shutil.copyfile(final, tmp)
     labels = sum(r.new_steps for r in result.rounds)
     planned = sum(r.plan_steps for r in result.rounds)
-    # following a plan re-simulates its label's step, then one step per state it labels
-    plan_samples = planned + (labels if recipe.dagger.plan_labels else 0)
+    # following a round's plans re-simulates each label's step, then a step per state they label
+    # (at least: the side simulation also steps the fallen until every plan has ended)
+    plan_samples = sum(r.new_steps + r.plan_steps for r in result.rounds if r.plan_steps)
     mocap = result.rounds[0].total_steps
     logged = logged_iterations(out / "trpo")
     trpo_samples_done = logged[-1].samples if logged else 0
@@ -121,7 +123,7 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
         "rounds": [asdict(r) for r in result.rounds],
         "stopped": (f"whole in {result.confirmation.full_horizon} of {result.confirmation.episodes} confirmation "
                     f"episodes" if result.confirmed else "label budget spent"),
-        "confirmations": _confirmations(out),
+        "confirmations": _confirmations(out, recipe, result.rounds),
         "evaluation": {label: ev.to_dict() for label, ev in result.evaluation.items()},
         "final_evaluation": final_label,  # the key in "evaluation" of policy.pt's
         "wall_s_this_call": time.perf_counter() - started,
@@ -163,7 +165,7 @@ class ZooRow:
     joint_error_deg: float | None = None
     end_effector_error_cm: float | None = None
     labels: int | None = None  # expert labels: mocap round + DAgger rounds
-    env_samples: int | None = None  # control steps of the learner's own env (DAgger + TRPO)
+    env_samples: int | None = None  # control steps of the learner's own env (DAgger, plans followed, TRPO)
     minutes: float | None = None  # wall time of learn's calls for this clip
     error: str = ""  # why the clip has no result
 
@@ -178,12 +180,13 @@ class ZooRow:
                    env_samples=summary["env_samples"]["total"], minutes=summary["wall_s"] / 60.0)
 
 
-def _confirmations(out: Path) -> dict:
-    """The confirmations the run made (round -> its evaluation), from out/CONFIRMATIONS."""
+def _confirmations(out: Path, recipe: PipelineConfig, rounds) -> dict:
+    """The confirmations of this run's rounds (round -> its evaluation), from out/CONFIRMATIONS
+    (entries of an earlier run in the folder, or of other settings, left out)."""
     path = out / CONFIRMATIONS
-    if not path.exists():
-        return {}
-    return {r: entry["evaluation"] for r, entry in json.loads(path.read_text()).items()}
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    return {str(r.round): kept[str(r.round)]["evaluation"] for r in rounds
+            if str(r.round) in kept and kept[str(r.round)]["key"] == confirmation_key(recipe, r, out)}
 
 
 def finished_summary(folder: Path, settings: dict) -> dict | None:

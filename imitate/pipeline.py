@@ -220,6 +220,16 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
                           confirmed=confirmed, confirmation=confirmation)
 
 
+def confirmation_key(config: PipelineConfig, result: RoundResult, run_dir: Path) -> dict:
+    """What a kept confirmation of round result must match to be reused: the checkpoint's bytes
+    (a run begun again in the folder writes other ones) and the evaluation's settings."""
+    import hashlib
+
+    digest = hashlib.sha256((Path(run_dir) / result.checkpoint).read_bytes()).hexdigest()[:16]
+    return {"checkpoint": result.checkpoint, "sha256": digest, "episodes": config.eval_episodes,
+            "horizon_s": result.evaluation["horizon_s"], "init_noise_rad": config.eval_init_noise_rad}
+
+
 def confirm_round(config: PipelineConfig, result: RoundResult, env_config: EnvConfig, run_dir: Path,
                   on_progress: Callable[[str], None] | None = None) -> EvalResult:
     """A whole round's policy evaluated again before stopping there: config.eval_episodes episodes
@@ -231,8 +241,7 @@ def confirm_round(config: PipelineConfig, result: RoundResult, env_config: EnvCo
 
     path = run_dir / CONFIRMATIONS
     kept = json.loads(path.read_text()) if path.exists() else {}
-    key = {"checkpoint": result.checkpoint, "episodes": config.eval_episodes,
-           "horizon_s": result.evaluation["horizon_s"], "init_noise_rad": config.eval_init_noise_rad}
+    key = confirmation_key(config, result, run_dir)
     entry = kept.get(str(result.round))
     if entry is not None and entry["key"] == key:
         return EvalResult.from_dict(entry["evaluation"])

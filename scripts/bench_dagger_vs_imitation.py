@@ -227,7 +227,7 @@ class TimedExpert:
         self.expert, self.watch = expert, watch
 
     def label(self, sim) -> np.ndarray:
-        with self.watch("label"):
+        with self.watch("label", extra=False):
             return self.expert.label(sim)
 
     def provenance(self) -> dict:
@@ -468,7 +468,7 @@ class ImitationLibrarySide:
                 raise NotImplementedError
 
             def _predict(self, observation, deterministic: bool = False):
-                with watch("label"):
+                with watch("label", extra=False):
                     obs, qpos, qvel, t = (np.concatenate(part) for part in zip(*venv.env_method("sim_state"),
                                                                                strict=True))
                     if len(observation) != len(obs) or not np.allclose(observation.cpu().numpy(), obs, atol=1e-5):
@@ -513,7 +513,7 @@ class ImitationLibrarySide:
 
         def timed(name, fn):  # from now on, time the parts of each round
             def wrapper(*a, **kw):
-                with self.watch(name):
+                with self.watch(name, extra=False):  # as before: this process only
                     return fn(*a, **kw)
             return wrapper
 

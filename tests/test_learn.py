@@ -33,7 +33,9 @@ def test_learn_writes_the_policy_and_its_summary_and_stops_at_a_whole_round(tmp_
     assert rounds[-1]["round"] == (confirmed[0] if confirmed else 3) and last["episodes"] == 1
     assert summary["labels"]["total"] == summary["labels"]["mocap"] + sum(r["new_steps"] for r in rounds)
     assert summary["settings"]["expert"] == "search" and summary["settings"]["stop_when_whole"]
-    # policy.pt is the best DAgger round's checkpoint, byte for byte
+    # policy.pt is the confirmed round's checkpoint, else the best round's by its own evaluation, byte for byte
+    by_return = max(rounds[1:], key=lambda r: r["evaluation"]["normalised_return"]["mean"])
+    assert summary["final"] == (rounds[-1] if confirmed else by_return)["checkpoint"]
     assert (out / "policy.pt").read_bytes() == (out / summary["final"]).read_bytes()
     load_checkpoint(out / "policy.pt")
     assert (out / "learning_curve.csv").exists() and (out / "learning_curve.png").exists()
@@ -79,6 +81,8 @@ def test_a_confirmation_is_made_once_and_from_other_starts(tmp_path, synthetic_c
     assert [(c["seed"], c["episodes"]) for c in calls] == [(1, 2)]  # other starts than the round's own (seed 0)
     again = pipeline.confirm_round(recipe, result.pipeline.rounds[1], env_config, out)
     assert len(calls) == 1 and again.to_dict() == first.to_dict()  # kept, not evaluated again
+    more = pipeline.confirm_round(replace(recipe, eval_episodes=3), result.pipeline.rounds[1], env_config, out)
+    assert len(calls) == 2 and more.episodes == 3  # other settings: confirmed again
 
 
 @pytest.mark.parametrize("argv, words", [(["--rounds", "0"], "--rounds must be >= 1"),

@@ -99,11 +99,13 @@ def test_plan_rows_are_the_plans_followed_open_loop_until_a_fall(synthetic_clip_
         assert n_rows == plan_steps * 3 * steps
 
 
-def test_planned_actions_at_step_zero_are_the_labels(synthetic_clip_path):
-    """The label is the first step of its plan (the cost-weighted mean plan of a cold MPPI search)."""
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_planned_actions_at_step_zero_are_the_labels(synthetic_clip_path, warm_start):
+    """A plan starts with its label (cold MPPI: the weighted mean plan; warm: the best plan kept,
+    whose first step the weighted mean replaces)."""
     config = EnvConfig(clip=str(synthetic_clip_path), random_start=True)
     clip = load_clip(config.clip)
-    expert = SearchExpert(clip, config, SMALL)
+    expert = SearchExpert(clip, config, replace(SMALL, warm_start=warm_start))
     sim = Simulation(config, 3, nthread=1, clip=clip)
     sim.reset(np.arange(3), np.array([0.0, 0.05, 0.1]))
     labels = expert.label(sim)
@@ -166,3 +168,27 @@ def test_plan_labels_are_refused_without_a_plan_to_follow(mocap_store, tmp_path,
 def test_plan_labels_must_be_a_count(value):
     with pytest.raises(ConfigError, match="plan_labels must be an integer >= 0"):
         DAggerConfig(plan_labels=value)
+
+
+def test_a_plan_episode_exports_as_one_episode_per_plan(mocap_store, tmp_path):
+    """robomimic: each plan a demo of its own, done only at its last step."""
+    import shutil
+
+    import h5py
+
+    from imitate.export import export_robomimic
+
+    store_path = Path(shutil.copy(mocap_store, tmp_path / "store.h5"))
+    store = DemoStore(store_path)
+    clip = load_clip(store.env_config.clip)
+    trainer = DAggerTrainer(tmp_path / "run", store_path, CONFIG, expert=SearchExpert(clip, store.env_config, SMALL),
+                            sim_threads=1)
+    with trainer.store.held_for_run():
+        trainer.start()
+        result = trainer.round(1)
+    export_robomimic(store, tmp_path / "plans.hdf5", sources=["plan"])
+    with h5py.File(tmp_path / "plans.hdf5", "r") as f:
+        demos = [f["data"][name] for name in f["data"]]
+        assert len(demos) == result.new_steps  # one plan per visited state, none fell
+        assert all(d.attrs["num_samples"] == CONFIG.plan_labels for d in demos)
+        assert all(list(d["dones"][()]) == [0] * (CONFIG.plan_labels - 1) + [1] for d in demos)

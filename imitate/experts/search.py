@@ -258,7 +258,8 @@ class SearchExpert:
                 if not warm:  # re-centre on the weighted mean: smooth in the state, unlike the best
                     plans[rows] = np.sum(weights[:, :, None, None] * candidates, axis=1)
             self.last_costs = costs
-        self.last_plans = plans
+        self.last_plans = plans.copy()
+        self.last_plans[:, 0] = first  # a plan starts with its label (a warm MPPI search keeps the best plan)
         qpos = states[:, 1:1 + hum.NQ]  # integration state: time, qpos, qvel, ...
         target = self.clip.qpos(times + self.env_config.control_dt)[:, hum.HINGE_QPOS] + first
         if warm:
