@@ -255,7 +255,7 @@ def _dagger_config(args):
 
 def _cmd_dagger(args) -> int:
     from .console import LiveTable, console, rounds_table
-    from .dagger import DAggerConfig, best_round, finished_rounds, run_dagger, schedule
+    from .dagger import DAggerConfig, best_round, check_plan_labels, finished_rounds, run_dagger, schedule
     from .motion import load_clip
     from .options import given
     from .policy import load_checkpoint
@@ -275,8 +275,10 @@ def _cmd_dagger(args) -> int:
     if args.init:
         load_checkpoint(args.init, store.env_config)  # a bad --init: refused before anything is made
     expert = _make_expert(args.expert, load_clip(store.env_config.clip), store.env_config, args)
+    config = _dagger_config(args)
+    check_plan_labels(config, expert)  # before the live table starts
     with LiveTable(rounds_table, finished_rounds(args.out)) as table:
-        results = run_dagger(args.out, args.data, _dagger_config(args), init_checkpoint=args.init, expert=expert,
+        results = run_dagger(args.out, args.data, config, init_checkpoint=args.init, expert=expert,
                              on_round=table.add, on_progress=console.log)
     best = best_round(results)
     console.print(f"checkpoints and state in {args.out}; last policy: {Path(args.out) / results[-1].checkpoint}; "

@@ -225,6 +225,19 @@ def collect(sim, learner: Callable[[np.ndarray], np.ndarray], expert, beta: floa
     return episodes
 
 
+def check_plan_labels(config: DAggerConfig, expert) -> None:
+    """ConfigError unless config.plan_labels is 0 or the expert plans at least that far ahead."""
+    if not config.plan_labels:
+        return
+    horizon = getattr(getattr(expert, "config", None), "horizon", None)
+    if horizon is None or not (hasattr(expert, "planned_actions") or isinstance(expert, RayExpert)):
+        raise ConfigError(f"plan_labels needs an expert that plans (the search or guided expert); found "
+                          f"{type(expert).__name__}")
+    if config.plan_labels >= horizon:
+        raise ConfigError(f"plan_labels must be below the expert's planning horizon ({horizon} steps); "
+                          f"found {config.plan_labels}")
+
+
 @dataclass(frozen=True)
 class RoundResult:
     round: int
@@ -351,14 +364,7 @@ class DAggerTrainer:
         self.env_config = self.store.env_config
         self.clip = load_clip(self.env_config.clip)
         self.expert = expert or PDExpert(self.clip, self.env_config.action_space)
-        if config.plan_labels:  # refused before the run folder is made
-            horizon = getattr(getattr(self.expert, "config", None), "horizon", None)
-            if horizon is None or not (hasattr(self.expert, "planned_actions") or isinstance(self.expert, RayExpert)):
-                raise ConfigError(f"plan_labels needs an expert that plans (the search or guided expert); found "
-                                  f"{type(self.expert).__name__}")
-            if config.plan_labels >= horizon:
-                raise ConfigError(f"plan_labels must be below the expert's planning horizon ({horizon} steps); "
-                                  f"found {config.plan_labels}")
+        check_plan_labels(config, self.expert)  # refused before the run folder is made
         self.beta_of = beta_schedule or schedule(config.beta)
         self.init_checkpoint, self.on_round = init_checkpoint, on_round
         self.say = on_progress or (lambda message: None)

@@ -192,3 +192,18 @@ def test_a_plan_episode_exports_as_one_episode_per_plan(mocap_store, tmp_path):
         assert len(demos) == result.new_steps  # one plan per visited state, none fell
         assert all(d.attrs["num_samples"] == CONFIG.plan_labels for d in demos)
         assert all(list(d["dones"][()]) == [0] * (CONFIG.plan_labels - 1) + [1] for d in demos)
+
+
+def test_the_command_line_refuses_plan_labels_without_a_planner_in_one_line(mocap_store, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    repo = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-m", "imitate.cli", "dagger", "--data", str(mocap_store), "--out",
+                           str(tmp_path / "run"), "--expert", "pd", "--plan-labels", "2"], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=repo), timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "imitate: error: plan_labels needs an expert that plans (the search or guided expert); found PDExpert"]
+    assert done.stdout == "" and not (tmp_path / "run").exists()
