@@ -878,7 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build the mocap store, fit, run DAgger rounds until a round keeps every "
                        "episode up for the whole horizon (or the rounds run out), optionally TRPO, evaluate, and "
                        "write policy.pt, summary.json, learning_curve.png/.csv and best.mp4 into --out. The same "
-                       "command resumes a stopped run. Example: imitate learn walk (about 35 min on 2 cores)")
+                       "command resumes a stopped run. Example: imitate learn walk (tens of minutes on 2 cores)")
     p.add_argument("clip", help="clip name or path to your own clip")
     p.add_argument("--out", default=None, help="output folder (default runs/learn-CLIP; resumes if present)")
     _learn_options(p)

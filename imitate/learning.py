@@ -3,8 +3,8 @@ many clips and one table of their results: ``zoo(clips, out)`` (``imitate zoo``)
 
 The recipe is the pipeline's ``"search"`` (``pipeline.RECIPES``): a mocap store labelled by the
 search expert, SFT, then DAgger rounds with a residual learner until a round's own evaluation
-keeps every episode up for the whole horizon and so do at least 80% of as many episodes as the
-final evaluation's, from other starts (its confirmation, ``confirmations.json``), or the rounds
+keeps at least 80% of its episodes up for the whole horizon and so does its confirmation (as many
+episodes as the final evaluation's, from other starts, ``confirmations.json``), or the rounds
 (the label budget) run out; an optional TRPO stage; then the evaluation from phase 0.  No
 per-clip settings: the defaults are the recipe.  Into ``out`` (default ``runs/learn-CLIP``; the
 same call resumes a stopped run):

@@ -61,11 +61,10 @@ class PipelineConfig:
     eval_episodes: int = 3  # episodes per controller in the final evaluation
     eval_horizon_s: float | None = None  # None: 20 s for a looping clip, else the clip's length
     eval_init_noise_rad: float = 0.01  # std of the starting hinge-angle noise, so episodes differ
-    # stop DAgger at the first round (after round 0) whose own evaluation kept every episode up
-    # for the whole horizon and whose confirmation does too: eval_episodes more episodes from
-    # other starts, at least stop_share of them whole (a round's own evaluation is a few
-    # episodes: a round that is whole in 2 may walk 2 of 10); dagger.rounds is then the most it
-    # runs (the label budget)
+    # stop DAgger at the first round (after round 0) whose own evaluation kept at least
+    # stop_share of its episodes up for the whole horizon and whose confirmation does too:
+    # eval_episodes more episodes from other starts (a round's own evaluation is a few episodes:
+    # a round whole in 2 may walk 2 of 10); dagger.rounds is then the most it runs (the label budget)
     stop_when_whole: bool = False
     stop_share: float = 0.8
     # first run the expert alone from phase 0 (one episode of the evaluation horizon, kept in
@@ -101,10 +100,12 @@ class PipelineConfig:
 
 RECIPES = {
     "pd": PipelineConfig(),
-    # the DAgger recipe of docs/search_expert.md, planner at 150 Hz: walk walks at round 11
+    # the DAgger recipe of docs/search_expert.md, planner at 150 Hz, 64 candidates a label (walk:
+    # round 3 walks 26 of 30 episodes); each round evaluated with 5 episodes (a policy's episodes
+    # cost seconds; 2 told a round that walks 8 of 10 from one that walks 2 of 10 badly)
     "search": PipelineConfig(expert="search", build=BuildConfig(offsets=4, copies=4),
                              dagger=DAggerConfig(rounds=12, steps_per_env=100, policy=PolicyConfig(residual=True),
-                                                 eval_episodes=2, eval_horizon_s=20.0),
+                                                 eval_episodes=5, eval_horizon_s=20.0),
                              trpo=None, eval_episodes=5, expert_first=True),
 }
 # the same recipe labelled by the guided expert, at the env's own physics rate (search.GUIDED_LABELS)
@@ -184,7 +185,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
         trainer.start()
         while True:
             latest = trainer.results[-1]
-            if config.stop_when_whole and is_whole(latest):
+            if config.stop_when_whole and whole_enough(latest, config.stop_share):
                 check = confirm_round(config, latest, env_config, run_dir, on_progress)
                 if check.full_horizon >= config.stop_share * check.episodes - 1e-9:
                     confirmed, confirmation = latest, check
@@ -232,9 +233,10 @@ def confirmation_key(config: PipelineConfig, result: RoundResult, run_dir: Path)
 
 def confirm_round(config: PipelineConfig, result: RoundResult, env_config: EnvConfig, run_dir: Path,
                   on_progress: Callable[[str], None] | None = None) -> EvalResult:
-    """A whole round's policy evaluated again before stopping there: config.eval_episodes episodes
-    from phase 0 with other starting noise than its own evaluation's (seed 1), over its
-    evaluation's horizon; kept in run_dir/CONFIRMATIONS, so a resumed run does not repeat it."""
+    """A round's policy, whole enough in its own evaluation, evaluated again before stopping
+    there: config.eval_episodes episodes from phase 0 with other starting noise than its own
+    evaluation's (seed 1), over its evaluation's horizon; kept in run_dir/CONFIRMATIONS, so a
+    resumed run does not repeat it."""
     import json
 
     from .atomic import write_text
@@ -246,8 +248,8 @@ def confirm_round(config: PipelineConfig, result: RoundResult, env_config: EnvCo
     if entry is not None and entry["key"] == key:
         return EvalResult.from_dict(entry["evaluation"])
     if on_progress:
-        on_progress(f"round {result.round}: whole in its evaluation; confirming with {config.eval_episodes} more "
-                    "episodes")
+        on_progress(f"round {result.round}: whole enough in its evaluation; confirming with {config.eval_episodes} "
+                    "more episodes")
     policy = load_checkpoint(run_dir / result.checkpoint, env_config)[0]
     check = evaluate(policy_controller(policy), replace(env_config, random_start=False), episodes=config.eval_episodes,
                      horizon_s=result.evaluation["horizon_s"], init_noise_rad=config.eval_init_noise_rad, seed=1)
@@ -305,9 +307,11 @@ def _preparation_notes(clip: str, on_progress: Callable[[str], None] | None):
     return progress
 
 
-def is_whole(result: RoundResult) -> bool:
-    """A DAgger round (not round 0) whose evaluation kept every episode up for the whole horizon."""
-    return result.round >= 1 and result.evaluation["full_horizon"] == result.evaluation["episodes"]
+def whole_enough(result: RoundResult, share: float) -> bool:
+    """A DAgger round (not round 0) whose evaluation kept at least `share` of its episodes up for
+    the whole horizon (a policy that walks 8 of 10 keeps all of 5 up a third of the time)."""
+    ev = result.evaluation
+    return result.round >= 1 and ev["full_horizon"] >= share * ev["episodes"] - 1e-9
 
 
 def _check_store(path: Path, env_config: EnvConfig) -> None:

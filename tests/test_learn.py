@@ -22,10 +22,10 @@ def test_learn_writes_the_policy_and_its_summary_and_stops_at_a_whole_round(tmp_
     assert summary == json.loads(json.dumps(result.summary))
     rounds = summary["rounds"]
     last = rounds[-1]["evaluation"]
-    # it stops at the first round (after round 0) that kept every episode up in its own evaluation
-    # and in its confirmation, else after all 3
+    # it stops at the first round (after round 0) that kept at least 80% of its episodes up in its
+    # own evaluation and in its confirmation, else after all 3
     whole = [r["round"] for r in rounds if r["round"] >= 1
-             and r["evaluation"]["full_horizon"] == r["evaluation"]["episodes"]]
+             and r["evaluation"]["full_horizon"] >= 0.8 * r["evaluation"]["episodes"]]
     confirmations = summary["confirmations"]
     assert sorted(confirmations, key=int) == [str(r) for r in whole]  # every whole round was confirmed or not
     confirmed = [r for r in whole if confirmations[str(r)]["full_horizon"] >= 0.8 * confirmations[str(r)]["episodes"]]
@@ -54,7 +54,7 @@ def test_a_whole_round_that_its_confirmation_does_not_bear_out_is_not_where_lear
     import imitate.pipeline as pipeline
 
     confirmed_whole = {1: 3, 2: 4}
-    monkeypatch.setattr(pipeline, "is_whole", lambda r: r.round >= 1)
+    monkeypatch.setattr(pipeline, "whole_enough", lambda r, share: r.round >= 1)
     monkeypatch.setattr(pipeline, "confirm_round", lambda config, r, *a, **k: SimpleNamespace(
         full_horizon=confirmed_whole.get(r.round, 5), episodes=5))
     out = tmp_path / "out"

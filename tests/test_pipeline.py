@@ -172,7 +172,7 @@ def test_the_search_recipe_labels_with_the_search_expert(tmp_path):
     clip = write_clip(tmp_path / "synthetic.txt", synthetic_frames())
     recipe = RECIPES["search"]
     assert recipe.expert == "search" and recipe.trpo is None and recipe.dagger.policy.residual
-    assert recipe.search == replace(DAGGER_LABELS, planning_hz=150.0) and recipe.dagger.rounds == 12
+    assert recipe.search == replace(DAGGER_LABELS, planning_hz=150.0, candidates=64) and recipe.dagger.rounds == 12
     small = replace(recipe, clip=str(clip), build=BuildConfig(offsets=1, copies=1, joint_noise_rad=(0.05,),
                                                             velocity_noise_rad_s=(0.5,)),
                     search=replace(recipe.search, candidates=4, horizon=4),
