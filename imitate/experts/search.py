@@ -129,7 +129,7 @@ DAGGER_LABELS = SearchConfig(warm_start=False, label="mppi", knots=4, temperatur
 # imitate learn's: those labels with the planner at 150 Hz (a quarter of the physics) and 64
 # candidates (twice the physics): a label's sampling noise, which a learner cannot tell from
 # feedback, is then smaller; on walk its DAgger learner walked 26 of 30 episodes at round 3, where
-# 32 candidates' walked none before round 8 (docs/search_expert.md)
+# 32 candidates' walked 0 of 10 (docs/search_expert.md)
 LEARN_LABELS = replace(DAGGER_LABELS, planning_hz=150.0, candidates=64)
 # the guided expert's (imitate.experts.make_expert("guided")): the DAgger labels at the env's own
 # physics rate, on which its reconstructed trajectory is feasible (run, 2 x 5 s: 2 of 2 whole at
