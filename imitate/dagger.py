@@ -98,7 +98,7 @@ class PlanFollower:
     def __init__(self, sim, steps: int, nthread: int = 0):
         self.steps = steps
         self.side = Simulation(sim.config, sim.num_envs, nthread, clip=sim.clip, env_ids=sim.env_ids)
-        self.rows: list[dict[str, list]] = [{k: [] for k in self.FIELDS} for _ in range(sim.num_envs)]
+        self.kept: list[dict[str, np.ndarray]] = []  # per plan step: every humanoid's row, and "alive"
 
     def follow(self, sim, expert, labels: np.ndarray) -> None:
         """From sim's states, which expert has just labelled with labels (N, 28)."""
@@ -113,24 +113,24 @@ class PlanFollower:
             # a fallen humanoid's state may be non-finite: it is not followed, but still stepped
             actions = np.where(alive[:, None], expert.planned_actions(j, np.nan_to_num(qpos), t), 0.0)
             reward, terminated, truncated, _ = side.step(actions)
-            last = j == self.steps
-            for i in np.flatnonzero(alive):
-                for key, value in (("obs", obs[i]), ("expert_actions", actions[i]), ("qpos", qpos[i]),
-                                   ("qvel", qvel[i]), ("time_s", t[i]), ("reward", reward[i]),
-                                   ("terminated", terminated[i]), ("truncated", (truncated[i] or last)
-                                                                   and not terminated[i])):
-                    self.rows[i][key].append(value)
+            self.kept.append({"obs": obs, "expert_actions": actions, "qpos": qpos, "qvel": qvel, "time_s": t,
+                              "reward": reward, "terminated": terminated.copy(),
+                              "truncated": (truncated | (j == self.steps)) & ~terminated, "alive": alive.copy()})
             alive &= ~(terminated | truncated)
 
     def episodes(self, env_ids) -> list[dict[str, np.ndarray] | None]:
         """Per humanoid (sim's order): its plan episode (collect's fields; the plans' actions are
         executed and labels alike), or None if it has no rows."""
+        if not self.kept:
+            return [None] * len(env_ids)
+        stacked = {k: np.stack([row[k] for row in self.kept], axis=1) for k in self.kept[0]}  # (N, rows, ...)
         out = []
-        for i, rows in enumerate(self.rows):
-            if not rows["obs"]:
+        for i in range(len(env_ids)):
+            alive = stacked["alive"][i]
+            if not alive.any():
                 out.append(None)
                 continue
-            ep = {k: np.array(v) for k, v in rows.items()}
+            ep = {k: stacked[k][i][alive] for k in self.FIELDS}
             ep["actions"] = ep["expert_actions"].copy()
             ep.update(expert_share=1.0, env=int(env_ids[i]), source="plan")
             out.append(ep)
