@@ -113,7 +113,7 @@ def _add_fall_option(p, default_help: str = "clip") -> None:
 SEARCH_FLAGS = {"candidates": "--candidates", "horizon": "--horizon", "noise_rad": "--search-noise",
                 "label": "--search-label", "temperature": "--search-temperature", "knots": "--search-knots",
                 "noise_decay": "--search-noise-decay", "planning_hz": "--planning-hz", "warm_start": "!--search-cold",
-                "cold_iterations": "--search-cold-iterations"}
+                "cold_iterations": "--search-cold-iterations", "antithetic": "--search-antithetic"}
 
 
 def _add_ray_options(p, prefix: str) -> None:

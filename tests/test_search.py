@@ -211,6 +211,37 @@ def test_knot_candidates_are_piecewise_linear_around_the_plan(setup, knots):
     assert np.abs(noise).max() > 0.01
 
 
+@pytest.mark.parametrize("candidates", [7, 8])
+def test_antithetic_candidates_come_in_mirrored_pairs_around_the_plan(setup, candidates):
+    """Candidates 2.. are plan + e_1..e_P then plan - e_1..e_P (cut to K), with e the generator's
+    first draws, as an explicit draw of the same generator gives them."""
+    config, clip, _ = setup
+    h, knots = 4, 2
+    cfg = replace(SMALL, candidates=candidates, horizon=h, knots=knots, antithetic=True)
+    plans = np.random.default_rng(0).normal(size=(1, h, 28))
+    out = SearchExpert(clip, config, cfg)._candidates(plans, [np.random.default_rng(9)], 0.5)
+    pairs = (candidates - 1) // 2
+    e = np.random.default_rng(9).normal(0.0, 0.5 * cfg.noise_rad, (pairs, knots, 28))
+    at_steps = np.array([[1.0, 0.0], [2 / 3, 1 / 3], [1 / 3, 2 / 3], [0.0, 1.0]])  # 2 knots over 4 steps
+    e = np.einsum("hm,pmj->phj", at_steps, e)
+    expected = np.concatenate([e, -e])[:candidates - 2]
+    np.testing.assert_array_equal(out[0, 0], plans[0])
+    np.testing.assert_array_equal(out[0, 1], 0.0)
+    np.testing.assert_allclose(out[0, 2:] - plans[0], expected, atol=1e-12)
+    assert out.shape == (1, candidates, h, 28)
+
+
+def test_antithetic_labels_are_batch_invariant(setup):
+    """A cold antithetic search labels each state alike alone or in a batch."""
+    config, clip, sim = setup
+    cfg = replace(SMALL, warm_start=False, label="mppi", knots=2, antithetic=True)
+    states, times = np.array(sim.batch.state), sim.ref_time_s.copy()
+    together = SearchExpert(clip, config, cfg).label_states(states, times, np.arange(3))
+    alone = [SearchExpert(clip, config, cfg).label_states(states[i:i + 1], times[i:i + 1], np.array([i]))
+             for i in range(3)]
+    np.testing.assert_array_equal(together, np.concatenate(alone))
+
+
 def test_noise_decay_scales_the_noise_of_later_iterations(setup):
     config, clip, _ = setup
     expert = SearchExpert(clip, config, SMALL)

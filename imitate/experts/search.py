@@ -11,7 +11,8 @@ The plan is kept per humanoid and, shifted by a step, is the next decision's nom
 iterations instead of one.
 
 Candidates: 0 is the warm-start plan itself, 1 is the plain reference (zero offsets), the rest
-add Gaussian noise (``noise_rad``) to the warm-start plan: independent at every step, or drawn at
+add Gaussian noise (``noise_rad``) to the warm-start plan (``antithetic``: in mirrored pairs, +e
+and -e, whose odd moments cancel in the MPPI mean): independent at every step, or drawn at
 ``knots`` points of the horizon and interpolated linearly (a smaller space to search, so the
 cost-weighted optimum, the label, varies less with the sampling noise); ``noise_decay`` shrinks
 the noise of each further search iteration.  Cost per candidate, summed over the
@@ -97,6 +98,11 @@ class SearchConfig:
     knots: int = setting(0, "search: draw the offsets' noise at this many knots over the horizon, interpolated "
                             "linearly (0: at every step); fewer dimensions to search, smoother labels")
     noise_decay: float = setting(1.0, "search: each further search iteration's noise is this times the last one's")
+    # antithetic: the noisy candidates come in mirrored pairs (plan + e, plan - e), so the noise's
+    # odd moments cancel in the cost-weighted mean: the same rollouts give a label that varies less
+    # with the draws (the sampling noise a learner cannot tell from feedback)
+    antithetic: bool = setting(False, "search: draw the noisy candidates in mirrored pairs (+e, -e) around the plan: "
+                                      "less sampling noise in the label for the same rollouts")
     seed: int = 0
     nthread: int = 0  # rollout threads; 0: all cores
     # physics rate of the planner's rollouts [Hz]; None: the env's (rollouts reproduce the
@@ -299,10 +305,16 @@ class SearchExpert:
 
     def _candidates(self, plans: np.ndarray, rngs, scale: float = 1.0) -> np.ndarray:
         """(n, K, H, 28): the warm-start plan, the reference, and noisy copies of the plan (noise
-        std noise_rad x scale, at every step or at the knots); one generator per plan, or one
-        whose draws every plan shares."""
+        std noise_rad x scale, at every step or at the knots; in mirrored pairs if antithetic);
+        one generator per plan, or one whose draws every plan shares."""
         k, h, m = self.config.candidates, self.config.horizon, self.config.knots or self.config.horizon
-        noise = np.stack([rng.normal(0.0, self.config.noise_rad * scale, (k, m, hum.NU)) for rng in rngs])
+        std = self.config.noise_rad * scale
+        if self.config.antithetic:  # candidates 2, 3, ...: e_1, ..., e_P, -e_1, ..., -e_P (cut to K)
+            pairs = (k - 1) // 2
+            draws = [rng.normal(0.0, std, (pairs, m, hum.NU)) for rng in rngs]
+            noise = np.stack([np.concatenate([np.zeros((2, m, hum.NU)), e, -e])[:k] for e in draws])
+        else:
+            noise = np.stack([rng.normal(0.0, std, (k, m, hum.NU)) for rng in rngs])
         if m < h:
             weights = knot_weights(h, m)  # plain sums (the labels' comment in label_states: why)
             noise = np.sum(weights[None, None, :, :, None] * noise[:, :, None], axis=3)
