@@ -460,14 +460,16 @@ class _PipelineView:
 
 
 def _cmd_pipeline(args) -> int:
-    """The main job on a small default (imitate.pipeline): store, SFT, DAgger, TRPO, evaluation."""
+    """The main job on a small default: the search recipe's learn on a small budget (walk walks),
+    or with --expert pd the teaching example (store, SFT, DAgger, TRPO, evaluation: its policies
+    fall)."""
     from dataclasses import replace
 
     from .console import console, evaluation_table
     from .pipeline import RECIPES, run_pipeline
     from .trpo import TRPOConfig
 
-    recipe = RECIPES[args.expert]
+    recipe = RECIPES["main" if args.expert == "search" else args.expert]
     rounds = recipe.dagger.rounds if args.rounds is None else args.rounds
     episodes = recipe.eval_episodes if args.episodes is None else args.episodes
     samples = (recipe.trpo.samples if recipe.trpo else 0) if args.trpo_samples is None else args.trpo_samples
@@ -475,6 +477,11 @@ def _cmd_pipeline(args) -> int:
     config = replace(recipe, clip=args.clip, action_space=args.action_space,
                      dagger=replace(recipe.dagger, rounds=rounds), eval_episodes=episodes,
                      trpo=replace(recipe.trpo or TRPOConfig(), samples=samples) if samples > 0 else None)
+    if args.expert == "search":
+        from .motion import load_clip
+
+        out = args.out or f"runs/pipeline-{load_clip(args.clip).name}"
+        return _learn_and_show(args.clip, out, config, rounds, episodes, samples, args.video_seconds)
     view = _PipelineView(config)
     try:
         result = run_pipeline(config, args.out, on_stage=view.on_stage, on_round=view.add_row,
@@ -484,10 +491,9 @@ def _cmd_pipeline(args) -> int:
     console.print(evaluation_table(result.evaluation, f"'{result.clip}' from phase 0 ({episodes} episodes)"))
     if args.video_seconds > 0:
         _pipeline_video(result, args.video_seconds)
-    if config.expert == "pd":
-        console.print("The PD expert tracks joints but cannot balance the unactuated root, so neither can a policy "
-                      "that imitates it: balance must come from TRPO (a short stage here; see the README for the "
-                      "full budget) or from the search expert (imitate pipeline --expert search: about 35 min).")
+    console.print("The PD expert tracks joints but cannot balance the unactuated root, so neither can a policy "
+                  "that imitates it: balance must come from TRPO (a short stage here; see the README for the "
+                  "full budget) or from the search expert (imitate pipeline, its default).")
     return 0
 
 
@@ -542,14 +548,19 @@ def _cmd_zoo(args) -> int:
 
 def _cmd_learn(args) -> int:
     """imitate learn: the recipe end to end (imitate.learning), with the pipeline's live view."""
-
-    from .console import console, evaluation_table
-    from .learning import learn
-
     config, rounds = _learn_recipe(args)
-    from .learning import recipe_of
+    return _learn_and_show(args.clip, args.out, config, rounds, args.episodes, args.trpo_samples,
+                           args.video_seconds, args.ray, args.ray_workers)
 
-    view = _PipelineView(recipe_of(args.clip, config, args.trpo_samples))  # what learn runs: its TRPO stage too
+
+def _learn_and_show(clip: str, out, config, rounds: int, episodes: int, trpo_samples: int, video_seconds: float,
+                    ray: str | None = None, ray_workers: int | None = None) -> int:
+    """imitate.learn(clip, out) of the recipe config with the pipeline's live view, an estimate of
+    the time left after each round, and the final table (imitate learn, imitate pipeline)."""
+    from .console import console, evaluation_table
+    from .learning import learn, recipe_of
+
+    view = _PipelineView(recipe_of(clip, config, trpo_samples))  # what learn runs: its TRPO stage too
     started, done = time.perf_counter(), []
 
     def on_round(result):  # the live row, and how long the rest may take
@@ -561,20 +572,20 @@ def _cmd_learn(args) -> int:
                       f"min left at most (DAgger stops at the first round that keeps every episode up, confirmed)")
 
     factory = None
-    if args.ray is not None and config.expert == "pd":
+    if ray is not None and config.expert == "pd":
         raise ConfigError("--ray spreads the search's labels; the pd expert needs no workers")
-    if args.ray is not None or config.expert == "guided":
+    if ray is not None or config.expert == "guided":
         def factory(clip, env_config):  # the recipe's expert: a progress bar while prepared, labels on Ray workers
-            return _expert(config.expert, clip, env_config, config.search, args.ray, args.ray_workers, config.tracking)
+            return _expert(config.expert, clip, env_config, config.search, ray, ray_workers, config.tracking)
     try:
-        result = learn(args.clip, args.out, config=config, trpo_samples=args.trpo_samples,
-                       video_seconds=args.video_seconds, on_stage=view.on_stage, on_round=on_round,
-                       on_iteration=view.add_row, on_progress=view.note, expert_factory=factory)
+        result = learn(clip, out, config=config, trpo_samples=trpo_samples, video_seconds=video_seconds,
+                       on_stage=view.on_stage, on_round=on_round, on_iteration=view.add_row, on_progress=view.note,
+                       expert_factory=factory)
     finally:
         view.end_table(finished=False)
     summary = result.summary
     console.print(evaluation_table(result.pipeline.evaluation,
-                                   f"'{summary['clip']}' from phase 0 ({args.episodes} episodes)"))
+                                   f"'{summary['clip']}' from phase 0 ({episodes} episodes)"))
     out = result.policy.parent
     video = " and best.mp4" if (out / "best.mp4").exists() else ""
     console.print(f"{summary['stopped']} after round {summary['rounds'][-1]['round']}; {summary['labels']['total']} "
@@ -715,7 +726,9 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 EXAMPLES = """examples:
-  imitate pipeline                                   the main job on walk: store, SFT, DAgger, TRPO, evaluation
+  imitate pipeline                                   the main job: DAgger from the search expert until walk walks
+  imitate pipeline --expert pd                       the teaching example: a PD expert's policies fall
+  imitate learn run                                  any clip (or your clip's path) to a policy, the full budget
   imitate motions                                    the clips imitate can find
   imitate dataset build walk --out runs/w/walk.h5    a store of reference states labelled by the PD expert
   imitate dagger --data runs/w/walk.h5 --out runs/w/run --rounds 3
@@ -900,20 +913,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-clip", type=int, default=2, help="with --ray: CPUs each clip's task holds")
     p.set_defaults(func=_cmd_zoo)
 
-    p = sub.add_parser("pipeline", help="the main job on a small default: store, SFT, DAgger, TRPO, evaluation")
+    p = sub.add_parser("pipeline", help="the main job on a small default: walk learned from the search expert "
+                                        "(imitate learn on a small budget), or --expert pd")
     p.add_argument("--clip", default="walk", help="clip name or path (default: walk)")
     p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"],
                    help="pd_target: actions are servo targets; torque: actions are joint torques")
-    p.add_argument("--expert", default="pd", choices=["pd", "search"],
-                   help="the recipe: pd (about a minute; its policies fall, the teaching example) or search (the "
-                        "search expert's DAgger recipe, planner at 150 Hz: about 35 min on 2 cores, walk walks)")
-    p.add_argument("--rounds", type=int, default=None, help="DAgger rounds (default: the recipe's, 3 or 12)")
-    p.add_argument("--episodes", type=int, default=None, help="final evaluation episodes (default: the recipe's, 3 "
-                                                                "or 5)")
+    p.add_argument("--expert", default="search", choices=["search", "pd"],
+                   help="the recipe: search (imitate learn's on a small budget: the search expert's labels, DAgger "
+                        "until a round walks, confirmed; walk walks in minutes) or pd (about a minute; its policies "
+                        "fall: the teaching example of why balance needs a better expert)")
+    p.add_argument("--rounds", type=int, default=None, help="the most DAgger rounds (default: the recipe's, 4 or 3)")
+    p.add_argument("--episodes", type=int, default=None, help="final evaluation episodes (default: the recipe's, 5 "
+                                                                "or 3)")
     p.add_argument("--trpo-samples", type=int, default=None,
-                   help="TRPO samples after DAgger, 0: no TRPO (default: the recipe's, 8192 or 0)")
+                   help="TRPO samples after DAgger, 0: no TRPO (default: the recipe's, 0 or 8192)")
     p.add_argument("--video-seconds", type=float, default=10.0,
-                   help="seconds of RUN_DIR/best.mp4, the best DAgger round beside its reference (0: none)")
+                   help="seconds of RUN_DIR/best.mp4, the final policy beside its reference (0: none)")
     p.add_argument("--out", default=None, help="run folder (default runs/pipeline-CLIP; resumes if present)")
     p.set_defaults(func=_cmd_pipeline)
     _set_formatter(parser)

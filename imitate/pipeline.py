@@ -72,6 +72,7 @@ class PipelineConfig:
     # never outlives its expert, so rounds would be spent in vain.  Off for the pd recipe, whose
     # expert cannot balance by design (the teaching example)
     expert_first: bool = False
+    expert_check_s: float | None = None  # that episode's horizon [s]; None: the evaluation's
 
     def __post_init__(self):
         if isinstance(self.clip, os.PathLike):
@@ -94,6 +95,8 @@ class PipelineConfig:
             raise ConfigError(f"PipelineConfig.eval_horizon_s must be > 0 or None; found {self.eval_horizon_s}")
         if not self.eval_init_noise_rad >= 0:
             raise ConfigError(f"PipelineConfig.eval_init_noise_rad must be >= 0; found {self.eval_init_noise_rad}")
+        if self.expert_check_s is not None and not self.expert_check_s > 0:
+            raise ConfigError(f"PipelineConfig.expert_check_s must be > 0 or None; found {self.expert_check_s}")
         if not 0 < self.stop_share <= 1:
             raise ConfigError(f"PipelineConfig.stop_share must be in (0, 1]; found {self.stop_share}")
 
@@ -110,6 +113,12 @@ RECIPES = {
 }
 # the same recipe labelled by the guided expert, at the env's own physics rate (search.GUIDED_LABELS)
 RECIPES["guided"] = replace(RECIPES["search"], expert="guided", search=GUIDED_LABELS)
+# the main job (`imitate pipeline`): the search recipe on a small budget, to show a newcomer a
+# humanoid that walks in minutes: the expert checked over 5 s (the clips it cannot perform fall
+# within 3 s) instead of the whole horizon, and at most MAIN_ROUNDS rounds
+MAIN_ROUNDS = 4
+RECIPES["main"] = replace(RECIPES["search"], dagger=replace(RECIPES["search"].dagger, rounds=MAIN_ROUNDS),
+                          expert_check_s=5.0)
 
 
 @dataclass(frozen=True)
@@ -262,15 +271,17 @@ def confirm_round(config: PipelineConfig, result: RoundResult, env_config: EnvCo
 
 def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir: Path,
                  on_progress: Callable[[str], None] | None = None) -> EvalResult:
-    """The expert alone from phase 0, one episode of the evaluation horizon (kept in
-    run_dir/EXPERT_CHECK, so a resumed run does not repeat it); ExpertError if it falls.
-    on_progress: a note at each quarter of the episode (a search expert takes minutes)."""
+    """The expert alone from phase 0, one episode of config.expert_check_s, else of the
+    evaluation horizon (kept in run_dir/EXPERT_CHECK, so a resumed run does not repeat it);
+    ExpertError if it falls.  on_progress: a note at each quarter of the episode (a search expert
+    takes minutes)."""
     import json
 
     from .experts import provenance_json
 
     path = run_dir / EXPERT_CHECK
-    key = {"expert": json.loads(provenance_json(expert)), "horizon_s": config.eval_horizon_s,
+    horizon_s = config.expert_check_s or config.eval_horizon_s
+    key = {"expert": json.loads(provenance_json(expert)), "horizon_s": horizon_s,
            "init_noise_rad": config.eval_init_noise_rad}  # another expert or horizon: check again
     kept = json.loads(path.read_text()) if path.exists() else {}
     if kept.get("key") == key:
@@ -283,7 +294,7 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
                 on_progress(f"the expert alone: {done}/{total} control steps")
 
         check = evaluate(expert_controller(expert), replace(env_config, random_start=False), episodes=1,
-                         horizon_s=config.eval_horizon_s, init_noise_rad=config.eval_init_noise_rad,
+                         horizon_s=horizon_s, init_noise_rad=config.eval_init_noise_rad,
                          progress=progress)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(path, json.dumps({"key": key, "evaluation": check.to_dict()}, indent=2))

@@ -40,11 +40,11 @@ def test_bad_clip_is_one_clear_error(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_main_job_runs_end_to_end(tmp_path):
-    """The README's main job, small: store, SFT, one DAgger round, evaluation tables; then the
-    same command resumes from the run folder without collecting again."""
+    """The main job's teaching route (--expert pd), small: store, SFT, one DAgger round, TRPO,
+    evaluation tables; then the same command resumes from the run folder without collecting again."""
     pytest.importorskip("pybullet_data")
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "imitate.cli", "pipeline", "--rounds", "1", "--episodes", "1",
+    cmd = [sys.executable, "-m", "imitate.cli", "pipeline", "--expert", "pd", "--rounds", "1", "--episodes", "1",
            "--trpo-samples", "1024", "--out", str(run)]
     env = {**os.environ, "COLUMNS": "200"}  # wide tables: no header wraps
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)

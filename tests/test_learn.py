@@ -242,6 +242,50 @@ def test_an_expert_that_cannot_perform_the_clip_stops_learn_before_any_round(tmp
     assert "the pd expert alone falls at" in row.error and "not learned" in (tmp_path / "z" / "zoo.md").read_text()
 
 
+def test_expert_check_s_sets_the_checks_horizon(tmp_path, tiny):
+    """expert_check_s (the main job's 5 s): the expert alone is checked over that horizon, not the
+    evaluation's; the PD expert, which falls at about 1.4 s, still falls inside a 2 s check."""
+    from dataclasses import replace
+
+    import imitate
+    from imitate.errors import ExpertError
+    from imitate.pipeline import EXPERT_CHECK
+
+    recipe = replace(tiny(imitate.RECIPES["pd"]), expert_first=True, eval_horizon_s=20.0, expert_check_s=2.0)
+    with pytest.raises(ExpertError, match="of 2 "):
+        imitate.learn("walk", tmp_path / "o", config=recipe, video_seconds=0)
+    check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())
+    assert check["evaluation"]["horizon_s"] == 2.0 and check["key"]["horizon_s"] == 2.0
+    with pytest.raises(imitate.ConfigError, match="expert_check_s"):
+        replace(recipe, expert_check_s=0.0)
+
+
+def test_the_main_job_is_the_search_recipe_on_a_small_budget(monkeypatch):
+    """imitate pipeline: learn with RECIPES["main"] (the search recipe, at most 4 rounds, a 5 s
+    expert check) into runs/pipeline-walk; --expert pd keeps the teaching example's pipeline."""
+    from dataclasses import replace
+
+    import imitate.cli as cli
+    from imitate.pipeline import RECIPES
+
+    main = RECIPES["main"]
+    assert main == replace(RECIPES["search"], dagger=replace(RECIPES["search"].dagger, rounds=4), expert_check_s=5.0)
+    seen = {}
+    monkeypatch.setattr(cli, "_learn_and_show", lambda clip, out, config, *rest: seen.update(
+        clip=clip, out=out, config=config, rest=rest) or 0)
+    assert cli.main(["pipeline"]) == 0
+    assert seen["clip"] == "walk" and seen["out"] == "runs/pipeline-walk"
+    assert seen["config"] == replace(main, clip="walk") and seen["rest"][:3] == (4, 5, 0)
+    assert cli.main(["pipeline", "--rounds", "2", "--out", "elsewhere"]) == 0
+    assert seen["out"] == "elsewhere" and seen["config"].dagger.rounds == 2
+    called = []
+    monkeypatch.setattr(cli, "_learn_and_show", lambda *a: called.append(a) or 0)
+    monkeypatch.setattr("imitate.pipeline.run_pipeline", lambda *a, **k: (_ for _ in ()).throw(SystemExit(7)))
+    with pytest.raises(SystemExit, match="7"):  # the pd route runs the pipeline itself, not learn
+        cli.main(["pipeline", "--expert", "pd"])
+    assert not called
+
+
 def test_no_expert_check_turns_the_search_recipes_check_off():
     """imitate learn --no-expert-check: the recipe without its expert check (the pd recipe has none)."""
     from imitate.cli import _learn_recipe, build_parser
