@@ -264,7 +264,7 @@ def _cmd_dagger(args) -> int:
     _at_least(*((flag, given(args, DAggerConfig, name), least) for flag, name, least in
                 (("--rounds", "rounds", 1), ("--num-envs", "num_envs", 1), ("--steps", "steps_per_env", 1),
                  ("--segment-steps", "segment_steps", 1), ("--eval-episodes", "eval_episodes", 1),
-                 ("--collect-noise", "collect_noise", 0), ("--plan-labels", "plan_labels", 0))))
+                 ("--collect-noise", "collect_noise", 0), ("--plan-labels", "plan_labels", 0), ("--fits", "fits", 1))))
     try:
         schedule(given(args, DAggerConfig, "beta"))
     except ConfigError as exc:
@@ -838,7 +838,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "segment_steps": "--segment-steps", "num_envs": "--num-envs",
                                   "steps_per_env": "--steps", "keep_rounds": "--keep-rounds",
                                   "collect_noise": "--collect-noise", "plan_labels": "--plan-labels",
-                                  "retrain_from_scratch": "--retrain-from-scratch",
+                                  "fits": "--fits", "retrain_from_scratch": "--retrain-from-scratch",
                                   "eval_episodes": "--eval-episodes", "eval_horizon_s": "--eval-seconds"})
     add_options(p, SFTConfig, {"epochs": "--sft-epochs"}, preset=defaults.sft, group="sft",
                 help_prefix="round 0's SFT (and every retrain with --retrain-from-scratch): ")

@@ -21,6 +21,7 @@ the usual ones.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -28,7 +29,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,7 @@ from .store import DemoStore, Episode, run_of
 # and for some shapes with a row's position in the batch too (measured: a 6-64-2 MLP), so collect
 # asks in blocks of this many rows only a learner that `rows_independent` clears, else row by row.
 LEARNER_BLOCK = 8
+FIT_SEED_STRIDE = 1000  # fit j of round k trains with seed (the retrain's) + k + 1000 j (DAggerConfig.fits)
 
 
 def rows_independent(learner: Callable[[np.ndarray], np.ndarray], obs_dim: int, block: int = LEARNER_BLOCK) -> bool:
@@ -251,6 +253,7 @@ class RoundResult:
     evaluation: dict  # EvalResult.to_dict()
     checkpoint: str  # file name in the run folder
     plan_steps: int = 0  # the round's states reached by the expert's plans (plan_labels), beside new_steps
+    fit_returns: list = field(default_factory=list)  # with config.fits > 1: each fit's evaluated return, in order
 
 
 def finished_rounds(run_dir: str | os.PathLike) -> list[RoundResult]:
@@ -316,11 +319,11 @@ def _save_state(run_dir: Path, state: dict) -> None:
 
 
 def _round_result(k, beta, new_steps, total, sft: SFTResult, ev: EvalResult, ckpt: Path, share,
-                  plan_steps: int = 0) -> RoundResult:
+                  plan_steps: int = 0, fit_returns: list | None = None) -> RoundResult:
     return RoundResult(round=k, beta=beta, new_steps=new_steps, plan_steps=plan_steps, total_steps=total,
                        expert_share=share,
                        train_loss=sft.train_loss, valid_loss=sft.valid_loss, sft_seconds=sft.seconds,
-                       evaluation=ev.to_dict(), checkpoint=ckpt.name)
+                       evaluation=ev.to_dict(), checkpoint=ckpt.name, fit_returns=list(fit_returns or []))
 
 
 def run_dagger(run_dir: str | os.PathLike, store_path: str | os.PathLike, config: DAggerConfig = DAggerConfig(), *,
@@ -493,39 +496,71 @@ class DAggerTrainer:
                  if self.config.collect_noise == 0 else float("nan"))
         return len(done["actions"]), plan_steps, share
 
-    def fit(self, k: int):
+    def fit(self, k: int, attempt: int = 0):
         """Round k's policy and its SFTResult: retrained on the mocap rounds and this run's (or
-        read back, if trained before an interruption)."""
+        read back, if trained before an interruption); attempt j > 0 trains with another seed
+        (config.fits), leaving the current policy as it was."""
         config, rounds = self.config, self.data_rounds()
         existing = self.run_dir / f"round_{k:03d}.pt"
         if existing.exists():  # trained before an interruption: do not train it twice
             policy, _, meta = load_checkpoint(existing, self.env_config)
             return policy, SFTResult(**{**meta["sft"], "history": []})
-        self.say(f"round {k}: retraining on {self._steps_in(rounds)} steps")
+        fitting = f" (fit {attempt + 1} of {config.fits})" if config.fits > 1 else ""
+        self.say(f"round {k}: retraining on {self._steps_in(rounds)} steps{fitting}")
+        seed = k + FIT_SEED_STRIDE * attempt  # attempt 0: the seeds of a run without fits
         if config.retrain_from_scratch:  # round 0's training settings, the retrains' choice of data
-            retrain = replace(config.sft, last_rounds=config.keep_rounds, seed=config.sft.seed + k,
+            retrain = replace(config.sft, last_rounds=config.keep_rounds, seed=config.sft.seed + seed,
                               epoch_samples=config.retrain.epoch_samples,
                               drop_before_fall_s=config.retrain.drop_before_fall_s)
             return sft_on_store(self.store, retrain, policy_config=self.policy.config, rounds=rounds)
-        retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + k)
-        return sft_on_store(self.store, retrain, policy=self.policy, rounds=rounds)
+        retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + seed)
+        start = self.policy if config.fits == 1 else copy.deepcopy(self.policy)  # every fit from the same start
+        return sft_on_store(self.store, retrain, policy=start, rounds=rounds)
+
+    def select(self, k: int):
+        """Round k's policy, its SFTResult, its evaluation (None: not evaluated yet) and every
+        fit's return: config.fits policies fitted (``fit(k, j)``), each evaluated as the round
+        is, the best return kept (the first of equals); one fit is just ``fit(k)``."""
+        existing = self.run_dir / f"round_{k:03d}.pt"
+        if existing.exists():  # chosen before an interruption
+            policy, sft = self.fit(k)
+            return policy, sft, None, load_checkpoint(existing, self.env_config)[2].get("fit_returns", [])
+        if self.config.fits == 1:
+            return (*self.fit(k), None, [])
+        best, returns = None, []
+        for j in range(self.config.fits):
+            policy, sft = self.fit(k, j)
+            ev = self._evaluate(policy)
+            returns.append(ev.normalised_return.mean)
+            if best is None or returns[-1] > best[2].normalised_return.mean:
+                best = (policy, sft, ev)
+        self.say(f"round {k}: fit {returns.index(best[2].normalised_return.mean) + 1} of {len(returns)} kept "
+                 f"(returns {', '.join(f'{r:.3f}' for r in returns)})")
+        return (*best, returns)
+
+    def _evaluate(self, policy) -> EvalResult:
+        """policy from phase 0, as every round is evaluated (config.eval_*)."""
+        config = self.config
+        horizon = config.eval_horizon_s if self.clip.loop else min(config.eval_horizon_s, self.clip.duration_s)
+        return evaluate(policy_controller(policy), replace(self.env_config, random_start=False),
+                        episodes=config.eval_episodes, horizon_s=horizon, init_noise_rad=config.eval_init_noise_rad)
 
     def evaluate_round(self, k: int, beta: float, new_steps: int, policy, sft: SFTResult, share: float,
-                       plan_steps: int = 0) -> RoundResult:
-        """Checkpoint round k's policy (unless there), evaluate it from phase 0, and record the
-        round (state.json, learning curve, on_round)."""
-        config = self.config
+                       plan_steps: int = 0, evaluation: EvalResult | None = None,
+                       fit_returns: list | None = None) -> RoundResult:
+        """Checkpoint round k's policy (unless there), evaluate it from phase 0 (unless given its
+        evaluation), and record the round (state.json, learning curve, on_round)."""
         ckpt = self.run_dir / f"round_{k:03d}.pt"
         if not ckpt.exists():
             trained_on = self.data_rounds() if not self.legacy else json.loads(self.store.attrs()["rounds"])
             save_checkpoint(ckpt, policy, self.env_config, round=k, store=str(self.store.path),
                             store_rounds=trained_on, run_id=self.state.get("run_id", ""),
-                            sft=asdict(sft) | {"history": []})
-        self.say(f"round {k}: evaluating")
-        horizon = config.eval_horizon_s if self.clip.loop else min(config.eval_horizon_s, self.clip.duration_s)
-        ev = evaluate(policy_controller(policy), replace(self.env_config, random_start=False),
-                      episodes=config.eval_episodes, horizon_s=horizon, init_noise_rad=config.eval_init_noise_rad)
-        result = _round_result(k, beta, new_steps, self._steps_in(self.data_rounds()), sft, ev, ckpt, share, plan_steps)
+                            sft=asdict(sft) | {"history": []}, fit_returns=list(fit_returns or []))
+        if evaluation is None:
+            self.say(f"round {k}: evaluating")
+        ev = evaluation or self._evaluate(policy)
+        result = _round_result(k, beta, new_steps, self._steps_in(self.data_rounds()), sft, ev, ckpt, share, plan_steps,
+                               fit_returns)
         self.results.append(result)
         self.policy = policy
         self.state["rounds"] = [asdict(r) for r in self.results]
@@ -548,8 +583,8 @@ class DAggerTrainer:
             plan_steps = sum(len(e) for e in episodes if e.source == "plan")
         else:
             new_steps, plan_steps, share = before
-        policy, sft = self.fit(k)
-        return self.evaluate_round(k, beta, new_steps, policy, sft, share, plan_steps)
+        policy, sft, ev, returns = self.select(k)
+        return self.evaluate_round(k, beta, new_steps, policy, sft, share, plan_steps, ev, returns)
 
     def run(self) -> list[RoundResult]:
         """Every round up to config.rounds (resuming), holding the store for the run's length."""

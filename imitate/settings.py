@@ -197,6 +197,12 @@ class DAggerConfig:
     plan_labels: int = setting(0, "with a search or guided expert: also label the states each label's plan reaches "
                                   "over this many control steps after it, with the plan's own actions (source "
                                   "plan; 0: off)")
+    # the fit's luck: on the same labels the training seed alone moves a policy's survival by 2x
+    # (docs/search_expert.md); a fit costs seconds where a round's labels cost minutes, so fit
+    # several and keep the one that the round's own evaluation scores best
+    fits: int = setting(1, "policies fitted each round from other training seeds; the one whose evaluation "
+                           "(eval_episodes from phase 0) has the best return is the round's policy and drives the "
+                           "next round")
     seed: int = 0
 
     def __post_init__(self):
@@ -213,3 +219,5 @@ class DAggerConfig:
             raise ConfigError(f"collect_noise must be a finite std >= 0; found {self.collect_noise}")
         if not (isinstance(self.plan_labels, int) and not isinstance(self.plan_labels, bool) and self.plan_labels >= 0):
             raise ConfigError(f"plan_labels must be an integer >= 0; found {self.plan_labels!r}")
+        if not (isinstance(self.fits, int) and not isinstance(self.fits, bool) and self.fits >= 1):
+            raise ConfigError(f"fits must be an integer >= 1; found {self.fits!r}")

@@ -734,6 +734,35 @@ def test_retrain_from_scratch_fits_a_new_policy_each_round(module_dir, tmp_path)
     assert not torch.equal(warm.state_dict()["body.0.weight"], got.state_dict()["body.0.weight"])
 
 
+def test_fits_keeps_the_fit_whose_evaluation_scores_best(module_dir, tmp_path):
+    """fits=3: round 1's policy is, of three warm-started retrains from round 0's policy with seeds
+    retrain.seed + 1 + 1000 j (fitted and evaluated here by hand, as each round is evaluated), the
+    one with the best return; every fit's return is recorded."""
+    import copy
+
+    store_path = fresh_store(module_dir, tmp_path)
+    config = replace(CONFIG, rounds=1, fits=3, eval_episodes=2)
+    results = run_dagger(tmp_path / "run", store_path, config)
+    round0, env_config, _ = load_checkpoint(tmp_path / "run" / results[0].checkpoint)
+    store, by_hand = DemoStore(store_path), []
+    for j in range(3):
+        policy, _ = sft_on_store(store, replace(config.retrain, seed=config.retrain.seed + 1 + 1000 * j),
+                                 policy=copy.deepcopy(round0))
+        ev = evaluate(policy_controller(policy), replace(env_config, random_start=False), episodes=2,
+                      horizon_s=config.eval_horizon_s, init_noise_rad=config.eval_init_noise_rad)
+        by_hand.append((ev.normalised_return.mean, policy))
+    assert results[1].fit_returns == [r for r, _ in by_hand]
+    assert len({round(r, 12) for r, _ in by_hand}) > 1  # the seeds give other fits
+    best = max(by_hand, key=lambda pair: pair[0])[1]
+    got, _, meta = load_checkpoint(tmp_path / "run" / results[1].checkpoint)
+    for name, value in best.state_dict().items():
+        torch.testing.assert_close(got.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    assert meta["fit_returns"] == results[1].fit_returns
+    assert results[1].evaluation["normalised_return"]["mean"] == max(r for r, _ in by_hand)
+    with pytest.raises(ConfigError, match="fits"):
+        replace(CONFIG, fits=0)
+
+
 def test_dagger_rounds_record_their_labellers_provenance(clean_run):
     """Every DAgger episode carries the expert's kind and settings (read with h5py)."""
     import h5py
