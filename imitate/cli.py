@@ -922,7 +922,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the recipe: search (imitate learn's on a small budget: the search expert's labels, DAgger "
                         "until a round walks, confirmed; walk walks in minutes) or pd (about a minute; its policies "
                         "fall: the teaching example of why balance needs a better expert)")
-    p.add_argument("--rounds", type=int, default=None, help="the most DAgger rounds (default: the recipe's, 4 or 3)")
+    p.add_argument("--rounds", type=int, default=None, help="the most DAgger rounds (default: the recipe's, 6 or 3)")
     p.add_argument("--episodes", type=int, default=None, help="final evaluation episodes (default: the recipe's, 5 "
                                                                 "or 3)")
     p.add_argument("--trpo-samples", type=int, default=None,

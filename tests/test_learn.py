@@ -261,7 +261,7 @@ def test_expert_check_s_sets_the_checks_horizon(tmp_path, tiny):
 
 
 def test_the_main_job_is_the_search_recipe_on_a_small_budget(monkeypatch):
-    """imitate pipeline: learn with RECIPES["main"] (the search recipe, at most 4 rounds, a 5 s
+    """imitate pipeline: learn with RECIPES["main"] (the search recipe, at most 6 rounds, a 5 s
     expert check) into runs/pipeline-walk; --expert pd keeps the teaching example's pipeline."""
     from dataclasses import replace
 
@@ -269,13 +269,13 @@ def test_the_main_job_is_the_search_recipe_on_a_small_budget(monkeypatch):
     from imitate.pipeline import RECIPES
 
     main = RECIPES["main"]
-    assert main == replace(RECIPES["search"], dagger=replace(RECIPES["search"].dagger, rounds=4), expert_check_s=5.0)
+    assert main == replace(RECIPES["search"], dagger=replace(RECIPES["search"].dagger, rounds=6), expert_check_s=5.0)
     seen = {}
     monkeypatch.setattr(cli, "_learn_and_show", lambda clip, out, config, *rest: seen.update(
         clip=clip, out=out, config=config, rest=rest) or 0)
     assert cli.main(["pipeline"]) == 0
     assert seen["clip"] == "walk" and seen["out"] == "runs/pipeline-walk"
-    assert seen["config"] == replace(main, clip="walk") and seen["rest"][:3] == (4, 5, 0)
+    assert seen["config"] == replace(main, clip="walk") and seen["rest"][:3] == (6, 5, 0)
     assert cli.main(["pipeline", "--rounds", "2", "--out", "elsewhere"]) == 0
     assert seen["out"] == "elsewhere" and seen["config"].dagger.rounds == 2
     called = []
@@ -333,6 +333,6 @@ def test_the_guided_recipe_labels_every_round_around_the_reconstructed_trajector
     with h5py.File(tmp_path / "o" / f"{result.summary['clip']}.h5", "r") as f:
         f.visititems(lambda name, obj: provenances.append((obj.attrs["source"], json.loads(obj.attrs["labelled_by"])))
                      if "labelled_by" in obj.attrs else None)
-    assert {source for source, _ in provenances} == {"mocap", "dagger"}
+    assert {source for source, _ in provenances} == {"mocap", "dagger", "plan"}  # the recipe's plan labels too
     assert all(p["kind"] == "search" and p["nominal"] == {"steps": len(ctrl), "sha256": digest}
                for _, p in provenances)

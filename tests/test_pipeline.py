@@ -165,7 +165,8 @@ def test_a_second_call_resumes_without_recomputing(run):
 
 def test_the_search_recipe_labels_with_the_search_expert(tmp_path):
     """RECIPES["search"], made tiny: the store and every round are labelled by the search expert
-    (its settings recorded), the learner is residual, there is no TRPO stage and no PD-expert row."""
+    (its settings recorded; its plans' states too), the learner is residual, there is no TRPO
+    stage and no PD-expert row."""
     from imitate.experts.search import DAGGER_LABELS
     from imitate.pipeline import RECIPES
 
@@ -173,6 +174,7 @@ def test_the_search_recipe_labels_with_the_search_expert(tmp_path):
     recipe = RECIPES["search"]
     assert recipe.expert == "search" and recipe.trpo is None and recipe.dagger.policy.residual
     assert recipe.search == replace(DAGGER_LABELS, planning_hz=150.0, candidates=64) and recipe.dagger.rounds == 12
+    assert recipe.dagger.plan_labels == 2 and recipe.dagger.fits == 4
     small = replace(recipe, clip=str(clip), build=BuildConfig(offsets=1, copies=1, joint_noise_rad=(0.05,),
                                                             velocity_noise_rad_s=(0.5,)),
                     search=replace(recipe.search, candidates=4, horizon=4),
@@ -184,7 +186,7 @@ def test_the_search_recipe_labels_with_the_search_expert(tmp_path):
     with h5py.File(result.store, "r") as f:
         kinds = {json.loads(g.attrs["labelled_by"])["kind"] for g in f["episodes"].values()}
         assert kinds == {"search"}
-        assert {g.attrs["source"] for g in f["episodes"].values()} == {"mocap", "dagger"}
+        assert {g.attrs["source"] for g in f["episodes"].values()} == {"mocap", "dagger", "plan"}
     assert "PD expert" not in result.evaluation and "+ TRPO" not in result.checkpoints
     policy, _, _ = load_checkpoint(result.best)
     assert policy.config.residual and result.best.name == "round_001.pt"
