@@ -1,12 +1,15 @@
 """The main job: a store from the clip, SFT and DAgger rounds, a short TRPO stage, evaluation.
 
-Three named recipes (``RECIPES``): ``"pd"`` (the default, about a minute: the PD expert, which
-tracks joints but cannot balance, so its policies fall within 1.5 s: the teaching example),
-``"search"`` (the search expert with labels a learner can fit and the planner at 150 Hz, 12 rounds
-with a residual learner, no TRPO: about 35 minutes on 2 cores, and on walk a policy that walks)
-and ``"guided"`` (the same rounds, labelled by the guided expert: the search around the tracking
-expert's reconstructed trajectory, at the env's 600 Hz; it performs clips the search does not,
-at several times its cost a label).
+Named recipes (``RECIPES``): ``"pd"`` (``PipelineConfig()``'s defaults, about a minute: the PD
+expert, which tracks joints but cannot balance, so its policies fall within 1.5 s: the teaching
+example, ``imitate pipeline --expert pd``), ``"search"`` (``imitate learn``'s: the search expert
+with labels a learner can fit and the planner at 150 Hz, 2 plan labels a search and the best of 4
+fits a round, up to 12 rounds with a residual learner, no TRPO: on walk a policy that walks),
+``"main"`` (``imitate pipeline``'s: the search recipe on a small budget, at most 6 rounds and a
+5 s expert check; on a fresh clone 27 minutes on 2 cores, walk walks) and ``"guided"`` (the
+search recipe labelled by the guided expert: the search around the tracking expert's
+reconstructed trajectory, at the env's 600 Hz; it performs clips the search does not, at several
+times its cost a label).
 
 ``run_pipeline(config, run_dir)`` runs it into run_dir (default ``runs/pipeline-CLIP``):
 - ``CLIP.h5``: the store; round 0 is built from mocap, labelled by the expert, if missing;
@@ -48,7 +51,8 @@ CONFIRMATIONS = "confirmations.json"  # in the run folder: whole rounds evaluate
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """The main job; the defaults are `imitate pipeline`'s (about a minute on 2 cores)."""
+    """The main job; the defaults are the PD recipe's (``imitate pipeline --expert pd``: about a
+    minute on 2 cores); ``RECIPES`` holds the others."""
 
     clip: str = "walk"  # clip name or path
     action_space: str = "pd_target"  # "pd_target" or "torque"
