@@ -466,6 +466,7 @@ def _cmd_pipeline(args) -> int:
     from dataclasses import replace
 
     from .console import console, evaluation_table
+    from .motion import load_clip
     from .pipeline import RECIPES, run_pipeline
     from .trpo import TRPOConfig
 
@@ -477,15 +478,14 @@ def _cmd_pipeline(args) -> int:
     config = replace(recipe, clip=args.clip, action_space=args.action_space,
                      dagger=replace(recipe.dagger, rounds=rounds), eval_episodes=episodes,
                      trpo=replace(recipe.trpo or TRPOConfig(), samples=samples) if samples > 0 else None)
+    name = load_clip(args.clip).name
     if args.expert == "search":
-        from .motion import load_clip
-
-        out = args.out or f"runs/pipeline-{load_clip(args.clip).name}"
+        out = args.out or f"runs/pipeline-{name}"
         return _learn_and_show(args.clip, out, config, rounds, episodes, samples, args.video_seconds)
     view = _PipelineView(config)
-    try:
-        result = run_pipeline(config, args.out, on_stage=view.on_stage, on_round=view.add_row,
-                              on_iteration=view.add_row, on_progress=view.note)
+    try:  # the teaching example's own folder: its PD-labelled rounds never mix with the search's
+        result = run_pipeline(config, args.out or f"runs/pipeline-pd-{name}", on_stage=view.on_stage,
+                              on_round=view.add_row, on_iteration=view.add_row, on_progress=view.note)
     finally:
         view.end_table(finished=False)  # a stage that raised
     console.print(evaluation_table(result.evaluation, f"'{result.clip}' from phase 0 ({episodes} episodes)"))
@@ -728,7 +728,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 EXAMPLES = """examples:
   imitate pipeline                                   the main job: DAgger from the search expert until walk walks
   imitate pipeline --expert pd                       the teaching example: a PD expert's policies fall
-  imitate learn run                                  any clip (or your clip's path) to a policy, the full budget
+  imitate learn crawl                                any clip (or your clip's path) to a policy, the full budget
   imitate motions                                    the clips imitate can find
   imitate dataset build walk --out runs/w/walk.h5    a store of reference states labelled by the PD expert
   imitate dagger --data runs/w/walk.h5 --out runs/w/run --rounds 3
@@ -917,7 +917,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(imitate learn on a small budget), or --expert pd")
     p.add_argument("--clip", default="walk", help="clip name or path (default: walk)")
     p.add_argument("--action-space", default="pd_target", choices=["pd_target", "torque"],
-                   help="pd_target: actions are servo targets; torque: actions are joint torques")
+                   help="pd_target: actions are servo targets; torque: actions are joint torques (--expert pd only: "
+                        "the search recipe's residual learner adds servo targets)")
     p.add_argument("--expert", default="search", choices=["search", "pd"],
                    help="the recipe: search (imitate learn's on a small budget: the search expert's labels, DAgger "
                         "until a round walks, confirmed; walk walks in minutes) or pd (about a minute; its policies "
@@ -928,8 +929,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trpo-samples", type=int, default=None,
                    help="TRPO samples after DAgger, 0: no TRPO (default: the recipe's, 0 or 8192)")
     p.add_argument("--video-seconds", type=float, default=10.0,
-                   help="seconds of RUN_DIR/best.mp4, the final policy beside its reference (0: none)")
-    p.add_argument("--out", default=None, help="run folder (default runs/pipeline-CLIP; resumes if present)")
+                   help="seconds of RUN_DIR/best.mp4 beside the reference: the final policy (search) or the best "
+                        "DAgger round (pd) (0: none)")
+    p.add_argument("--out", default=None, help="run folder (default runs/pipeline-CLIP, or runs/pipeline-pd-CLIP for "
+                                               "--expert pd; resumes if present)")
     p.set_defaults(func=_cmd_pipeline)
     _set_formatter(parser)
     return parser

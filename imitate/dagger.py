@@ -10,7 +10,8 @@ Round 0 is SFT on the store's mocap round (or a given checkpoint).  Round k >= 1
    reaches, followed open loop, each labelled by the plan's own action there (source "plan");
 3. append the round to the store, all or nothing (the executed actions and labels both kept);
 4. retrain, warm-starting from round k-1 (or from scratch, ``retrain_from_scratch``), on the
-   mocap round plus the last ``keep_rounds`` rounds (all by default);
+   mocap round plus the last ``keep_rounds`` rounds (all by default); with ``fits`` N, N
+   retrains from other seeds, each evaluated as in 5, the best return kept;
 5. evaluate from phase 0 (each episode's start noised as in ``imitate evaluate``) and save the
    round's checkpoint, then the run's state (RUN_DIR/state.json).
 Killed at any point, the same call resumes: a round whose data is in the store is not collected
@@ -253,7 +254,7 @@ class RoundResult:
     evaluation: dict  # EvalResult.to_dict()
     checkpoint: str  # file name in the run folder
     plan_steps: int = 0  # the round's states reached by the expert's plans (plan_labels), beside new_steps
-    fit_returns: list = field(default_factory=list)  # with config.fits > 1: each fit's evaluated return, in order
+    fit_returns: list[float] = field(default_factory=list)  # with config.fits > 1: each fit's evaluated return
 
 
 def finished_rounds(run_dir: str | os.PathLike) -> list[RoundResult]:
@@ -346,8 +347,9 @@ class DAggerTrainer:
 
     Each round k >= 1 is ``collect(k)`` (the beta_k mixture of learner and expert drives; the
     expert labels every visited state), ``aggregate(k, episodes)`` (the episodes join the store
-    as a round of this run's own), ``fit(k)`` (retrain on the mocap rounds and this run's rounds)
-    and ``evaluate_round(...)`` (the policy from phase 0; checkpoint, state.json and the learning
+    as a round of this run's own), ``select(k)`` (``fit(k, j)``, a retrain on the mocap rounds
+    and this run's rounds, once or for each of config.fits seeds, the best kept) and
+    ``evaluate_round(...)`` (the policy from phase 0; checkpoint, state.json and the learning
     curve written); ``round(k)`` does the four, and ``start()`` is round 0 (SFT on the mocap
     rounds, or init_checkpoint).  Everything is written atomically and the run folder alone
     resumes it: a round collected or trained before an interruption is not done again.
@@ -514,7 +516,8 @@ class DAggerTrainer:
                               drop_before_fall_s=config.retrain.drop_before_fall_s)
             return sft_on_store(self.store, retrain, policy_config=self.policy.config, rounds=rounds)
         retrain = replace(config.retrain, last_rounds=config.keep_rounds, seed=config.retrain.seed + seed)
-        start = self.policy if config.fits == 1 else copy.deepcopy(self.policy)  # every fit from the same start
+        # a fit of several (or another attempt) starts from a copy: every fit from the same start
+        start = self.policy if config.fits == 1 and attempt == 0 else copy.deepcopy(self.policy)
         return sft_on_store(self.store, retrain, policy=start, rounds=rounds)
 
     def select(self, k: int):
@@ -527,15 +530,14 @@ class DAggerTrainer:
             return policy, sft, None, load_checkpoint(existing, self.env_config)[2].get("fit_returns", [])
         if self.config.fits == 1:
             return (*self.fit(k), None, [])
-        best, returns = None, []
+        best, kept, returns = None, 0, []
         for j in range(self.config.fits):
             policy, sft = self.fit(k, j)
             ev = self._evaluate(policy)
             returns.append(ev.normalised_return.mean)
-            if best is None or returns[-1] > best[2].normalised_return.mean:
-                best = (policy, sft, ev)
-        self.say(f"round {k}: fit {returns.index(best[2].normalised_return.mean) + 1} of {len(returns)} kept "
-                 f"(returns {', '.join(f'{r:.3f}' for r in returns)})")
+            if best is None or returns[-1] > returns[kept]:  # (a NaN return never wins)
+                best, kept = (policy, sft, ev), j
+        self.say(f"round {k}: fit {kept + 1} of {len(returns)} kept (returns {', '.join(f'{r:.3f}' for r in returns)})")
         return (*best, returns)
 
     def _evaluate(self, policy) -> EvalResult:
@@ -558,7 +560,7 @@ class DAggerTrainer:
                             sft=asdict(sft) | {"history": []}, fit_returns=list(fit_returns or []))
         if evaluation is None:
             self.say(f"round {k}: evaluating")
-        ev = evaluation or self._evaluate(policy)
+        ev = evaluation if evaluation is not None else self._evaluate(policy)
         result = _round_result(k, beta, new_steps, self._steps_in(self.data_rounds()), sft, ev, ckpt, share, plan_steps,
                                fit_returns)
         self.results.append(result)

@@ -129,6 +129,9 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
         "wall_s_this_call": time.perf_counter() - started,
         "wall_s": before + time.perf_counter() - started,  # every call's, up to its last finished round
         "settings": settings_json(recipe),
+        # a run resumed with other DAgger settings (the recipe changed since it began): from which
+        # round each set ran (state.json's record; empty if one set ran throughout)
+        "dagger_settings_history": json.loads((out / "state.json").read_text()).get("config_history", []),
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2))
     save_time()

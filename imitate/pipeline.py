@@ -1,4 +1,4 @@
-"""The main job: a store from the clip, SFT and DAgger rounds, a short TRPO stage, evaluation.
+"""The main job's recipes: a store from the clip, SFT and DAgger rounds, TRPO (optional), evaluation.
 
 Named recipes (``RECIPES``): ``"pd"`` (``PipelineConfig()``'s defaults, about a minute: the PD
 expert, which tracks joints but cannot balance, so its policies fall within 1.5 s: the teaching
@@ -71,7 +71,7 @@ class PipelineConfig:
     # a round whole in 2 may walk 2 of 10); dagger.rounds is then the most it runs (the label budget)
     stop_when_whole: bool = False
     stop_share: float = 0.8
-    # first run the expert alone from phase 0 (one episode of the evaluation horizon, kept in
+    # first run the expert alone from phase 0 (one episode of expert_check_s, else of the evaluation horizon, kept in
     # run_dir/expert_check.json); if it falls, stop with ExpertError saying when and why: DAgger
     # never outlives its expert, so rounds would be spent in vain.  Off for the pd recipe, whose
     # expert cannot balance by design (the teaching example)
@@ -99,6 +99,10 @@ class PipelineConfig:
             raise ConfigError(f"PipelineConfig.eval_horizon_s must be > 0 or None; found {self.eval_horizon_s}")
         if not self.eval_init_noise_rad >= 0:
             raise ConfigError(f"PipelineConfig.eval_init_noise_rad must be >= 0; found {self.eval_init_noise_rad}")
+        if self.dagger.policy.residual and self.action_space != "pd_target":
+            raise ConfigError(f"PipelineConfig: the {self.expert} recipe's residual learner adds servo targets, so it "
+                              f"needs the pd_target action space; found {self.action_space!r} (the pd recipe takes "
+                              "torque)")
         if self.expert_check_s is not None and not self.expert_check_s > 0:
             raise ConfigError(f"PipelineConfig.expert_check_s must be > 0 or None; found {self.expert_check_s}")
         if not 0 < self.stop_share <= 1:
@@ -124,7 +128,7 @@ RECIPES["guided"] = replace(RECIPES["search"], expert="guided", search=GUIDED_LA
 # within 3 s) instead of the whole horizon, and at most MAIN_ROUNDS rounds (walk: round 4)
 MAIN_ROUNDS = 6
 RECIPES["main"] = replace(RECIPES["search"], dagger=replace(RECIPES["search"].dagger, rounds=MAIN_ROUNDS),
-                          expert_check_s=5.0)
+                          expert_check_s=5.0, stop_when_whole=True)
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     expert = (expert_factory(clip, env_config) if expert_factory is not None
               else make_expert(config.expert, clip, env_config, search=config.search, tracking=config.tracking,
                                progress=_preparation_notes(clip.name, on_progress)))
+    if store_path.exists():
+        _check_labeller(store_path, expert)
     begun = (run_dir / "state.json").exists() and not (run_dir / EXPERT_CHECK).exists()
     if config.expert_first and not begun:  # (a run begun before the check existed goes on unchecked)
         stage("expert", run_dir / EXPERT_CHECK, (run_dir / EXPERT_CHECK).exists())
@@ -287,6 +293,9 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
 
     path = run_dir / EXPERT_CHECK
     horizon_s = config.expert_check_s or config.eval_horizon_s
+    clip = load_clip(env_config.clip)
+    if horizon_s is not None and not clip.loop:  # a clip that does not loop ends where it ends
+        horizon_s = min(horizon_s, clip.duration_s)
     key = {"expert": json.loads(provenance_json(expert)), "horizon_s": horizon_s,
            "init_noise_rad": config.eval_init_noise_rad}  # another expert or horizon: check again
     kept = json.loads(path.read_text()) if path.exists() else {}
@@ -329,6 +338,22 @@ def whole_enough(result: RoundResult, share: float) -> bool:
     the whole horizon (a policy that walks 8 of 10 keeps all of 5 up a third of the time)."""
     ev = result.evaluation
     return result.round >= 1 and ev["full_horizon"] >= share * ev["episodes"] - 1e-9
+
+
+def _check_labeller(path: Path, expert) -> None:
+    """Refuse a store whose mocap round another kind of expert labelled (a run folder of another
+    recipe, e.g. the pd one's): its rounds and the recipe's would mix two experts' labels."""
+    import json
+
+    from .experts import provenance_json
+
+    wanted = json.loads(provenance_json(expert)).get("kind")
+    # a mocap round's checkpoint_id is its labeller's expert:KIND:HASH (experts.expert_id)
+    had = {e["checkpoint_id"].split(":")[1] for e in DemoStore(path).episode_index()
+           if e["source"] == "mocap" and e["checkpoint_id"].startswith("expert:")}
+    if had and had != {wanted}:
+        raise ConfigError(f"{path}: its mocap round was labelled by the {', '.join(sorted(had))} expert, not the "
+                          f"{wanted} expert this recipe labels with; use another run folder")
 
 
 def _check_store(path: Path, env_config: EnvConfig) -> None:

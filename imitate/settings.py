@@ -200,9 +200,10 @@ class DAggerConfig:
     # the fit's luck: on the same labels the training seed alone moves a policy's survival by 2x
     # (docs/search_expert.md); a fit costs seconds where a round's labels cost minutes, so fit
     # several and keep the one that the round's own evaluation scores best
-    fits: int = setting(1, "policies fitted each round from other training seeds; the one whose evaluation "
-                           "(eval_episodes from phase 0) has the best return is the round's policy and drives the "
-                           "next round")
+    fits: int = setting(1, "policies fitted each DAgger round (round 0's SFT: one) from other training seeds; the "
+                           "one whose evaluation (eval_episodes from phase 0) has the best return is the round's "
+                           "policy and drives the next round (that evaluation is then the best of N: a confirmation "
+                           "from other starts is the unbiased figure)")
     seed: int = 0
 
     def __post_init__(self):

@@ -33,6 +33,7 @@ def test_learn_writes_the_policy_and_its_summary_and_stops_at_a_whole_round(tmp_
     assert rounds[-1]["round"] == (confirmed[0] if confirmed else 3) and last["episodes"] == 1
     assert summary["labels"]["total"] == summary["labels"]["mocap"] + sum(r["new_steps"] for r in rounds)
     assert summary["settings"]["expert"] == "search" and summary["settings"]["stop_when_whole"]
+    assert summary["dagger_settings_history"] == []  # one set of settings throughout
     # policy.pt is the confirmed round's checkpoint, else the best round's by its own evaluation, byte for byte
     by_return = max(rounds[1:], key=lambda r: r["evaluation"]["normalised_return"]["mean"])
     assert summary["final"] == (rounds[-1] if confirmed else by_return)["checkpoint"]
@@ -262,14 +263,16 @@ def test_expert_check_s_sets_the_checks_horizon(tmp_path, tiny):
 
 def test_the_main_job_is_the_search_recipe_on_a_small_budget(monkeypatch):
     """imitate pipeline: learn with RECIPES["main"] (the search recipe, at most 6 rounds, a 5 s
-    expert check) into runs/pipeline-walk; --expert pd keeps the teaching example's pipeline."""
+    expert check, stopping at a confirmed whole round) into runs/pipeline-walk; --expert pd keeps
+    the teaching example's pipeline."""
     from dataclasses import replace
 
     import imitate.cli as cli
     from imitate.pipeline import RECIPES
 
     main = RECIPES["main"]
-    assert main == replace(RECIPES["search"], dagger=replace(RECIPES["search"].dagger, rounds=6), expert_check_s=5.0)
+    assert main == replace(RECIPES["search"], dagger=replace(RECIPES["search"].dagger, rounds=6), expert_check_s=5.0,
+                           stop_when_whole=True)
     seen = {}
     monkeypatch.setattr(cli, "_learn_and_show", lambda clip, out, config, *rest: seen.update(
         clip=clip, out=out, config=config, rest=rest) or 0)
@@ -284,6 +287,58 @@ def test_the_main_job_is_the_search_recipe_on_a_small_budget(monkeypatch):
     with pytest.raises(SystemExit, match="7"):  # the pd route runs the pipeline itself, not learn
         cli.main(["pipeline", "--expert", "pd"])
     assert not called
+
+
+def test_the_expert_check_of_a_short_clip_that_does_not_loop_ends_with_the_clip(tmp_path, tiny):
+    """expert_check_s longer than a clip that does not loop (the main job's 5 s, kick's 1.53 s):
+    the check runs over the clip's length instead of being refused."""
+    from dataclasses import replace
+
+    from conftest import synthetic_frames, write_clip
+
+    import imitate
+    from imitate.pipeline import EXPERT_CHECK
+
+    clip = write_clip(tmp_path / "short.txt", synthetic_frames(num_frames=20), loop="none")  # 0.63 s
+    recipe = replace(tiny(imitate.RECIPES["pd"]), expert_first=True, expert_check_s=5.0)
+    try:
+        imitate.learn(str(clip), tmp_path / "o", config=recipe, video_seconds=0)
+    except imitate.ImitateError as exc:  # the PD expert may fall; the horizon must not be refused
+        assert "past the end" not in str(exc)
+    check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())
+    assert check["evaluation"]["horizon_s"] == pytest.approx(imitate.load_clip(clip).duration_s)
+
+
+def test_a_run_folder_of_another_experts_recipe_is_refused(tmp_path, synthetic_clip_path, tiny):
+    """A folder whose store the pd recipe labelled is refused by the search recipe in one line
+    (the old main job's runs/pipeline-walk), instead of mixing two experts' rounds."""
+    from dataclasses import replace
+
+    import imitate
+
+    pd = replace(tiny(imitate.RECIPES["pd"]), dagger=replace(tiny(imitate.RECIPES["pd"]).dagger, rounds=1))
+    imitate.learn(str(synthetic_clip_path), tmp_path / "o", config=pd, video_seconds=0)
+    rounds = json.loads((tmp_path / "o" / "state.json").read_text())["rounds"]
+    with pytest.raises(imitate.ConfigError, match="labelled by the pd expert, not the search expert"):
+        imitate.learn(str(synthetic_clip_path), tmp_path / "o", config=tiny(imitate.RECIPES["search"]), video_seconds=0)
+    assert json.loads((tmp_path / "o" / "state.json").read_text())["rounds"] == rounds  # nothing ran
+
+
+def test_the_search_recipes_in_torque_space_are_refused_at_once(tmp_path):
+    """The residual learner adds servo targets: torque with the search recipe is refused before
+    any work, in one line from the command line; the pd recipe takes torque."""
+    from dataclasses import replace
+
+    import imitate
+
+    with pytest.raises(imitate.ConfigError, match="needs the pd_target action space"):
+        replace(imitate.RECIPES["main"], action_space="torque")
+    replace(imitate.RECIPES["pd"], action_space="torque")
+    done = subprocess.run([sys.executable, "-m", "imitate.cli", "pipeline", "--action-space", "torque", "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
+                          timeout=120)
+    assert done.returncode == 2 and "needs the pd_target action space" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
 
 
 def test_no_expert_check_turns_the_search_recipes_check_off():

@@ -1,5 +1,6 @@
 """run_pipeline on a tiny configuration: what it writes, what it reports, how it resumes, what it
-refuses.  (tests/test_cli.py runs `imitate pipeline` itself, end to end.)
+refuses.  (tests/test_cli.py runs `imitate pipeline --expert pd` itself, end to end; the default
+route, the search recipe through learn, is tests/test_learn.py's.)
 
 Independent references: the store read with plain h5py, state.json and log.csv read as JSON
 and CSV, the checkpoints loaded with load_checkpoint, every file's mtime before and after a
