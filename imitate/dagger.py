@@ -505,8 +505,7 @@ class DAggerTrainer:
         config, rounds = self.config, self.data_rounds()
         existing = self.run_dir / f"round_{k:03d}.pt"
         if existing.exists():  # trained before an interruption: do not train it twice
-            policy, _, meta = load_checkpoint(existing, self.env_config)
-            return policy, SFTResult(**{**meta["sft"], "history": []})
+            return self._read_back(existing)[:2]
         fitting = f" (fit {attempt + 1} of {config.fits})" if config.fits > 1 else ""
         self.say(f"round {k}: retraining on {self._steps_in(rounds)} steps{fitting}")
         seed = k + FIT_SEED_STRIDE * attempt  # attempt 0: the seeds of a run without fits
@@ -526,8 +525,8 @@ class DAggerTrainer:
         is, the best return kept (the first of equals); one fit is just ``fit(k)``."""
         existing = self.run_dir / f"round_{k:03d}.pt"
         if existing.exists():  # chosen before an interruption
-            policy, sft = self.fit(k)
-            return policy, sft, None, load_checkpoint(existing, self.env_config)[2].get("fit_returns", [])
+            policy, sft, returns = self._read_back(existing)
+            return policy, sft, None, returns
         if self.config.fits == 1:
             return (*self.fit(k), None, [])
         best, kept, returns = None, 0, []
@@ -540,12 +539,17 @@ class DAggerTrainer:
         self.say(f"round {k}: fit {kept + 1} of {len(returns)} kept (returns {', '.join(f'{r:.3f}' for r in returns)})")
         return (*best, returns)
 
+    def _read_back(self, checkpoint: Path):
+        """A round's policy, its SFTResult and its fits' returns, from its checkpoint (one read)."""
+        policy, _, meta = load_checkpoint(checkpoint, self.env_config)
+        return policy, SFTResult(**{**meta["sft"], "history": []}), meta.get("fit_returns", [])
+
     def _evaluate(self, policy) -> EvalResult:
         """policy from phase 0, as every round is evaluated (config.eval_*)."""
         config = self.config
-        horizon = config.eval_horizon_s if self.clip.loop else min(config.eval_horizon_s, self.clip.duration_s)
         return evaluate(policy_controller(policy), replace(self.env_config, random_start=False),
-                        episodes=config.eval_episodes, horizon_s=horizon, init_noise_rad=config.eval_init_noise_rad)
+                        episodes=config.eval_episodes, horizon_s=self.clip.episode_horizon_s(config.eval_horizon_s),
+                        init_noise_rad=config.eval_init_noise_rad)
 
     def evaluate_round(self, k: int, beta: float, new_steps: int, policy, sft: SFTResult, share: float,
                        plan_steps: int = 0, evaluation: EvalResult | None = None,

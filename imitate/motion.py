@@ -183,6 +183,11 @@ class MotionClip:
         frac = (tau - self.frame_times[k]) / (self.frame_times[k + 1] - self.frame_times[k])
         return cycle, k, np.clip(frac, 0.0, 1.0)
 
+    def episode_horizon_s(self, horizon_s: float) -> float:
+        """The part of a horizon [s] that an episode from phase 0 can run: all of it for a looping
+        clip, at most the clip's length otherwise (it ends where it ends)."""
+        return horizon_s if self.loop else min(horizon_s, self.duration_s)
+
     def phase(self, times: np.ndarray) -> np.ndarray:
         """Phase in [0, 1) of each time (T,) within the clip's cycle (clamped for "none")."""
         t = np.atleast_1d(np.asarray(times, dtype=float))

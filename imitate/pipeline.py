@@ -293,9 +293,8 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
 
     path = run_dir / EXPERT_CHECK
     horizon_s = config.expert_check_s or config.eval_horizon_s
-    clip = load_clip(env_config.clip)
-    if horizon_s is not None and not clip.loop:  # a clip that does not loop ends where it ends
-        horizon_s = min(horizon_s, clip.duration_s)
+    if horizon_s is not None:  # (None: evaluate's own default, the clip's length or 20 s)
+        horizon_s = load_clip(env_config.clip).episode_horizon_s(horizon_s)
     key = {"expert": json.loads(provenance_json(expert)), "horizon_s": horizon_s,
            "init_noise_rad": config.eval_init_noise_rad}  # another expert or horizon: check again
     kept = json.loads(path.read_text()) if path.exists() else {}
@@ -343,13 +342,13 @@ def whole_enough(result: RoundResult, share: float) -> bool:
 def _check_labeller(path: Path, expert) -> None:
     """Refuse a store whose mocap round another kind of expert labelled (a run folder of another
     recipe, e.g. the pd one's): its rounds and the recipe's would mix two experts' labels."""
-    import json
+    from .experts import expert_id
 
-    from .experts import provenance_json
+    def kind(checkpoint_id: str) -> str:  # a mocap round's checkpoint_id is expert_id's expert:KIND:HASH
+        return checkpoint_id.split(":")[1]
 
-    wanted = json.loads(provenance_json(expert)).get("kind")
-    # a mocap round's checkpoint_id is its labeller's expert:KIND:HASH (experts.expert_id)
-    had = {e["checkpoint_id"].split(":")[1] for e in DemoStore(path).episode_index()
+    wanted = kind(expert_id(expert))
+    had = {kind(e["checkpoint_id"]) for e in DemoStore(path).episode_index()
            if e["source"] == "mocap" and e["checkpoint_id"].startswith("expert:")}
     if had and had != {wanted}:
         raise ConfigError(f"{path}: its mocap round was labelled by the {', '.join(sorted(had))} expert, not the "

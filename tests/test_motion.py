@@ -289,3 +289,11 @@ def test_a_mistyped_clip_name_gets_a_did_you_mean(tmp_path, monkeypatch):
     monkeypatch.setenv("IMITATE_MOTIONS", str(tmp_path))
     with pytest.raises(ClipNotFoundError, match="did you mean 'my_dance'"):
         resolve_clip("my_danse")
+
+
+def test_an_episode_horizon_is_cut_at_the_end_of_a_clip_that_does_not_loop(tmp_path):
+    frames = synthetic_frames(num_frames=10)  # 9 intervals of 1/30 s: 0.3 s
+    once = load_clip(write_clip(tmp_path / "once.txt", frames, loop="none"))
+    looping = load_clip(write_clip(tmp_path / "loop.txt", frames))
+    assert once.episode_horizon_s(5.0) == pytest.approx(9 / 30) and once.episode_horizon_s(0.1) == 0.1
+    assert looping.episode_horizon_s(5.0) == 5.0
