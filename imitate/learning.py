@@ -35,7 +35,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 from . import __version__
@@ -192,22 +192,35 @@ def _confirmations(out: Path, recipe: PipelineConfig, rounds) -> dict:
             if str(r.round) in kept and kept[str(r.round)]["key"] == confirmation_key(recipe, r, out)}
 
 
-def finished_summary(folder: Path, settings: dict) -> dict | None:
-    """folder's summary.json if learn finished there with these settings, else None."""
+def finished_summary(folder: Path, recipe: PipelineConfig) -> dict | None:
+    """folder's summary.json if learn finished there with this recipe's settings, else None."""
     path = folder / "summary.json"
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return summary if "final_evaluation" in summary and _same(summary.get("settings"), settings) else None
+    return summary if "final_evaluation" in summary and _same(summary.get("settings"), recipe) else None
 
 
 def _same(recorded, wanted) -> bool:
-    """Settings a summary recorded against today's: equal, where a setting added since then (a key
-    the summary lacks) does not count."""
-    if isinstance(recorded, dict) and isinstance(wanted, dict):
-        return all(k not in recorded or _same(recorded[k], v) for k, v in wanted.items())
-    return recorded == wanted
+    """Settings a summary recorded (JSON) against today's (wanted: a config dataclass or a value).
+    A setting the summary lacks was added since; a new setting's default keeps the old behaviour
+    (the house rule), so it counts as the same only where wanted leaves it at its default."""
+    if not is_dataclass(wanted):
+        return recorded == json.loads(json.dumps(wanted, default=str))
+    if not isinstance(recorded, dict):
+        return False
+    for f in fields(wanted):
+        value = getattr(wanted, f.name)
+        if f.name in recorded:
+            if not _same(recorded[f.name], value):
+                return False
+        elif f.default is not MISSING:
+            if value != f.default:
+                return False
+        elif f.default_factory is MISSING or value != f.default_factory():
+            return False
+    return True
 
 
 def _learn_one(clip: str, folder: str, config, trpo_samples: int, video_seconds: float) -> dict:
@@ -239,7 +252,7 @@ def zoo(clips=None, out: str | Path = "runs/zoo", *, config: PipelineConfig | No
             rows[clip] = ZooRow(clip=clip, error=str(exc))
             continue
         folder = out / name
-        done = finished_summary(folder, settings_json(recipe_of(clip, config, trpo_samples)))
+        done = finished_summary(folder, recipe_of(clip, config, trpo_samples))
         if done is not None:
             rows[clip] = ZooRow.from_summary(done)
         else:

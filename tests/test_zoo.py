@@ -50,13 +50,26 @@ def test_zoo_tabulates_each_clips_final_policy_and_resumes_without_learning_agai
         raise AssertionError("learn ran again on a finished clip")
 
     monkeypatch.setattr(learning, "learn", must_not_learn)
-    # a summary written before a setting existed (here: expert_first) still counts as this recipe's
+    # a summary written before a setting existed still counts as this recipe's where the recipe
+    # leaves that setting at its default (here: the search's antithetic draws, off)
+    assert not recipe.search.antithetic and not type(recipe.search)().antithetic
     older = out / "clip1" / "summary.json"
     summary = json.loads(older.read_text())
-    del summary["settings"]["expert_first"]
+    del summary["settings"]["search"]["antithetic"]
     older.write_text(json.dumps(summary))
     again = learning.zoo(two_clips, out, config=recipe, video_seconds=0)
     assert again == rows[:2]
+
+    # ... but not where the recipe sets it away from its default (expert_first: True against the
+    # default False): that run had no expert check, so the clip is learned again
+    assert recipe.expert_first and not type(recipe)().expert_first
+    del summary["settings"]["expert_first"]
+    older.write_text(json.dumps(summary))
+    learned = []
+    monkeypatch.setattr(learning, "learn", lambda clip, *a, **k: learned.append(clip) or must_not_learn())
+    with pytest.raises(AssertionError, match="learn ran again"):
+        learning.zoo(two_clips, out, config=recipe, video_seconds=0)
+    assert learned == [two_clips[0]]
 
 
 def test_zoo_from_the_command_line_refuses_bad_options_in_one_line(tmp_path):
