@@ -21,8 +21,9 @@ settings), one after another, or as Ray tasks (``address``; ``pip install 'imita
 A clip whose ``summary.json`` already holds this recipe's result is not learned again, and an
 unfinished one resumes where it stopped, so the same call resumes a stopped zoo.  After every
 clip, ``out/zoo.md`` and ``out/zoo.csv`` hold the table so far: one row per clip with the final
-policy's evaluation from phase 0 (normalised return, survival, episodes whole, how they ended,
-joint and end-effector errors), the labels, env samples and minutes.  A clip that cannot be
+policy's evaluation from phase 0 (normalised return, survival, episodes whole, the same from its
+confirmation's other starts, how they ended, joint and end-effector errors), the labels, env
+samples and minutes.  A clip that cannot be
 learned (it does not load, or its store is of another env) gets a row that says why, and the
 zoo goes on.
 """
@@ -171,16 +172,24 @@ class ZooRow:
     env_samples: int | None = None  # control steps of the learner's own env (DAgger, plans followed, TRPO)
     minutes: float | None = None  # wall time of learn's calls for this clip
     error: str = ""  # why the clip has no result
+    # the final policy's confirmation, if it is a confirmed round's: as many episodes from other
+    # starts than the evaluation's, on which its round's fits were chosen (the unbiased figure)
+    confirmed_whole: int | None = None
+    confirmed_return: float | None = None
 
     @classmethod
     def from_summary(cls, summary: dict) -> ZooRow:
         ev = summary["evaluation"][summary["final_evaluation"]]
+        final_round = next((r["round"] for r in summary["rounds"] if r["checkpoint"] == summary["final"]), None)
+        check = summary.get("confirmations", {}).get(str(final_round))  # none for a TRPO policy
         return cls(clip=summary["clip"], normalised_return=ev["normalised_return"]["mean"],
                    survival_s=ev["survival_s"]["mean"], horizon_s=ev["horizon_s"], whole=ev["full_horizon"],
                    episodes=ev["episodes"], ended=summarize_endings(ev["endings"]),
                    joint_error_deg=ev["joint_error_deg"]["mean"],
                    end_effector_error_cm=ev["end_effector_error_cm"]["mean"], labels=summary["labels"]["total"],
-                   env_samples=summary["env_samples"]["total"], minutes=summary["wall_s"] / 60.0)
+                   env_samples=summary["env_samples"]["total"], minutes=summary["wall_s"] / 60.0,
+                   confirmed_whole=check["full_horizon"] if check else None,
+                   confirmed_return=check["normalised_return"]["mean"] if check else None)
 
 
 def _confirmations(out: Path, recipe: PipelineConfig, rounds) -> dict:
@@ -300,16 +309,18 @@ def zoo(clips=None, out: str | Path = "runs/zoo", *, config: PipelineConfig | No
     return [rows[c] for c in clips]
 
 
-COLUMNS = ("clip", "normalised return", "survival [s]", "whole", "how they ended", "joint error [deg]",
-           "end-effector error [cm]", "labels", "env samples", "minutes")
+COLUMNS = ("clip", "normalised return", "survival [s]", "whole", "confirmed: whole, return", "how they ended",
+           "joint error [deg]", "end-effector error [cm]", "labels", "env samples", "minutes")
 
 
 def cells(row: ZooRow) -> list[str]:
     """row's table cells, in COLUMNS' order ("-" where it has no result)."""
     if row.error:
-        return [row.clip, "-", "-", "-", f"not learned: {row.error}", "-", "-", "-", "-", "-"]
+        return [row.clip, "-", "-", "-", "-", f"not learned: {row.error}", "-", "-", "-", "-", "-"]
+    confirmed = "-" if row.confirmed_whole is None else \
+        f"{row.confirmed_whole} of {row.episodes}, {row.confirmed_return:.3f}"
     return [row.clip, f"{row.normalised_return:.3f}", f"{row.survival_s:.2f} of {row.horizon_s:.3g}",
-            f"{row.whole} of {row.episodes}", row.ended, f"{row.joint_error_deg:.1f}",
+            f"{row.whole} of {row.episodes}", confirmed, row.ended, f"{row.joint_error_deg:.1f}",
             f"{row.end_effector_error_cm:.1f}", f"{row.labels:,}", f"{row.env_samples:,}", f"{row.minutes:.1f}"]
 
 

@@ -89,3 +89,27 @@ def test_zoo_from_the_command_line_shows_each_round_and_the_table(tmp_path, two_
     out = done.stdout
     assert "round 1:" in out and "imitate zoo: 2 clips" in out and "clip1" in out and "clip2" in out
     assert (tmp_path / "z" / "zoo.md").read_text().count("| clip") == 3  # the header and two rows
+
+
+def test_a_zoo_row_shows_the_final_rounds_confirmation_beside_its_evaluation():
+    from imitate.learning import COLUMNS, ZooRow, cells
+
+    def ev(whole, ret):
+        stat = {"mean": 1.0, "std": 0.0}
+        return {"normalised_return": {"mean": ret, "std": 0.0}, "survival_s": stat, "horizon_s": 20.0,
+                "full_horizon": whole, "episodes": 5, "endings": [{"time_s": 20.0, "phase": 0.5, "cause": "survived"}],
+                "joint_error_deg": stat, "end_effector_error_cm": stat}
+
+    summary = {"clip": "walk", "final": "round_006.pt", "final_evaluation": "DAgger (round 6)",
+               "rounds": [{"round": 5, "checkpoint": "round_005.pt"}, {"round": 6, "checkpoint": "round_006.pt"}],
+               "confirmations": {"5": ev(1, 0.25), "6": ev(5, 0.804)},
+               "evaluation": {"DAgger (round 6)": ev(4, 0.676)}, "labels": {"total": 10}, "env_samples": {"total": 20},
+               "wall_s": 60.0}
+    row = ZooRow.from_summary(summary)
+    assert (row.whole, row.confirmed_whole, row.confirmed_return) == (4, 5, 0.804)  # round 6's, not round 5's
+    assert dict(zip(COLUMNS, cells(row), strict=True))["confirmed: whole, return"] == "5 of 5, 0.804"
+    # a final policy that no confirmation measured (TRPO's, or a run whose budget ran out): "-"
+    summary["final"] = "trpo/policy.pt"
+    row = ZooRow.from_summary(summary)
+    assert row.confirmed_whole is None and dict(zip(COLUMNS, cells(row), strict=True))["confirmed: whole, return"] == "-"
+    assert len(cells(ZooRow(clip="x", error="no clip")) ) == len(COLUMNS)
