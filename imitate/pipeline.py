@@ -314,9 +314,13 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
         write_text(path, json.dumps({"key": key, "evaluation": check.to_dict()}, indent=2))
     if check.full_horizon < check.episodes:
         end = check.endings[0]
+        # the guided expert performs clips the search cannot (run, roll, punch, the getups), at
+        # several times its cost a label: the one other expert worth a try
+        other = "; --expert guided searches around a trajectory reconstructed offline, which performs more clips" \
+            if config.expert == "search" else ""
         raise ExpertError(f"{env_config.clip}: the {config.expert} expert alone falls at {end['time_s']:.2f} s of "
                           f"{check.horizon_s:.3g} (phase {end['phase']:.2f}: {end['cause']}); DAgger cannot outlive "
-                          f"its expert, so no round was run ({path}; --no-expert-check learns anyway)")
+                          f"its expert, so no round was run ({path}; --no-expert-check learns anyway{other})")
     return check
 
 

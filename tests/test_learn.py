@@ -391,3 +391,27 @@ def test_the_guided_recipe_labels_every_round_around_the_reconstructed_trajector
     assert {source for source, _ in provenances} == {"mocap", "dagger", "plan"}  # the recipe's plan labels too
     assert all(p["kind"] == "search" and p["nominal"] == {"steps": len(ctrl), "sha256": digest}
                for _, p in provenances)
+
+
+def test_the_search_recipes_refusal_names_the_guided_expert_as_the_one_to_try(tmp_path):
+    """A clip the search expert cannot perform: its refusal points at --expert guided (which
+    performs more clips); the other recipes' refusals do not.  The PD servos stand in for a
+    search that falls (on walk at about 1.4 s), so the check costs a second."""
+    from dataclasses import replace
+
+    import imitate
+    from imitate.config import EnvConfig
+    from imitate.errors import ExpertError
+    from imitate.experts.pd import PDExpert
+    from imitate.motion import load_clip
+    from imitate.pipeline import check_expert
+
+    config = EnvConfig(clip="walk")
+    falls = PDExpert(load_clip("walk"), config.action_space)
+    for name, hinted in (("search", True), ("pd", False), ("guided", False)):
+        recipe = replace(imitate.RECIPES[name], eval_horizon_s=3.0, expert_check_s=None)
+        with pytest.raises(ExpertError) as caught:
+            check_expert(recipe, falls, config, tmp_path / name)
+        assert f"walk: the {name} expert alone falls at 1." in str(caught.value)
+        assert ("--expert guided" in str(caught.value)) == hinted, str(caught.value)
+        assert len(str(caught.value).splitlines()) == 1
