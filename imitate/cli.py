@@ -947,7 +947,9 @@ def _learn_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=None, help="the most DAgger rounds, the label budget (default: the "
                                                               "recipe's, 12 or 3)")
     p.add_argument("--episodes", type=int, default=5, help="final evaluation episodes from phase 0")
-    p.add_argument("--trpo-samples", type=int, default=0, help="TRPO samples after DAgger (0: none)")
+    p.add_argument("--trpo-samples", type=int, default=0,
+                   help="TRPO samples after DAgger (0: none), with exploration noise e^-4 (a balancing policy needs "
+                        "small noise)")
     p.add_argument("--video-seconds", type=float, default=10.0, help="seconds of best.mp4 (0: none)")
     p.add_argument("--no-expert-check", dest="expert_check", action="store_false",
                    help="learn even if the expert alone falls from phase 0 (the search recipe checks it first and "

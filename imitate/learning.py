@@ -44,8 +44,16 @@ from .atomic import replaced_on_success, write_text
 from .errors import ConfigError, ImitateError
 from .evaluation import summarize_endings
 from .motion import load_clip
-from .pipeline import CONFIRMATIONS, RECIPES, PipelineConfig, PipelineResult, confirmation_key, run_pipeline
-from .trpo import TRPOConfig, logged_iterations
+from .pipeline import (
+    CONFIRMATIONS,
+    FINE_TUNING,
+    RECIPES,
+    PipelineConfig,
+    PipelineResult,
+    confirmation_key,
+    run_pipeline,
+)
+from .trpo import logged_iterations
 
 
 def settings_json(recipe: PipelineConfig) -> dict:
@@ -63,9 +71,9 @@ class LearnResult:
 def recipe_of(clip: str, config: PipelineConfig | None = None, trpo_samples: int = 0) -> PipelineConfig:
     """The pipeline config learn runs for clip: config (default ``RECIPES["search"]``) on that
     clip, stopping at the first confirmed whole round, with a TRPO stage of trpo_samples if > 0
-    and none if 0."""
+    (the recipe's own TRPO settings, else ``pipeline.FINE_TUNING``'s) and none if 0."""
     recipe = replace(config or RECIPES["search"], clip=str(clip), stop_when_whole=True)
-    trpo = replace(recipe.trpo or TRPOConfig(), samples=trpo_samples) if trpo_samples > 0 else None
+    trpo = replace(recipe.trpo or FINE_TUNING, samples=trpo_samples) if trpo_samples > 0 else None
     return replace(recipe, trpo=trpo)
 
 

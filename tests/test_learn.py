@@ -415,3 +415,22 @@ def test_the_search_recipes_refusal_names_the_guided_expert_as_the_one_to_try(tm
         assert f"walk: the {name} expert alone falls at 1." in str(caught.value)
         assert ("--expert guided" in str(caught.value)) == hinted, str(caught.value)
         assert len(str(caught.value).splitlines()) == 1
+
+
+def test_learns_trpo_stage_explores_no_more_than_a_walking_policy_tolerates(tmp_path, synthetic_clip_path, tiny):
+    """--trpo-samples after the search recipe's DAgger: TRPO's exploration noise on the actions
+    starts at most 0.02 action units (a walking DAgger policy kept its feet in 2 of 10 episodes
+    under 0.02 noise and falls within a second under TRPOConfig's default e^-1 = 0.37:
+    docs/trpo.md), and the TRPO policy becomes policy.pt."""
+    import csv
+    import math
+
+    import imitate
+
+    out = tmp_path / "out"
+    result = imitate.learn(str(synthetic_clip_path), out, config=tiny(imitate.RECIPES["search"]), trpo_samples=2048,
+                           video_seconds=0)
+    first = next(csv.DictReader((out / "trpo" / "log.csv").open()))
+    assert math.exp(float(first["log_std"])) <= 0.02
+    assert result.summary["final_evaluation"] == "+ TRPO" and result.summary["env_samples"]["trpo"] == 2048
+    assert (out / "policy.pt").read_bytes() == (out / "trpo" / "policy.pt").read_bytes()

@@ -111,5 +111,6 @@ def test_a_zoo_row_shows_the_final_rounds_confirmation_beside_its_evaluation():
     # a final policy that no confirmation measured (TRPO's, or a run whose budget ran out): "-"
     summary["final"] = "trpo/policy.pt"
     row = ZooRow.from_summary(summary)
-    assert row.confirmed_whole is None and dict(zip(COLUMNS, cells(row), strict=True))["confirmed: whole, return"] == "-"
-    assert len(cells(ZooRow(clip="x", error="no clip")) ) == len(COLUMNS)
+    assert row.confirmed_whole is None
+    assert dict(zip(COLUMNS, cells(row), strict=True))["confirmed: whole, return"] == "-"
+    assert len(cells(ZooRow(clip="x", error="no clip"))) == len(COLUMNS)
