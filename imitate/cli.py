@@ -467,8 +467,7 @@ def _cmd_pipeline(args) -> int:
 
     from .console import console, evaluation_table
     from .motion import load_clip
-    from .pipeline import RECIPES, run_pipeline
-    from .trpo import TRPOConfig
+    from .pipeline import FINE_TUNING, RECIPES, run_pipeline
 
     recipe = RECIPES["main" if args.expert == "search" else args.expert]
     rounds = recipe.dagger.rounds if args.rounds is None else args.rounds
@@ -477,7 +476,7 @@ def _cmd_pipeline(args) -> int:
     _at_least(("--rounds", rounds, 1), ("--episodes", episodes, 1), ("--trpo-samples", samples, 0))
     config = replace(recipe, clip=args.clip, action_space=args.action_space,
                      dagger=replace(recipe.dagger, rounds=rounds), eval_episodes=episodes,
-                     trpo=replace(recipe.trpo or TRPOConfig(), samples=samples) if samples > 0 else None)
+                     trpo=replace(recipe.trpo or FINE_TUNING, samples=samples) if samples > 0 else None)
     name = load_clip(args.clip).name
     if args.expert == "search":
         out = args.out or f"runs/pipeline-{name}"
@@ -948,8 +947,8 @@ def _learn_options(p: argparse.ArgumentParser) -> None:
                                                               "recipe's, 12 or 3)")
     p.add_argument("--episodes", type=int, default=5, help="final evaluation episodes from phase 0")
     p.add_argument("--trpo-samples", type=int, default=0,
-                   help="TRPO samples after DAgger (0: none), with exploration noise e^-4 (a balancing policy needs "
-                        "small noise)")
+                   help="TRPO samples after DAgger (0: none); the search and guided recipes explore with noise e^-4 "
+                        "(a balancing policy needs small noise), the pd recipe with its own TRPO settings")
     p.add_argument("--video-seconds", type=float, default=10.0, help="seconds of best.mp4 (0: none)")
     p.add_argument("--no-expert-check", dest="expert_check", action="store_false",
                    help="learn even if the expert alone falls from phase 0 (the search recipe checks it first and "

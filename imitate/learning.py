@@ -180,8 +180,8 @@ class ZooRow:
     env_samples: int | None = None  # control steps of the learner's own env (DAgger, plans followed, TRPO)
     minutes: float | None = None  # wall time of learn's calls for this clip
     error: str = ""  # why the clip has no result
-    # the final policy's confirmation, if it is a confirmed round's: as many episodes from other
-    # starts than the evaluation's, on which its round's fits were chosen (the unbiased figure)
+    # the final policy's confirmation, where its round had one (none for TRPO's): as many episodes
+    # from other starts than the evaluation's, on which its round's fits were chosen (unbiased)
     confirmed_whole: int | None = None
     confirmed_return: float | None = None
 

@@ -229,6 +229,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     iterations = []
     if config.trpo is not None:
         trpo_dir = run_dir / "trpo"
+        _check_trpo_settings(trpo_dir, config.trpo)
         stage("trpo", trpo_dir, (trpo_dir / STATE_FILE).exists())
         trainer = start(trpo_dir, env_config, config.trpo, checkpoints[last], on_progress=on_progress)
         iterations = trainer.run(on_iteration)
@@ -245,6 +246,27 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     return PipelineResult(clip=clip.name, run_dir=run_dir, store=store_path, rounds=rounds, iterations=iterations,
                           checkpoints=checkpoints, evaluation=evaluation, best=run_dir / best.checkpoint,
                           confirmed=confirmed, confirmation=confirmation)
+
+
+def _check_trpo_settings(trpo_dir: Path, config: TRPOConfig) -> None:
+    """Refuse to resume a TRPO stage begun with other settings than config's (its budget and
+    threads aside): a resumed run keeps its own policy noise and state, so the summary would
+    record settings it did not run with."""
+    import json
+    from dataclasses import asdict
+
+    saved = trpo_dir / "config.json"
+    if not (saved.exists() and (trpo_dir / STATE_FILE).exists()):
+        return
+    began = json.loads(saved.read_text()).get("trpo", {})
+    free = ("samples", "sim_threads", "torch_threads", "checkpoint_every")
+    wanted = json.loads(json.dumps(asdict(config)))
+    differ = sorted(k for k in wanted if k not in free and began.get(k, wanted[k]) != wanted[k])
+    if differ:
+        found = ", ".join(f"{k}={began[k]!r}" for k in differ)
+        expected = ", ".join(f"{k}={wanted[k]!r}" for k in differ)
+        raise ConfigError(f"{trpo_dir}: its TRPO run was begun with {found}; this recipe's is {expected}. "
+                          "Move that folder aside to run TRPO again with today's settings")
 
 
 def confirmation_key(config: PipelineConfig, result: RoundResult, run_dir: Path) -> dict:

@@ -434,3 +434,25 @@ def test_learns_trpo_stage_explores_no_more_than_a_walking_policy_tolerates(tmp_
     assert math.exp(float(first["log_std"])) <= 0.02
     assert result.summary["final_evaluation"] == "+ TRPO" and result.summary["env_samples"]["trpo"] == 2048
     assert (out / "policy.pt").read_bytes() == (out / "trpo" / "policy.pt").read_bytes()
+
+
+def test_a_trpo_stage_begun_with_other_settings_is_not_resumed_as_todays(tmp_path, synthetic_clip_path, tiny):
+    """A learn folder whose TRPO stage ran with other settings (here TRPOConfig's default noise,
+    e^-1, as learn used before) is refused in one line when learn asks for today's (e^-4), rather
+    than resumed under a summary that records settings it did not run with; more samples of the
+    same settings resume."""
+    from dataclasses import replace
+
+    import imitate
+    from imitate.errors import ConfigError
+    from imitate.trpo import TRPOConfig
+
+    out, recipe = tmp_path / "out", tiny(imitate.RECIPES["search"])
+    imitate.learn(str(synthetic_clip_path), out, config=replace(recipe, trpo=TRPOConfig(samples=1024)),
+                  trpo_samples=1024, video_seconds=0)
+    with pytest.raises(ConfigError, match=r"begun with set_log_std=None; this recipe's is set_log_std=-4\.0") as e:
+        imitate.learn(str(synthetic_clip_path), out, config=recipe, trpo_samples=2048, video_seconds=0)
+    assert len(str(e.value).splitlines()) == 1
+    more = imitate.learn(str(synthetic_clip_path), out, config=replace(recipe, trpo=TRPOConfig(samples=1024)),
+                         trpo_samples=2048, video_seconds=0)
+    assert more.summary["env_samples"]["trpo"] == 2048

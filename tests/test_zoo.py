@@ -108,7 +108,7 @@ def test_a_zoo_row_shows_the_final_rounds_confirmation_beside_its_evaluation():
     row = ZooRow.from_summary(summary)
     assert (row.whole, row.confirmed_whole, row.confirmed_return) == (4, 5, 0.804)  # round 6's, not round 5's
     assert dict(zip(COLUMNS, cells(row), strict=True))["confirmed: whole, return"] == "5 of 5, 0.804"
-    # a final policy that no confirmation measured (TRPO's, or a run whose budget ran out): "-"
+    # a final policy that no confirmation measured (TRPO's): "-"
     summary["final"] = "trpo/policy.pt"
     row = ZooRow.from_summary(summary)
     assert row.confirmed_whole is None
