@@ -224,7 +224,7 @@ def _same(recorded, wanted) -> bool:
     A setting the summary lacks was added since; a new setting's default keeps the old behaviour
     (the house rule), so it counts as the same only where wanted leaves it at its default."""
     if not is_dataclass(wanted):
-        return recorded == json.loads(json.dumps(wanted, default=str))
+        return recorded == json.loads(json.dumps(_plain(wanted), default=str))
     if not isinstance(recorded, dict):
         return False
     for f in fields(wanted):
@@ -238,6 +238,17 @@ def _same(recorded, wanted) -> bool:
         elif f.default_factory is MISSING or value != f.default_factory():
             return False
     return True
+
+
+def _plain(value):
+    """value as settings_json records it: dataclasses inside lists, tuples and dicts as dicts."""
+    if is_dataclass(value):
+        return asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _learn_one(clip: str, folder: str, config, trpo_samples: int, video_seconds: float) -> dict:

@@ -114,3 +114,24 @@ def test_a_zoo_row_shows_the_final_rounds_confirmation_beside_its_evaluation():
     assert row.confirmed_whole is None
     assert dict(zip(COLUMNS, cells(row), strict=True))["confirmed: whole, return"] == "-"
     assert len(cells(ZooRow(clip="x", error="no clip"))) == len(COLUMNS)
+
+
+def test_recorded_settings_match_a_recipe_with_dataclasses_inside_a_tuple():
+    """_same against settings_json's own record (asdict, then JSON): a setting that is a tuple of
+    dataclasses compares as the dicts asdict makes, and a changed one inside it does not match."""
+    import json
+    from dataclasses import asdict, dataclass, replace
+
+    from imitate.learning import _same
+
+    @dataclass(frozen=True)
+    class Inner:
+        a: int = 1
+
+    @dataclass(frozen=True)
+    class Outer:
+        items: tuple = (Inner(), Inner(2))
+
+    recorded = json.loads(json.dumps(asdict(Outer())))
+    assert _same(recorded, Outer())
+    assert not _same(recorded, replace(Outer(), items=(Inner(), Inner(3))))
