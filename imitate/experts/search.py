@@ -130,7 +130,8 @@ class SearchConfig:
 # The search behind DAgger's labels (`--search-label mppi --search-cold --search-knots 4
 # --search-temperature 0.3`): a cold search with the same noise draws at every decision, the
 # offsets drawn at 4 knots, the label the cost-weighted mean at temperature 0.3, so the label is a
-# smooth function of the state and time that a learner can fit (README: "A humanoid that walks from DAgger alone").
+# smooth function of the state and time that a learner can fit (docs/search_expert.md: "A humanoid
+# that walks from DAgger alone").
 DAGGER_LABELS = SearchConfig(warm_start=False, label="mppi", knots=4, temperature=0.3)
 # imitate learn's: those labels with the planner at 150 Hz (a quarter of the physics) and 64
 # candidates (twice the physics): a label's sampling noise, which a learner cannot tell from
