@@ -418,18 +418,18 @@ class _PipelineView:
         self.stage = stage
         if stage.name == "expert":
             console.rule(f"[bold]imitate pipeline: {stage.clip} ({self.config.action_space}) in {stage.run_dir}")
-            console.print(f"0. the {self.config.expert} expert alone from phase 0 (DAgger cannot outlive it)"
+            console.print(f"0. the {stage.expert} expert alone from phase 0 (DAgger cannot outlive it)"
                           + (": checked before" if stage.resumed else ""))
         elif stage.name == "store":
             if not self.config.expert_first:  # else the expert stage printed it
                 console.rule(f"[bold]imitate pipeline: {stage.clip} ({self.config.action_space}) in {stage.run_dir}")
             console.print(f"resuming: {stage.path} exists" if stage.resumed else
-                          f"1. building the mocap store (reference and perturbed states, {self.config.expert}-expert "
+                          f"1. building the mocap store (reference and perturbed states, {stage.expert}-expert "
                           "labels)")
         elif stage.name == "dagger":
             for table in store_tables(summarize(DemoStore(stage.path)))[1:2]:
                 console.print(table)
-            console.print(f"2-3. SFT on the store, then DAgger rounds (the learner drives, the {self.config.expert} "
+            console.print(f"2-3. SFT on the store, then DAgger rounds (the learner drives, the {stage.expert} "
                           "expert relabels)")
             self.table = LiveTable(rounds_table, finished_rounds(stage.run_dir)).start()
         elif stage.name == "trpo":
@@ -500,13 +500,18 @@ def _learn_recipe(args):
     """learn's and zoo's recipe from --expert, --rounds, --episodes and --no-expert-check; and its most rounds."""
     from dataclasses import replace
 
+    from .learning import LADDER
     from .pipeline import RECIPES
 
-    recipe = RECIPES[args.expert]
-    rounds = recipe.dagger.rounds if args.rounds is None else args.rounds
+    names = LADDER if args.expert == "auto" else (args.expert,)
+    if not args.expert_check:  # with no check, nothing tells the ladder's rungs apart: its first learns
+        names = names[:1]
+    recipes = [RECIPES[name] for name in names]
+    rounds = recipes[0].dagger.rounds if args.rounds is None else args.rounds
     _at_least(("--rounds", rounds, 1), ("--episodes", args.episodes, 1), ("--trpo-samples", args.trpo_samples, 0))
-    return replace(recipe, dagger=replace(recipe.dagger, rounds=rounds), eval_episodes=args.episodes,
-                   stop_when_whole=True, expert_first=recipe.expert_first and args.expert_check), rounds
+    recipes = tuple(replace(r, dagger=replace(r.dagger, rounds=rounds), eval_episodes=args.episodes,
+                            stop_when_whole=True, expert_first=r.expert_first and args.expert_check) for r in recipes)
+    return (recipes if len(recipes) > 1 else recipes[0]), rounds
 
 
 def _cmd_zoo(args) -> int:
@@ -557,9 +562,10 @@ def _learn_and_show(clip: str, out, config, rounds: int, episodes: int, trpo_sam
     """imitate.learn(clip, out) of the recipe config with the pipeline's live view, an estimate of
     the time left after each round, and the final table (imitate learn, imitate pipeline)."""
     from .console import console, evaluation_table
-    from .learning import learn, recipe_of
+    from .learning import ladder_of, learn
 
-    view = _PipelineView(recipe_of(clip, config, trpo_samples))  # what learn runs: its TRPO stage too
+    rungs = ladder_of(clip, config, trpo_samples)
+    view = _PipelineView(rungs[0])  # what learn runs: its TRPO stage too
     started, done = time.perf_counter(), []
 
     def on_round(result):  # the live row, and how long the rest may take
@@ -570,16 +576,18 @@ def _learn_and_show(clip: str, out, config, rounds: int, episodes: int, trpo_sam
             view.note(f"round {result.round} of at most {rounds}: about {per_round * (rounds - result.round) / 60:.0f} "
                       f"min left at most (DAgger stops at the first round that keeps every episode up, confirmed)")
 
-    factory = None
-    if ray is not None and config.expert == "pd":
+    if ray is not None and any(r.expert == "pd" for r in rungs):
         raise ConfigError("--ray spreads the search's labels; the pd expert needs no workers")
-    if ray is not None or config.expert == "guided":
-        def factory(clip, env_config):  # the recipe's expert: a progress bar while prepared, labels on Ray workers
-            return _expert(config.expert, clip, env_config, config.search, ray, ray_workers, config.tracking)
+
+    def factory_of(recipe):  # the recipe's expert: a progress bar while prepared, labels on Ray workers
+        return lambda clip, env_config: _expert(recipe.expert, clip, env_config, recipe.search, ray, ray_workers,
+                                                recipe.tracking)
+
+    factories = {r.expert: factory_of(r) for r in rungs if ray is not None or r.expert == "guided"}
     try:
         result = learn(clip, out, config=config, trpo_samples=trpo_samples, video_seconds=video_seconds,
                        on_stage=view.on_stage, on_round=on_round, on_iteration=view.add_row, on_progress=view.note,
-                       expert_factory=factory)
+                       expert_factory=factories)
     finally:
         view.end_table(finished=False)
     summary = result.summary
@@ -885,9 +893,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling and the initial weights")
     p.set_defaults(func=_cmd_trpo)
 
-    p = sub.add_parser("learn", help="from a clip to a policy that performs it: the search expert's DAgger recipe, "
-                                     "resumable",
-                       description="Build the mocap store, fit, run DAgger rounds until a round keeps every "
+    p = sub.add_parser("learn", help="from a clip to a policy that performs it: the search (else guided) expert's "
+                                     "DAgger recipe, resumable",
+                       description="Check the expert alone from phase 0 (the search expert; where it falls, the "
+                       "guided expert; a clip neither performs is refused, saying when and why each fell), build "
+                       "the mocap store, fit, run DAgger rounds until a round keeps every "
                        "episode up for the whole horizon (or the rounds run out), optionally TRPO, evaluate, and "
                        "write policy.pt, summary.json, learning_curve.png/.csv and best.mp4 into --out. The same "
                        "command resumes a stopped run. Example: imitate learn walk (tens of minutes on 2 cores)")
@@ -899,10 +909,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("zoo", help="learn over many clips (the classic 15 by default), one table; resumable",
                        description="Run imitate learn on every clip with the same recipe into OUT/CLIP, one after "
-                       "another (or as Ray tasks with --ray), and print one table: normalised return, survival, "
-                       "episodes whole, how they ended, errors, labels, env samples and minutes. Writes OUT/zoo.md "
-                       "and OUT/zoo.csv after every clip. The same command resumes; finished clips are not learned "
-                       "again. Example: imitate zoo walk run --out runs/zoo")
+                       "another (or as Ray tasks with --ray), and print one table: the expert, normalised return, "
+                       "survival, episodes whole, how they ended, errors, labels, env samples and minutes. Writes "
+                       "OUT/zoo.md and OUT/zoo.csv after every clip. The same command resumes; finished clips are not "
+                       "learned again. Example: imitate zoo walk run --out runs/zoo")
     p.add_argument("clips", nargs="*", help="clip names or paths (default: the 15 classic clips)")
     p.add_argument("--out", default="runs/zoo", help="output folder (resumes if present)")
     _learn_options(p)
@@ -939,10 +949,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _learn_options(p: argparse.ArgumentParser) -> None:
     """The recipe's options, shared by learn and zoo."""
-    p.add_argument("--expert", default="search", choices=["search", "guided", "pd"],
-                   help="the recipe's expert: search (the one that teaches balance on walk, crawl, kick), guided "
-                        "(the search around a trajectory reconstructed offline: performs run, roll, punch and the "
-                        "getups too, at several times the cost a label) or pd (fast; cannot balance)")
+    p.add_argument("--expert", default="auto", choices=["auto", "search", "guided", "pd"],
+                   help="the recipe's expert: auto (search, and guided where the search alone falls), search (the "
+                        "one that teaches balance on walk, crawl, kick), guided (the search around a trajectory "
+                        "reconstructed offline: performs run, roll, punch and the getups too, at several times the "
+                        "cost a label, after minutes of preparation once per clip) or pd (fast; cannot balance)")
     p.add_argument("--rounds", type=int, default=None, help="the most DAgger rounds, the label budget (default: the "
                                                               "recipe's, 12 or 3)")
     p.add_argument("--episodes", type=int, default=5, help="final evaluation episodes from phase 0")
@@ -951,8 +962,9 @@ def _learn_options(p: argparse.ArgumentParser) -> None:
                         "(a balancing policy needs small noise), the pd recipe with its own TRPO settings")
     p.add_argument("--video-seconds", type=float, default=10.0, help="seconds of best.mp4 (0: none)")
     p.add_argument("--no-expert-check", dest="expert_check", action="store_false",
-                   help="learn even if the expert alone falls from phase 0 (the search recipe checks it first and "
-                        "refuses such a clip: DAgger never outlives its expert)")
+                   help="learn even if the expert alone falls from phase 0 (the search and guided recipes check it "
+                        "first and refuse such a clip, DAgger never outlives its expert; with auto: the search "
+                        "expert's recipe, unchecked)")
 
 
 def _set_formatter(parser: argparse.ArgumentParser) -> None:

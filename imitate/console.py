@@ -61,7 +61,7 @@ def zoo_table(rows, title: str) -> Table:
 
     table = Table(title=escape(title))
     for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("clip", "how they ended") else "right")
+        table.add_column(column, justify="left" if column in ("clip", "expert", "how they ended") else "right")
     for row in rows:
         table.add_row(*(escape(c) for c in cells(row)))
     return table

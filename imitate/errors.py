@@ -36,3 +36,20 @@ class CheckpointError(ImitateError, ValueError):
 
 class ExpertError(ImitateError):
     """The expert cannot perform the clip itself, so nothing could learn it from the expert."""
+
+
+class ExpertFalls(ExpertError):
+    """The expert alone fell from phase 0 in the check before any round (pipeline.check_expert):
+    which expert, when, at what phase and why, and the file that keeps the check."""
+
+    def __init__(self, clip: str, expert: str, time_s: float, horizon_s: float, phase: float, cause: str,
+                 path: object, hint: str = ""):
+        self.clip, self.expert, self.path = clip, expert, str(path)
+        self.time_s, self.horizon_s, self.phase, self.cause = time_s, horizon_s, phase, cause
+        super().__init__(f"{clip}: {self.fall()}; DAgger cannot outlive its expert, so no round was run "
+                         f"({self.path}; --no-expert-check learns anyway{hint})")
+
+    def fall(self) -> str:
+        """When and why, in words: 'the search expert alone falls at 1.67 s of 2.13 (phase 0.78: ...)'."""
+        return (f"the {self.expert} expert alone falls at {self.time_s:.2f} s of {self.horizon_s:.3g} "
+                f"(phase {self.phase:.2f}: {self.cause})")

@@ -1,9 +1,11 @@
 """From a clip to a policy that performs it, in one call: ``learn(clip, out)`` (``imitate learn``);
 many clips and one table of their results: ``zoo(clips, out)`` (``imitate zoo``).
 
-The recipe is the pipeline's ``"search"`` (``pipeline.RECIPES``): a mocap store labelled by the
-search expert, SFT, then DAgger rounds with a residual learner until a round's own evaluation
-keeps at least 80% of its episodes up for the whole horizon and so does its confirmation (as many
+The recipe is the pipeline's ``"search"`` (``pipeline.RECIPES``): the search expert alone from
+phase 0 first (if it falls, learn goes down its ``LADDER`` to the ``"guided"`` recipe, the same
+with the guided expert, and stops only if that one falls too), then a mocap store labelled by the
+expert, SFT, then DAgger rounds with a residual learner until a round's own evaluation keeps at
+least 80% of its episodes up for the whole horizon and so does its confirmation (as many
 episodes as the final evaluation's, from other starts, ``confirmations.json``), or the rounds
 (the label budget) run out; an optional TRPO stage; then the evaluation from phase 0.  No
 per-clip settings: the defaults are the recipe.  Into ``out`` (default ``runs/learn-CLIP``; the
@@ -35,13 +37,13 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 from . import __version__
 from .atomic import replaced_on_success, write_text
-from .errors import ConfigError, ImitateError
+from .errors import ConfigError, ExpertError, ExpertFalls, ImitateError
 from .evaluation import summarize_endings
 from .motion import load_clip
 from .pipeline import (
@@ -68,6 +70,14 @@ class LearnResult:
     pipeline: PipelineResult
 
 
+# The recipes learn tries in order when none is given (its "ladder"): the first whose expert
+# performs the clip alone from phase 0 (the recipe's expert check) learns it, since DAgger never
+# outlives its expert.  The search's labels are the cheaper and teach balance (walk, crawl,
+# kick); the guided expert performs clips the search cannot (punch and getup_facedown are learned
+# from it) at several times its cost a label, after minutes reconstructing the clip once.
+LADDER = ("search", "guided")
+
+
 def recipe_of(clip: str, config: PipelineConfig | None = None, trpo_samples: int = 0) -> PipelineConfig:
     """The pipeline config learn runs for clip: config (default ``RECIPES["search"]``) on that
     clip, stopping at the first confirmed whole round, with a TRPO stage of trpo_samples if > 0
@@ -77,20 +87,36 @@ def recipe_of(clip: str, config: PipelineConfig | None = None, trpo_samples: int
     return replace(recipe, trpo=trpo)
 
 
-def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | None = None,
-          trpo_samples: int = 0, video_seconds: float = 10.0, on_stage: Callable | None = None,
-          on_round: Callable | None = None, on_iteration: Callable | None = None,
-          on_progress: Callable[[str], None] | None = None, expert_factory: Callable | None = None) -> LearnResult:
-    """Learn clip (a name or a path) into out (module docstring).  config: the recipe (default
-    ``RECIPES["search"]``, its clip replaced by clip, stopping at the first confirmed whole round);
-    trpo_samples > 0 adds a TRPO stage of that many samples from the DAgger policy;
-    expert_factory: as for ``run_pipeline`` (the recipe's search on Ray workers)."""
+def ladder_of(clip: str, config: PipelineConfig | Sequence[PipelineConfig] | None = None,
+              trpo_samples: int = 0) -> tuple[PipelineConfig, ...]:
+    """The recipes learn tries for clip, in order (each as ``recipe_of`` makes it): config's if
+    one is given, the given ones if a sequence, else ``LADDER``'s."""
+    if config is None:
+        config = tuple(RECIPES[name] for name in LADDER)
+    configs = (config,) if isinstance(config, PipelineConfig) else tuple(config)
+    if not configs or not all(isinstance(c, PipelineConfig) for c in configs):
+        raise ConfigError(f"learn: config must be a PipelineConfig or a non-empty sequence of them; found {config!r}")
+    return tuple(recipe_of(clip, c, trpo_samples) for c in configs)
+
+
+def learn(clip: str, out: str | Path | None = None, *,
+          config: PipelineConfig | Sequence[PipelineConfig] | None = None, trpo_samples: int = 0,
+          video_seconds: float = 10.0, on_stage: Callable | None = None, on_round: Callable | None = None,
+          on_iteration: Callable | None = None, on_progress: Callable[[str], None] | None = None,
+          expert_factory: Callable | Mapping[str, Callable] | None = None) -> LearnResult:
+    """Learn clip (a name or a path) into out (module docstring).  config: the recipe, or recipes
+    tried in order until one's expert performs the clip alone (default ``LADDER``'s: the search
+    recipe, then the guided one), each with its clip replaced by clip, stopping at the first
+    confirmed whole round; ExpertError if every expert falls (when and why each fell).
+    trpo_samples > 0 adds a TRPO stage of that many samples from the DAgger policy.
+    expert_factory: as for ``run_pipeline`` (the recipe's search on Ray workers), for every
+    recipe; or a mapping from an expert's name to one, for the recipes of that expert."""
     started = time.perf_counter()
     name = load_clip(clip).name
     out = Path(out if out is not None else f"runs/learn-{name}")
     if trpo_samples < 0:
         raise ConfigError(f"learn: trpo_samples must be >= 0; found {trpo_samples}")
-    recipe = recipe_of(clip, config, trpo_samples)
+    rungs = ladder_of(clip, config, trpo_samples)
     timing = out / "timing.json"  # wall time of every call so far, saved at each round (so a killed call counts)
     before = json.loads(timing.read_text())["wall_s"] if timing.exists() else 0.0
 
@@ -108,8 +134,24 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
         if on_iteration:
             on_iteration(it)
 
-    result = run_pipeline(recipe, out, on_stage=on_stage, on_round=round_done, on_iteration=iteration_done,
-                          on_progress=on_progress, expert_factory=expert_factory)
+    refusals: list[ExpertFalls] = []  # the recipes whose expert fell alone, in the ladder's order
+    for i, recipe in enumerate(rungs):
+        factory = expert_factory.get(recipe.expert) if isinstance(expert_factory, Mapping) else expert_factory
+        try:
+            result = run_pipeline(recipe, out, on_stage=on_stage, on_round=round_done, on_iteration=iteration_done,
+                                  on_progress=on_progress, expert_factory=factory)
+            break
+        except ExpertFalls as exc:
+            refusals.append(exc)
+            if i + 1 == len(rungs):
+                if len(refusals) == 1:
+                    raise
+                falls = "; ".join(e.fall() for e in refusals)
+                raise ExpertError(f"{name}: no expert performs it alone from phase 0 ({falls}); DAgger cannot "
+                                  f"outlive its expert, so no round was run ({exc.path}; --no-expert-check learns "
+                                  f"from the {rungs[0].expert} expert anyway)") from None
+            if on_progress:
+                on_progress(f"{exc.fall()}: trying the {rungs[i + 1].expert} expert")
     final = result.checkpoints.get("+ TRPO") or result.best
     final_label = next(label for label, path in result.checkpoints.items() if path == final)
     policy = out / "policy.pt"
@@ -138,6 +180,9 @@ def learn(clip: str, out: str | Path | None = None, *, config: PipelineConfig | 
         "wall_s_this_call": time.perf_counter() - started,
         "wall_s": before + time.perf_counter() - started,  # every call's, up to its last finished round
         "settings": settings_json(recipe),
+        # the ladder's recipes before this one, whose expert fell alone: its settings and when and why
+        "refused": [{"settings": settings_json(r), "fell": e.fall()}
+                    for r, e in zip(rungs[:len(refusals)], refusals, strict=True)],
         # a run resumed with other DAgger settings (the recipe changed since it began): from which
         # round each set ran (state.json's record; empty if one set ran throughout)
         "dagger_settings_history": json.loads((out / "state.json").read_text()).get("config_history", []),
@@ -168,6 +213,7 @@ class ZooRow:
     """One clip's result: the final policy's evaluation from phase 0 and what it cost."""
 
     clip: str
+    expert: str = ""  # the expert that labelled its rounds (the ladder's first that performs the clip alone)
     normalised_return: float | None = None  # mean over the evaluation's episodes
     survival_s: float | None = None  # mean [s]
     horizon_s: float | None = None
@@ -190,7 +236,8 @@ class ZooRow:
         ev = summary["evaluation"][summary["final_evaluation"]]
         final_round = next((r["round"] for r in summary["rounds"] if r["checkpoint"] == summary["final"]), None)
         check = summary.get("confirmations", {}).get(str(final_round))  # none for a TRPO policy
-        return cls(clip=summary["clip"], normalised_return=ev["normalised_return"]["mean"],
+        return cls(clip=summary["clip"], expert=summary["settings"]["expert"],
+                   normalised_return=ev["normalised_return"]["mean"],
                    survival_s=ev["survival_s"]["mean"], horizon_s=ev["horizon_s"], whole=ev["full_horizon"],
                    episodes=ev["episodes"], ended=summarize_endings(ev["endings"]),
                    joint_error_deg=ev["joint_error_deg"]["mean"],
@@ -209,14 +256,23 @@ def _confirmations(out: Path, recipe: PipelineConfig, rounds) -> dict:
             if str(r.round) in kept and kept[str(r.round)]["key"] == confirmation_key(recipe, r, out)}
 
 
-def finished_summary(folder: Path, recipe: PipelineConfig) -> dict | None:
-    """folder's summary.json if learn finished there with this recipe's settings, else None."""
+def finished_summary(folder: Path, recipe: PipelineConfig | Sequence[PipelineConfig]) -> dict | None:
+    """folder's summary.json if learn finished there with this recipe's settings, else None.  For
+    a ladder of recipes: with one of them, each recipe before it refused (its expert fell alone)."""
     path = folder / "summary.json"
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return summary if "final_evaluation" in summary and _same(summary.get("settings"), recipe) else None
+    if "final_evaluation" not in summary:
+        return None
+    rungs = (recipe,) if isinstance(recipe, PipelineConfig) else tuple(recipe)
+    refused = [r["settings"] for r in summary.get("refused", [])]
+    for k, rung in enumerate(rungs):
+        if _same(summary.get("settings"), rung):
+            earlier_refused = all(any(_same(s, r) for s in refused) for r in rungs[:k])
+            return summary if earlier_refused else None
+    return None
 
 
 def _same(recorded, wanted) -> bool:
@@ -280,7 +336,7 @@ def zoo(clips=None, out: str | Path = "runs/zoo", *, config: PipelineConfig | No
             rows[clip] = ZooRow(clip=clip, error=str(exc))
             continue
         folder = out / name
-        done = finished_summary(folder, recipe_of(clip, config, trpo_samples))
+        done = finished_summary(folder, ladder_of(clip, config, trpo_samples))
         if done is not None:
             rows[clip] = ZooRow.from_summary(done)
         else:
@@ -328,17 +384,17 @@ def zoo(clips=None, out: str | Path = "runs/zoo", *, config: PipelineConfig | No
     return [rows[c] for c in clips]
 
 
-COLUMNS = ("clip", "normalised return", "survival [s]", "whole", "confirmed: whole, return", "how they ended",
+COLUMNS = ("clip", "expert", "normalised return", "survival [s]", "whole", "confirmed: whole, return", "how they ended",
            "joint error [deg]", "end-effector error [cm]", "labels", "env samples", "minutes")
 
 
 def cells(row: ZooRow) -> list[str]:
     """row's table cells, in COLUMNS' order ("-" where it has no result)."""
     if row.error:
-        return [row.clip, "-", "-", "-", "-", f"not learned: {row.error}", "-", "-", "-", "-", "-"]
+        return [row.clip, "-", "-", "-", "-", "-", f"not learned: {row.error}", "-", "-", "-", "-", "-"]
     confirmed = "-" if row.confirmed_whole is None else \
         f"{row.confirmed_whole} of {row.episodes}, {row.confirmed_return:.3f}"
-    return [row.clip, f"{row.normalised_return:.3f}", f"{row.survival_s:.2f} of {row.horizon_s:.3g}",
+    return [row.clip, row.expert, f"{row.normalised_return:.3f}", f"{row.survival_s:.2f} of {row.horizon_s:.3g}",
             f"{row.whole} of {row.episodes}", confirmed, row.ended, f"{row.joint_error_deg:.1f}",
             f"{row.end_effector_error_cm:.1f}", f"{row.labels:,}", f"{row.env_samples:,}", f"{row.minutes:.1f}"]
 

@@ -32,7 +32,7 @@ from . import humanoid as hum
 from .config import EnvConfig
 from .dagger import DAggerConfig, DAggerTrainer, RoundResult, best_round, finished_rounds
 from .dataset import BuildConfig, build_mocap_store
-from .errors import ConfigError, ExpertError
+from .errors import ConfigError, ExpertFalls
 from .evaluation import EvalResult, evaluate, expert_controller, policy_controller
 from .experts import make_expert
 from .experts.pd import PDExpert
@@ -45,7 +45,7 @@ from .trpo import STATE_FILE, IterationLog, TRPOConfig, start
 
 PIPELINE_EXPERTS = ("pd", "search", "guided")  # the experts a recipe can name (the tracking one does not teach)
 STAGES = ("expert", "store", "dagger", "trpo", "evaluation")
-EXPERT_CHECK = "expert_check.json"  # in the run folder: the expert alone from phase 0 (config.expert_first)
+EXPERT_CHECK = "expert_check.json"  # in the run folder: each expert alone from phase 0, by name (config.expert_first)
 CONFIRMATIONS = "confirmations.json"  # in the run folder: whole rounds evaluated again (config.stop_when_whole)
 
 
@@ -72,7 +72,7 @@ class PipelineConfig:
     stop_when_whole: bool = False
     stop_share: float = 0.8
     # first run the expert alone from phase 0 (one episode of expert_check_s, else of the evaluation horizon, kept in
-    # run_dir/expert_check.json); if it falls, stop with ExpertError saying when and why: DAgger
+    # run_dir/expert_check.json); if it falls, stop with ExpertFalls saying when and why: DAgger
     # never outlives its expert, so rounds would be spent in vain.  Off for the pd recipe, whose
     # expert cannot balance by design (the teaching example)
     expert_first: bool = False
@@ -145,6 +145,7 @@ class Stage:
     run_dir: Path
     path: Path  # store: the store; dagger: the store it grows; trpo: its run folder; evaluation: run_dir
     resumed: bool = False  # earlier work at path is reused: the store, finished rounds, a TRPO checkpoint
+    expert: str = ""  # the recipe's expert (config.expert), which labels every round
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
 
     def stage(name: str, path: Path, resumed: bool = False) -> None:
         if on_stage:
-            on_stage(Stage(name, clip.name, run_dir, path, resumed))
+            on_stage(Stage(name, clip.name, run_dir, path, resumed, config.expert))
 
     if store_path.exists():
         _check_store(store_path, env_config)
@@ -193,12 +194,12 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     expert = (expert_factory(clip, env_config) if expert_factory is not None
               else make_expert(config.expert, clip, env_config, search=config.search, tracking=config.tracking,
                                progress=_preparation_notes(clip.name, on_progress)))
-    if store_path.exists():
-        _check_labeller(store_path, expert)
     begun = (run_dir / "state.json").exists() and not (run_dir / EXPERT_CHECK).exists()
     if config.expert_first and not begun:  # (a run begun before the check existed goes on unchecked)
         stage("expert", run_dir / EXPERT_CHECK, (run_dir / EXPERT_CHECK).exists())
         check_expert(config, expert, env_config, run_dir, on_progress)
+    if store_path.exists():  # (after the check: learn's ladder reads a refused expert's check back here)
+        _check_labeller(store_path, expert)
     stage("store", store_path, store_path.exists())
     if not store_path.exists():
         build_mocap_store(store_path, env_config, config.build, expert=expert)
@@ -311,8 +312,9 @@ def confirm_round(config: PipelineConfig, result: RoundResult, env_config: EnvCo
 def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir: Path,
                  on_progress: Callable[[str], None] | None = None) -> EvalResult:
     """The expert alone from phase 0, one episode of config.expert_check_s, else of the
-    evaluation horizon (kept in run_dir/EXPERT_CHECK, so a resumed run does not repeat it);
-    ExpertError if it falls.  on_progress: a note at each quarter of the episode (a search expert
+    evaluation horizon (kept in run_dir/EXPERT_CHECK under config.expert's name, beside other
+    experts' checks, so a resumed run or learn's next rung does not repeat it); ExpertFalls if it
+    falls.  on_progress: a note at each quarter of the episode (a search expert
     takes minutes)."""
     import json
 
@@ -325,8 +327,11 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
     key = {"expert": json.loads(provenance_json(expert)), "horizon_s": horizon_s,
            "init_noise_rad": config.eval_init_noise_rad}  # another expert or horizon: check again
     kept = json.loads(path.read_text()) if path.exists() else {}
-    if kept.get("key") == key:
-        check = EvalResult.from_dict(kept["evaluation"])
+    if "key" in kept:  # one check of an unnamed expert, as folders kept it before learn's ladder
+        kept = {"": kept}
+    mine = next((c for c in (kept.get(config.expert), kept.get("")) if c and c["key"] == key), None)
+    if mine is not None:
+        check = EvalResult.from_dict(mine["evaluation"])
     else:
         from .atomic import write_text
 
@@ -338,16 +343,16 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
                          horizon_s=horizon_s, init_noise_rad=config.eval_init_noise_rad,
                          progress=progress)
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps({"key": key, "evaluation": check.to_dict()}, indent=2))
+        kept[config.expert] = {"key": key, "evaluation": check.to_dict()}
+        write_text(path, json.dumps(kept, indent=2))
     if check.full_horizon < check.episodes:
         end = check.endings[0]
         # the guided expert performs clips the search cannot (run, roll, punch, the getups), at
         # several times its cost a label: the one other expert worth a try
         other = "; --expert guided searches around a trajectory reconstructed offline, which performs more clips" \
             if config.expert == "search" else ""
-        raise ExpertError(f"{env_config.clip}: the {config.expert} expert alone falls at {end['time_s']:.2f} s of "
-                          f"{check.horizon_s:.3g} (phase {end['phase']:.2f}: {end['cause']}); DAgger cannot outlive "
-                          f"its expert, so no round was run ({path}; --no-expert-check learns anyway{other})")
+        raise ExpertFalls(env_config.clip, config.expert, end["time_s"], check.horizon_s, end["phase"], end["cause"],
+                          path, other)
     return check
 
 

@@ -227,13 +227,20 @@ def test_an_expert_that_cannot_perform_the_clip_stops_learn_before_any_round(tmp
     falls = r"walk: the pd expert alone falls at 1\.\d\d s of 3 \(phase 0\.\d\d: .*(floor|root)"
     with pytest.raises(ExpertError, match=falls):
         imitate.learn("walk", tmp_path / "o", config=recipe, video_seconds=0)
-    check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())["evaluation"]
+    check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())["pd"]["evaluation"]
     assert check["full_horizon"] == 0 and check["endings"][0]["time_s"] < 3.0
     assert not (tmp_path / "o" / "walk.h5").exists() and not (tmp_path / "o" / "state.json").exists()
     stamp = (tmp_path / "o" / EXPERT_CHECK).stat().st_mtime_ns
     with pytest.raises(ExpertError):
         imitate.learn("walk", tmp_path / "o", config=recipe, video_seconds=0)
     assert (tmp_path / "o" / EXPERT_CHECK).stat().st_mtime_ns == stamp  # read back, not run again
+    # a folder from before learn's ladder kept one check, unnamed: still read back
+    path = tmp_path / "o" / EXPERT_CHECK
+    path.write_text(json.dumps(json.loads(path.read_text())["pd"]))
+    stamp = path.stat().st_mtime_ns
+    with pytest.raises(ExpertError, match=falls):
+        imitate.learn("walk", tmp_path / "o", config=recipe, video_seconds=0)
+    assert path.stat().st_mtime_ns == stamp
     longer = replace(recipe, eval_horizon_s=4.0)  # another horizon (or expert): checked again
     with pytest.raises(ExpertError, match="of 4 "):
         imitate.learn("walk", tmp_path / "o", config=longer, video_seconds=0)
@@ -241,6 +248,106 @@ def test_an_expert_that_cannot_perform_the_clip_stops_learn_before_any_round(tmp
 
     row, = zoo(["walk"], tmp_path / "z", config=recipe, video_seconds=0)
     assert "the pd expert alone falls at" in row.error and "not learned" in (tmp_path / "z" / "zoo.md").read_text()
+
+
+def _ladder(tiny):
+    """Two recipes for learn's ladder, cheap to check: a 'search' recipe whose expert (the PD
+    servos standing in for it) falls on walk at about 1.4 s of its 3 s check, then the pd recipe,
+    checked over 0.5 s, which the PD servos survive."""
+    from dataclasses import replace
+
+    import imitate
+
+    falls = replace(tiny(imitate.RECIPES["search"]), expert_first=True, eval_horizon_s=3.0, expert_check_s=None)
+    performs = replace(tiny(imitate.RECIPES["pd"]), expert_first=True, expert_check_s=0.5,
+                       dagger=replace(tiny(imitate.RECIPES["pd"]).dagger, rounds=1))
+    return falls, performs
+
+
+def _pd_standing_in(clip, env_config):
+    from imitate.experts.pd import PDExpert
+
+    return PDExpert(clip, env_config.action_space)
+
+
+def test_learn_goes_down_its_ladder_to_the_first_expert_that_performs_the_clip(tmp_path, tiny):
+    """The first recipe's expert falls alone, so learn learns from the next one's: the summary
+    records the refusal (its settings, when and why), the check file keeps both experts' checks,
+    a second call reads both back and resumes, and the zoo counts the folder as finished for that
+    ladder, but not for one whose first recipe was not refused there."""
+    import imitate
+    from imitate.learning import finished_summary, ladder_of, settings_json
+    from imitate.pipeline import EXPERT_CHECK
+
+    falls, performs = _ladder(tiny)
+    notes = []
+    factories = {"search": _pd_standing_in}
+    result = imitate.learn("walk", tmp_path / "o", config=(falls, performs), video_seconds=0,
+                           on_progress=notes.append, expert_factory=factories)
+    summary = result.summary
+    rungs = ladder_of("walk", (falls, performs))
+    assert summary["settings"] == settings_json(rungs[1]) and summary["settings"]["expert"] == "pd"
+    refusal, = summary["refused"]
+    assert refusal["settings"] == settings_json(rungs[0])
+    assert refusal["fell"].startswith("the search expert alone falls at 1.") and " s of 3 " in refusal["fell"]
+    assert any(n.startswith("the search expert alone falls at") and n.endswith("trying the pd expert")
+               for n in notes)
+    checks = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())
+    assert checks["search"]["evaluation"]["full_horizon"] == 0 and checks["pd"]["evaluation"]["full_horizon"] == 1
+    assert [r["round"] for r in summary["rounds"]] == [0, 1] and (tmp_path / "o" / "policy.pt").exists()
+
+    stamp = (tmp_path / "o" / EXPERT_CHECK).stat().st_mtime_ns
+    again = imitate.learn("walk", tmp_path / "o", config=(falls, performs), video_seconds=0,
+                          expert_factory=factories)
+    assert (tmp_path / "o" / EXPERT_CHECK).stat().st_mtime_ns == stamp  # both checks read back
+    assert again.summary["rounds"] == summary["rounds"] and again.summary["refused"] == summary["refused"]
+
+    assert finished_summary(tmp_path / "o", rungs) is not None
+    assert finished_summary(tmp_path / "o", rungs[1:]) is not None  # the pd recipe's own result too
+    from dataclasses import replace
+    other_first = replace(rungs[0], expert_check_s=2.0)  # never refused in this folder: it might perform
+    assert finished_summary(tmp_path / "o", (other_first, rungs[1])) is None
+
+
+def test_imitate_learn_goes_down_the_ladder_by_default_and_shows_each_experts_check(tmp_path, tiny, monkeypatch,
+                                                                                     capsys):
+    """`imitate learn CLIP` with no --expert: the ladder (patched here to the two cheap recipes of
+    _ladder, the PD servos standing in for the search), each check shown under its expert's name."""
+    import imitate.learning as learning
+    import imitate.pipeline as pipeline
+    from imitate.cli import main
+
+    falls, performs = _ladder(tiny)
+    monkeypatch.setattr(learning, "LADDER", ("search", "pd"))
+    monkeypatch.setitem(pipeline.RECIPES, "search", falls)
+    monkeypatch.setitem(pipeline.RECIPES, "pd", performs)
+    real = pipeline.make_expert
+    monkeypatch.setattr(pipeline, "make_expert", lambda name, clip, env_config, **k: _pd_standing_in(clip, env_config)
+                        if name == "search" else real(name, clip, env_config, **k))
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["learn", "walk", "--out", str(tmp_path / "o"), "--rounds", "1", "--episodes", "1",
+                 "--video-seconds", "0"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "0. the search expert alone from phase 0" in shown and "trying the pd expert" in shown
+    assert "0. the pd expert alone from phase 0" in shown and "the pd expert relabels" in shown
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["settings"]["expert"] == "pd"
+
+
+def test_a_clip_no_expert_of_the_ladder_performs_is_refused_in_one_line_naming_each_fall(tmp_path, tiny):
+    from dataclasses import replace
+
+    import imitate
+    from imitate.errors import ExpertError
+
+    falls, performs = _ladder(tiny)
+    also_falls = replace(performs, expert_check_s=3.0)
+    with pytest.raises(ExpertError) as caught:
+        imitate.learn("walk", tmp_path / "o", config=(falls, also_falls), video_seconds=0,
+                      expert_factory={"search": _pd_standing_in})
+    message = str(caught.value)
+    assert message.startswith("walk: no expert performs it alone from phase 0 (the search expert alone falls at 1.")
+    assert "; the pd expert alone falls at 1." in message and "so no round was run" in message
+    assert len(message.splitlines()) == 1 and not (tmp_path / "o" / "walk.h5").exists()
 
 
 def test_expert_check_s_sets_the_checks_horizon(tmp_path, tiny):
@@ -255,7 +362,7 @@ def test_expert_check_s_sets_the_checks_horizon(tmp_path, tiny):
     recipe = replace(tiny(imitate.RECIPES["pd"]), expert_first=True, eval_horizon_s=20.0, expert_check_s=2.0)
     with pytest.raises(ExpertError, match="of 2 "):
         imitate.learn("walk", tmp_path / "o", config=recipe, video_seconds=0)
-    check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())
+    check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())["pd"]
     assert check["evaluation"]["horizon_s"] == 2.0 and check["key"]["horizon_s"] == 2.0
     with pytest.raises(imitate.ConfigError, match="expert_check_s"):
         replace(recipe, expert_check_s=0.0)
@@ -305,7 +412,7 @@ def test_the_expert_check_of_a_short_clip_that_does_not_loop_ends_with_the_clip(
         imitate.learn(str(clip), tmp_path / "o", config=recipe, video_seconds=0)
     except imitate.ImitateError as exc:  # the PD expert may fall; the horizon must not be refused
         assert "past the end" not in str(exc)
-    check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())
+    check = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())["pd"]
     assert check["evaluation"]["horizon_s"] == pytest.approx(imitate.load_clip(clip).duration_s)
 
 
@@ -342,13 +449,17 @@ def test_the_search_recipes_in_torque_space_are_refused_at_once(tmp_path):
 
 
 def test_no_expert_check_turns_the_search_recipes_check_off():
-    """imitate learn --no-expert-check: the recipe without its expert check (the pd recipe has none)."""
+    """imitate learn --no-expert-check: the recipe without its expert check (the pd recipe has none);
+    by default the ladder of the search and guided recipes, both checked, and with no check only
+    the search's (nothing would tell the rungs apart)."""
     from imitate.cli import _learn_recipe, build_parser
 
     parse = build_parser().parse_args
-    checked, _ = _learn_recipe(parse(["learn", "walk"]))
+    ladder, _ = _learn_recipe(parse(["learn", "walk"]))
+    assert [r.expert for r in ladder] == ["search", "guided"] and all(r.expert_first for r in ladder)
+    checked, _ = _learn_recipe(parse(["learn", "walk", "--expert", "search"]))
     unchecked, _ = _learn_recipe(parse(["learn", "walk", "--no-expert-check"]))
-    assert checked.expert_first and not unchecked.expert_first
+    assert checked.expert_first and not unchecked.expert_first and unchecked.expert == "search"
     assert not _learn_recipe(parse(["learn", "walk", "--expert", "pd"]))[0].expert_first
 
 

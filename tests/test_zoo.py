@@ -38,8 +38,8 @@ def test_zoo_tabulates_each_clips_final_policy_and_resumes_without_learning_agai
         assert row.labels == summary["labels"]["mocap"] + sum(r["new_steps"] for r in summary["rounds"])
         assert row.minutes > 0 and not row.error
     md = (out / "zoo.md").read_text().splitlines()
-    assert md[0].startswith("| clip | normalised return |") and len(md) == 2 + 3
-    assert md[2].startswith(f"| clip1 | {rows[0].normalised_return:.3f} |")
+    assert md[0].startswith("| clip | expert | normalised return |") and len(md) == 2 + 3
+    assert md[2].startswith(f"| clip1 | search | {rows[0].normalised_return:.3f} |")
     assert "not learned: no clip" in md[4]
     table = list(csv.DictReader((out / "zoo.csv").open()))
     assert [t["clip"] for t in table] == ["clip1", "clip2", "no_such_clip"]
@@ -104,8 +104,9 @@ def test_a_zoo_row_shows_the_final_rounds_confirmation_beside_its_evaluation():
                "rounds": [{"round": 5, "checkpoint": "round_005.pt"}, {"round": 6, "checkpoint": "round_006.pt"}],
                "confirmations": {"5": ev(1, 0.25), "6": ev(5, 0.804)},
                "evaluation": {"DAgger (round 6)": ev(4, 0.676)}, "labels": {"total": 10}, "env_samples": {"total": 20},
-               "wall_s": 60.0}
+               "wall_s": 60.0, "settings": {"expert": "guided"}}
     row = ZooRow.from_summary(summary)
+    assert row.expert == "guided" and cells(row)[1] == "guided"
     assert (row.whole, row.confirmed_whole, row.confirmed_return) == (4, 5, 0.804)  # round 6's, not round 5's
     assert dict(zip(COLUMNS, cells(row), strict=True))["confirmed: whole, return"] == "5 of 5, 0.804"
     # a final policy that no confirmation measured (TRPO's): "-"
