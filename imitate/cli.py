@@ -528,11 +528,13 @@ def _cmd_zoo(args) -> int:
 
     def on_row(row):
         console.log(f"{row.clip}: " + (f"not learned: {row.error}" if row.error else
-                                       f"return {row.normalised_return:.3f}, {row.whole} of {row.episodes} whole, "
+                                       f"{row.expert} expert, return {row.normalised_return:.3f}, {row.whole} of "
+                                       f"{row.episodes} whole, "
                                        f"{row.minutes:.1f} min"))
 
     def on_stage(stage):
-        console.log(f"{stage.clip}: {stage.name}" + (" (resuming)" if stage.resumed else ""))
+        console.log(f"{stage.clip}: {stage.name}" + (f", the {stage.expert} expert" if stage.name == "expert" else "")
+                    + (" (resuming)" if stage.resumed else ""))
 
     def on_round(r):  # a line per DAgger round: a clip takes up to half an hour
         ev = r.evaluation
@@ -542,7 +544,7 @@ def _cmd_zoo(args) -> int:
 
     rows = zoo(clips, args.out, config=config, trpo_samples=args.trpo_samples, video_seconds=args.video_seconds,
                address=args.ray, cpus_per_clip=args.cpus_per_clip, on_clip=on_clip, on_row=on_row,
-               learn_kwargs={"on_stage": on_stage, "on_round": on_round})
+               learn_kwargs={"on_stage": on_stage, "on_round": on_round, "on_progress": console.log})
     console.print(zoo_table(rows, f"imitate zoo: {len(rows)} clips, the final policy from phase 0 "
                                   f"({args.episodes} episodes)"))
     console.print(f"Wrote {args.out}/zoo.md and {args.out}/zoo.csv; each clip's policy.pt and summary.json are in "
