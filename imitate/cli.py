@@ -435,7 +435,7 @@ class _PipelineView:
         elif stage.name == "trpo":
             from .trpo import logged_iterations
 
-            console.print(f"4. TRPO fine-tuning from the last DAgger policy ({self.config.trpo.samples:,} samples)")
+            console.print(f"4. TRPO fine-tuning from the DAgger policy kept ({self.config.trpo.samples:,} samples)")
             # a resumed run shows the iterations it logged before, not an empty table
             self.table = LiveTable(trpo_table, logged_iterations(stage.path), last=15).start()
         else:

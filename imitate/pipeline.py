@@ -14,7 +14,8 @@ times its cost a label).
 ``run_pipeline(config, run_dir)`` runs it into run_dir (default ``runs/pipeline-CLIP``):
 - ``CLIP.h5``: the store; round 0 is built from mocap, labelled by the expert, if missing;
 - ``round_NNN.pt``, ``state.json``: SFT (round 0) and the DAgger rounds (imitate.dagger);
-- ``trpo/``: TRPO fine-tuning of the last DAgger policy (imitate.trpo), unless config.trpo is None
+- ``trpo/``: TRPO fine-tuning of the DAgger policy kept (the confirmed round's, else the best
+  round's by its own evaluation; imitate.trpo), unless config.trpo is None
   (``imitate pipeline`` adds its learning_curve.png);
 then every policy (and the PD expert, on the pd recipe) is evaluated from phase 0.  Killed at any point, the same
 call resumes: an existing store is reused, and finished rounds and TRPO iterations do not run
@@ -232,7 +233,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
         trpo_dir = run_dir / "trpo"
         _check_trpo_settings(trpo_dir, config.trpo)
         stage("trpo", trpo_dir, (trpo_dir / STATE_FILE).exists())
-        trainer = start(trpo_dir, env_config, config.trpo, checkpoints[last], on_progress=on_progress)
+        # from the round DAgger keeps, not the last: rounds can regress (a budget spent past the best)
+        trainer = start(trpo_dir, env_config, config.trpo, run_dir / best.checkpoint, on_progress=on_progress)
         iterations = trainer.run(on_iteration)
         checkpoints["+ TRPO"] = trpo_dir / "policy.pt"
 
