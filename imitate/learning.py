@@ -22,12 +22,12 @@ plus the store, the round checkpoints and state the stages keep.
 settings), one after another, or as Ray tasks (``address``; ``pip install 'imitate[ray]'``).
 A clip whose ``summary.json`` already holds this recipe's result is not learned again, and an
 unfinished one resumes where it stopped, so the same call resumes a stopped zoo.  After every
-clip, ``out/zoo.md`` and ``out/zoo.csv`` hold the table so far: one row per clip with the final
-policy's evaluation from phase 0 (normalised return, survival, episodes whole, the same from its
-confirmation's other starts, how they ended, joint and end-effector errors), the labels, env
-samples and minutes.  A clip that cannot be
-learned (it does not load, or its store is of another env) gets a row that says why, and the
-zoo goes on.
+clip, ``out/zoo.md`` and ``out/zoo.csv`` hold the table so far: one row per clip with the expert
+that labelled it, the final policy's evaluation from phase 0 (normalised return, survival,
+episodes whole, the same from its confirmation's other starts, how they ended, joint and
+end-effector errors), the labels, env samples and minutes.  A clip that cannot be learned (it
+does not load, no expert performs it, or its store is of another env) gets a row that says
+why, and the zoo goes on.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def learn(clip: str, out: str | Path | None = None, *,
                                   on_progress=on_progress, expert_factory=factory)
             break
         except ExpertFalls as exc:
-            refusals.append(exc)
+            refusals.append(exc.with_traceback(None))  # (its frames would hold the fallen expert)
             if i + 1 == len(rungs):
                 if len(refusals) == 1:
                     raise
@@ -312,12 +312,13 @@ def _learn_one(clip: str, folder: str, config, trpo_samples: int, video_seconds:
     return learn(clip, folder, config=config, trpo_samples=trpo_samples, video_seconds=video_seconds).summary
 
 
-def zoo(clips=None, out: str | Path = "runs/zoo", *, config: PipelineConfig | None = None, trpo_samples: int = 0,
-        video_seconds: float = 10.0, address: str | None = None, cpus_per_clip: int = 2,
+def zoo(clips=None, out: str | Path = "runs/zoo", *, config: PipelineConfig | Sequence[PipelineConfig] | None = None,
+        trpo_samples: int = 0, video_seconds: float = 10.0, address: str | None = None, cpus_per_clip: int = 2,
         on_clip: Callable[[str, int, int], None] | None = None,
         on_row: Callable[[ZooRow], None] | None = None, learn_kwargs: dict | None = None) -> list[ZooRow]:
-    """Learn every clip (names or paths; default ``CLASSIC_CLIPS``) into out/CLIP and write
-    out/zoo.md and out/zoo.csv (module docstring); the rows in the clips' order.
+    """Learn every clip (names or paths; default ``CLASSIC_CLIPS``) into out/CLIP with learn's
+    config (a recipe, or a ladder of them; default ``LADDER``'s) and write out/zoo.md and
+    out/zoo.csv (module docstring); the rows in the clips' order.
 
     address: run each clip as a Ray task of cpus_per_clip CPUs (``distributed.connect``: "auto"
     joins the running cluster, "local" starts one here); out must then be a folder every node

@@ -198,7 +198,12 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     begun = (run_dir / "state.json").exists() and not (run_dir / EXPERT_CHECK).exists()
     if config.expert_first and not begun:  # (a run begun before the check existed goes on unchecked)
         stage("expert", run_dir / EXPERT_CHECK, (run_dir / EXPERT_CHECK).exists())
-        check_expert(config, expert, env_config, run_dir, on_progress)
+        try:
+            check_expert(config, expert, env_config, run_dir, on_progress)
+        except ExpertFalls:
+            if hasattr(expert, "close"):  # (a RayExpert: free its workers for the next expert learn tries)
+                expert.close()
+            raise
     if store_path.exists():  # (after the check: learn's ladder reads a refused expert's check back here)
         _check_labeller(store_path, expert)
     stage("store", store_path, store_path.exists())
@@ -231,7 +236,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     iterations = []
     if config.trpo is not None:
         trpo_dir = run_dir / "trpo"
-        _check_trpo_settings(trpo_dir, config.trpo)
+        _check_trpo_settings(trpo_dir, config.trpo, run_dir / best.checkpoint)
         stage("trpo", trpo_dir, (trpo_dir / STATE_FILE).exists())
         # from the round DAgger keeps, not the last: rounds can regress (a budget spent past the best)
         trainer = start(trpo_dir, env_config, config.trpo, run_dir / best.checkpoint, on_progress=on_progress)
@@ -251,17 +256,22 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
                           confirmed=confirmed, confirmation=confirmation)
 
 
-def _check_trpo_settings(trpo_dir: Path, config: TRPOConfig) -> None:
+def _check_trpo_settings(trpo_dir: Path, config: TRPOConfig, init: Path) -> None:
     """Refuse to resume a TRPO stage begun with other settings than config's (its budget and
-    threads aside): a resumed run keeps its own policy noise and state, so the summary would
-    record settings it did not run with."""
+    threads aside) or from another checkpoint than init: a resumed run keeps its own policy noise
+    and state, so the summary would record settings it did not run with."""
     import json
     from dataclasses import asdict
 
     saved = trpo_dir / "config.json"
     if not (saved.exists() and (trpo_dir / STATE_FILE).exists()):
         return
-    began = json.loads(saved.read_text()).get("trpo", {})
+    record = json.loads(saved.read_text())
+    began_from = Path(record.get("init") or "").name  # (by name: the folder may have moved)
+    if began_from and began_from != init.name:
+        raise ConfigError(f"{trpo_dir}: its TRPO run began from {began_from}; this recipe's starts from {init.name}, "
+                          "the round DAgger keeps. Move that folder aside to run TRPO again from it")
+    began = record.get("trpo", {})
     free = ("samples", "sim_threads", "torch_threads", "checkpoint_every")
     wanted = json.loads(json.dumps(asdict(config)))
     differ = sorted(k for k in wanted if k not in free and began.get(k, wanted[k]) != wanted[k])
@@ -378,16 +388,21 @@ def whole_enough(result: RoundResult, share: float) -> bool:
 
 
 def _check_labeller(path: Path, expert) -> None:
-    """Refuse a store whose mocap round another kind of expert labelled (a run folder of another
-    recipe, e.g. the pd one's): its rounds and the recipe's would mix two experts' labels."""
-    from .experts import expert_id
+    """Refuse a store whose mocap round another expert labelled (a run folder of another recipe:
+    the pd one's, or the guided one's for the search's): its rounds and the recipe's would mix two
+    experts' labels.  Settings aside: a recipe whose search settings changed resumes."""
+    import json
 
-    def kind(checkpoint_id: str) -> str:  # a mocap round's checkpoint_id is expert_id's expert:KIND:HASH
-        return checkpoint_id.split(":")[1]
+    from .experts import expert_name, provenance_json
 
-    wanted = kind(expert_id(expert))
-    had = {kind(e["checkpoint_id"]) for e in DemoStore(path).episode_index()
-           if e["source"] == "mocap" and e["checkpoint_id"].startswith("expert:")}
+    store = DemoStore(path)
+    wanted = expert_name(json.loads(provenance_json(expert)))
+    had = set()
+    for checkpoint_id, eid in {e["checkpoint_id"]: e["id"] for e in store.episode_index()
+                               if e["source"] == "mocap" and e["checkpoint_id"].startswith("expert:")}.items():
+        labelled_by = store.episode_attrs(eid).get("labelled_by")
+        # (a store from before episodes kept their labeller: the kind in checkpoint_id, expert:KIND:HASH)
+        had.add(expert_name(json.loads(labelled_by)) if labelled_by else checkpoint_id.split(":")[1])
     if had and had != {wanted}:
         raise ConfigError(f"{path}: its mocap round was labelled by the {', '.join(sorted(had))} expert, not the "
                           f"{wanted} expert this recipe labels with; use another run folder")

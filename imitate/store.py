@@ -579,6 +579,12 @@ class DemoStore:
         with self._read() as f:
             return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
 
+    def episode_attrs(self, episode_id: int) -> dict:
+        """One episode's attributes (source, round, labelled_by, ...: the module docstring)."""
+        with self._read() as f:
+            attrs = f[f"episodes/{episode_id:07d}"].attrs
+            return {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
+
     @contextmanager
     def held_for_run(self, what: str = "a DAgger run"):
         """Hold the store for one run that appends round after round (a DAgger run): a second

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -264,10 +265,17 @@ def _ladder(tiny):
     return falls, performs
 
 
+_CLOSED = []  # the stand-ins learn closed
+
+
 def _pd_standing_in(clip, env_config):
     from imitate.experts.pd import PDExpert
 
-    return PDExpert(clip, env_config.action_space)
+    class Closable(PDExpert):  # as a RayExpert is: learn must free its workers once it has fallen
+        def close(self):
+            _CLOSED.append(self)
+
+    return Closable(clip, env_config.action_space)
 
 
 def test_learn_goes_down_its_ladder_to_the_first_expert_that_performs_the_clip(tmp_path, tiny):
@@ -282,6 +290,7 @@ def test_learn_goes_down_its_ladder_to_the_first_expert_that_performs_the_clip(t
     falls, performs = _ladder(tiny)
     notes = []
     factories = {"search": _pd_standing_in}
+    _CLOSED.clear()
     result = imitate.learn("walk", tmp_path / "o", config=(falls, performs), video_seconds=0,
                            on_progress=notes.append, expert_factory=factories)
     summary = result.summary
@@ -295,6 +304,7 @@ def test_learn_goes_down_its_ladder_to_the_first_expert_that_performs_the_clip(t
     checks = json.loads((tmp_path / "o" / EXPERT_CHECK).read_text())
     assert checks["search"]["evaluation"]["full_horizon"] == 0 and checks["pd"]["evaluation"]["full_horizon"] == 1
     assert [r["round"] for r in summary["rounds"]] == [0, 1] and (tmp_path / "o" / "policy.pt").exists()
+    assert len(_CLOSED) == 1  # the fallen expert was closed (a RayExpert's workers freed for the next)
 
     stamp = (tmp_path / "o" / EXPERT_CHECK).stat().st_mtime_ns
     again = imitate.learn("walk", tmp_path / "o", config=(falls, performs), video_seconds=0,
@@ -502,6 +512,10 @@ def test_the_guided_recipe_labels_every_round_around_the_reconstructed_trajector
     assert {source for source, _ in provenances} == {"mocap", "dagger", "plan"}  # the recipe's plan labels too
     assert all(p["kind"] == "search" and p["nominal"] == {"steps": len(ctrl), "sha256": digest}
                for _, p in provenances)
+    # the search recipe (no check) does not resume this folder: its store holds the guided expert's labels
+    with pytest.raises(imitate.ConfigError, match="labelled by the guided expert, not the search expert"):
+        imitate.learn(str(synthetic_clip_path), tmp_path / "o", config=replace(recipe, expert="search",
+                      search=tiny(imitate.RECIPES["search"]).search), video_seconds=0)
 
 
 def test_the_search_recipes_refusal_names_the_guided_expert_as_the_one_to_try(tmp_path):
@@ -567,3 +581,13 @@ def test_a_trpo_stage_begun_with_other_settings_is_not_resumed_as_todays(tmp_pat
     more = imitate.learn(str(synthetic_clip_path), out, config=replace(recipe, trpo=TRPOConfig(samples=1024)),
                          trpo_samples=2048, video_seconds=0)
     assert more.summary["env_samples"]["trpo"] == 2048
+    # a TRPO stage begun from another round than the one DAgger keeps (as learn began it from the
+    # last round before) is refused too, not continued under a summary that says otherwise
+    saved = out / "trpo" / "config.json"
+    record = json.loads(saved.read_text())
+    kept = Path(record["init"]).name
+    record["init"] = str(out / ("round_000.pt" if kept != "round_000.pt" else "round_001.pt"))
+    saved.write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match=f"began from round_00.\\.pt; this recipe's starts from {kept}"):
+        imitate.learn(str(synthetic_clip_path), out, config=replace(recipe, trpo=TRPOConfig(samples=1024)),
+                      trpo_samples=4096, video_seconds=0)

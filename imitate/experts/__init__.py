@@ -51,6 +51,12 @@ def provenance_json(expert) -> str:
     return json.dumps(p, sort_keys=True, default=str)
 
 
+def expert_name(provenance: dict) -> str:
+    """The name (EXPERTS) of the expert a provenance describes: "guided" for the search around a
+    reconstructed trajectory (a search with a nominal), else its kind."""
+    return "guided" if provenance.get("kind") == "search" and provenance.get("nominal") else provenance["kind"]
+
+
 def expert_id(expert) -> str:
     """A short name of an expert and its settings for a store round's checkpoint_id:
     expert:KIND:HASH, the hash of its provenance."""
