@@ -197,7 +197,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
                                progress=_preparation_notes(clip.name, on_progress)))
     begun = (run_dir / "state.json").exists() and not (run_dir / EXPERT_CHECK).exists()
     if config.expert_first and not begun:  # (a run begun before the check existed goes on unchecked)
-        stage("expert", run_dir / EXPERT_CHECK, (run_dir / EXPERT_CHECK).exists())
+        stage("expert", run_dir / EXPERT_CHECK, _checked_before(run_dir / EXPERT_CHECK, config.expert))
         try:
             check_expert(config, expert, env_config, run_dir, on_progress)
         except ExpertFalls:
@@ -366,6 +366,15 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
         raise ExpertFalls(env_config.clip, config.expert, end["time_s"], check.horizon_s, end["phase"], end["cause"],
                           path, other)
     return check
+
+
+def _checked_before(path: Path, expert: str) -> bool:
+    """Whether path (EXPERT_CHECK) holds a check of the expert called expert (or, as folders kept
+    it before learn's ladder, one unnamed check): whether check_expert may read it back."""
+    import json
+
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    return "key" in kept or expert in kept
 
 
 def _preparation_notes(clip: str, on_progress: Callable[[str], None] | None):

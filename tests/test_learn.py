@@ -291,8 +291,11 @@ def test_learn_goes_down_its_ladder_to_the_first_expert_that_performs_the_clip(t
     notes = []
     factories = {"search": _pd_standing_in}
     _CLOSED.clear()
+    stages = []
     result = imitate.learn("walk", tmp_path / "o", config=(falls, performs), video_seconds=0,
-                           on_progress=notes.append, expert_factory=factories)
+                           on_progress=notes.append, expert_factory=factories, on_stage=stages.append)
+    # each expert's check is reported as new the first time (the file already exists for the second)
+    assert [(s.expert, s.resumed) for s in stages if s.name == "expert"] == [("search", False), ("pd", False)]
     summary = result.summary
     rungs = ladder_of("walk", (falls, performs))
     assert summary["settings"] == settings_json(rungs[1]) and summary["settings"]["expert"] == "pd"
@@ -307,8 +310,10 @@ def test_learn_goes_down_its_ladder_to_the_first_expert_that_performs_the_clip(t
     assert len(_CLOSED) == 1  # the fallen expert was closed (a RayExpert's workers freed for the next)
 
     stamp = (tmp_path / "o" / EXPERT_CHECK).stat().st_mtime_ns
+    stages.clear()
     again = imitate.learn("walk", tmp_path / "o", config=(falls, performs), video_seconds=0,
-                          expert_factory=factories)
+                          expert_factory=factories, on_stage=stages.append)
+    assert [(s.expert, s.resumed) for s in stages if s.name == "expert"] == [("search", True), ("pd", True)]
     assert (tmp_path / "o" / EXPERT_CHECK).stat().st_mtime_ns == stamp  # both checks read back
     assert again.summary["rounds"] == summary["rounds"] and again.summary["refused"] == summary["refused"]
 
