@@ -38,6 +38,9 @@ class EnvConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     lookahead_s: float = 1.0 / 30.0  # how far ahead the observed reference is [s]
     random_start: bool = True  # reference state initialisation at a random time in the clip
+    # with random_start, this share of episodes starts at time 0 instead, as the evaluation's do
+    # (a policy trained only from random times may not balance from the standing start)
+    zero_start_share: float = 0.0
     episode_s: float | None = None  # time limit [s]; None: 20 s looping, else the clip's rest
     fall_bodies: str | tuple[str, ...] = "clip"  # their floor contact ends the episode (FALL_RULES)
     max_root_drop_m: float = 0.4  # ends the episode when the root is this far below the reference's
@@ -60,6 +63,8 @@ class EnvConfig:
         else:
             object.__setattr__(self, "fall_bodies", tuple(self.fall_bodies))
             hum.fall_sensor_names(self.fall_bodies)  # validates the names
+        if not 0.0 <= self.zero_start_share <= 1.0:
+            raise ConfigError(f"zero_start_share must be in [0, 1]; found {self.zero_start_share}")
         if self.episode_s is not None and not self.episode_s > 0:
             raise ConfigError(f"episode_s must be > 0 or None; found {self.episode_s}")
         if not (self.lookahead_s >= 0 and self.max_root_drop_m > 0):

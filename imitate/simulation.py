@@ -354,7 +354,11 @@ class Simulation:
         return qpos, qvel, body_pos, com
 
     def start_times(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Episode start times (n,) [s]: uniform over the clip with random_start, else 0."""
+        """Episode start times (n,) [s]: uniform over the clip with random_start (each 0 instead
+        with probability zero_start_share), else 0."""
         if not self.config.random_start:
             return np.zeros(n)
-        return rng.uniform(0.0, self.clip.duration_s, size=n)
+        times = rng.uniform(0.0, self.clip.duration_s, size=n)
+        if self.config.zero_start_share > 0:  # (no draw at 0: a share of 0 keeps earlier runs' streams)
+            times[rng.random(n) < self.config.zero_start_share] = 0.0
+        return times

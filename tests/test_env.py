@@ -18,6 +18,7 @@ import imitate.env
 from imitate import humanoid as hum
 from imitate.config import EnvConfig, action_to_ctrl, targets_to_action
 from imitate.env import ImitationEnv, ImitationVecEnv
+from imitate.errors import ConfigError
 from imitate.observation import OBS_NAMES, observe
 from imitate.simulation import Simulation
 
@@ -160,6 +161,25 @@ def test_single_env_different_seeds_different_start_times():
     assert all(0.0 <= t < env.clip.duration_s for t in starts)
     fixed = imitate.make_env("walk", random_start=False)
     assert {fixed.reset(seed=s)[1]["start_time_s"] for s in range(3)} == {0.0}
+
+
+def test_a_share_of_episodes_starts_at_time_zero_with_zero_start_share():
+    """EnvConfig.zero_start_share: each random start is 0 instead with that probability (a
+    binomial count of zeros; the rest uniform over the clip); 0 (the default) draws exactly the
+    uniform times earlier versions drew from the same generator; out of [0, 1] is refused."""
+    from scipy.stats import binomtest
+
+    n = 2000
+    plain = Simulation(EnvConfig(), 1).start_times(np.random.default_rng(5), n)
+    duration = Simulation(EnvConfig(), 1).clip.duration_s
+    assert np.array_equal(plain, np.random.default_rng(5).uniform(0.0, duration, size=n))
+    mixed = Simulation(EnvConfig(zero_start_share=0.25), 1).start_times(np.random.default_rng(5), n)
+    zeros = int((mixed == 0.0).sum())
+    assert binomtest(zeros, n, 0.25).pvalue > 1e-4
+    assert np.array_equal(mixed[mixed > 0], plain[mixed > 0])  # the others: the same uniform draws
+    assert (Simulation(EnvConfig(zero_start_share=1.0), 1).start_times(np.random.default_rng(5), 50) == 0).all()
+    with pytest.raises(ConfigError, match="zero_start_share must be in"):
+        EnvConfig(zero_start_share=1.5)
 
 
 def _run_vec(env, seed, actions):
