@@ -195,37 +195,36 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), run_dir: str | os.Pa
     expert = (expert_factory(clip, env_config) if expert_factory is not None
               else make_expert(config.expert, clip, env_config, search=config.search, tracking=config.tracking,
                                progress=_preparation_notes(clip.name, on_progress)))
-    begun = (run_dir / "state.json").exists() and not (run_dir / EXPERT_CHECK).exists()
-    if config.expert_first and not begun:  # (a run begun before the check existed goes on unchecked)
-        stage("expert", run_dir / EXPERT_CHECK, _checked_before(run_dir / EXPERT_CHECK, config.expert))
-        try:
+    try:  # the expert labels up to the last DAgger round
+        begun = (run_dir / "state.json").exists() and not (run_dir / EXPERT_CHECK).exists()
+        if config.expert_first and not begun:  # (a run begun before the check existed goes on unchecked)
+            stage("expert", run_dir / EXPERT_CHECK, _checked_before(run_dir / EXPERT_CHECK, config.expert))
             check_expert(config, expert, env_config, run_dir, on_progress)
-        except ExpertFalls:
-            if hasattr(expert, "close"):  # (a RayExpert: free its workers for the next expert learn tries)
-                expert.close()
-            raise
-    if store_path.exists():  # (after the check: learn's ladder reads a refused expert's check back here)
-        _check_labeller(store_path, expert)
-    stage("store", store_path, store_path.exists())
-    if not store_path.exists():
-        build_mocap_store(store_path, env_config, config.build, expert=expert)
+        if store_path.exists():  # (after the check: learn's ladder reads a refused expert's check back here)
+            _check_labeller(store_path, expert)
+        stage("store", store_path, store_path.exists())
+        if not store_path.exists():
+            build_mocap_store(store_path, env_config, config.build, expert=expert)
 
-    stage("dagger", store_path, bool(finished_rounds(run_dir)))
-    trainer = DAggerTrainer(run_dir, store_path, config.dagger, expert=expert, on_round=on_round,
-                            on_progress=on_progress)
-    confirmed = confirmation = None
-    with trainer.store.held_for_run():
-        trainer.start()
-        while True:
-            latest = trainer.results[-1]
-            if config.stop_when_whole and whole_enough(latest, config.stop_share):
-                check = confirm_round(config, latest, env_config, run_dir, on_progress)
-                if check.full_horizon >= config.stop_share * check.episodes - 1e-9:
-                    confirmed, confirmation = latest, check
+        stage("dagger", store_path, bool(finished_rounds(run_dir)))
+        trainer = DAggerTrainer(run_dir, store_path, config.dagger, expert=expert, on_round=on_round,
+                                on_progress=on_progress)
+        confirmed = confirmation = None
+        with trainer.store.held_for_run():
+            trainer.start()
+            while True:
+                latest = trainer.results[-1]
+                if config.stop_when_whole and whole_enough(latest, config.stop_share):
+                    check = confirm_round(config, latest, env_config, run_dir, on_progress)
+                    if check.full_horizon >= config.stop_share * check.episodes - 1e-9:
+                        confirmed, confirmation = latest, check
+                        break
+                if latest.round >= config.dagger.rounds:
                     break
-            if latest.round >= config.dagger.rounds:
-                break
-            trainer.round(latest.round + 1)
+                trainer.round(latest.round + 1)
+    finally:  # free what the expert holds (a RayExpert's workers) for what comes next, e.g. learn's next expert
+        if hasattr(expert, "close"):
+            expert.close()
     rounds = trainer.results
     last = f"DAgger (round {rounds[-1].round})"
     checkpoints = {"SFT (round 0)": run_dir / rounds[0].checkpoint, last: run_dir / rounds[-1].checkpoint}
@@ -338,9 +337,7 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
         horizon_s = load_clip(env_config.clip).episode_horizon_s(horizon_s)
     key = {"expert": json.loads(provenance_json(expert)), "horizon_s": horizon_s,
            "init_noise_rad": config.eval_init_noise_rad}  # another expert or horizon: check again
-    kept = json.loads(path.read_text()) if path.exists() else {}
-    if "key" in kept:  # one check of an unnamed expert, as folders kept it before learn's ladder
-        kept = {"": kept}
+    kept = _kept_checks(path)
     mine = next((c for c in (kept.get(config.expert), kept.get("")) if c and c["key"] == key), None)
     if mine is not None:
         check = EvalResult.from_dict(mine["evaluation"])
@@ -368,13 +365,19 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
     return check
 
 
-def _checked_before(path: Path, expert: str) -> bool:
-    """Whether path (EXPERT_CHECK) holds a check of the expert called expert (or, as folders kept
-    it before learn's ladder, one unnamed check): whether check_expert may read it back."""
+def _kept_checks(path: Path) -> dict:
+    """path's (EXPERT_CHECK) checks by expert name; a folder from before learn's ladder kept one
+    check of an unnamed expert, under ""."""
     import json
 
     kept = json.loads(path.read_text()) if path.exists() else {}
-    return "key" in kept or expert in kept
+    return {"": kept} if "key" in kept else kept
+
+
+def _checked_before(path: Path, expert: str) -> bool:
+    """Whether path holds a check check_expert may read back for the expert called expert."""
+    kept = _kept_checks(path)
+    return expert in kept or "" in kept
 
 
 def _preparation_notes(clip: str, on_progress: Callable[[str], None] | None):

@@ -577,13 +577,12 @@ class DemoStore:
 
     def attrs(self) -> dict:
         with self._read() as f:
-            return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            return _plain_attrs(f.attrs)
 
     def episode_attrs(self, episode_id: int) -> dict:
         """One episode's attributes (source, round, labelled_by, ...: the module docstring)."""
         with self._read() as f:
-            attrs = f[f"episodes/{episode_id:07d}"].attrs
-            return {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
+            return _plain_attrs(f[f"episodes/{episode_id:07d}"].attrs)
 
     @contextmanager
     def held_for_run(self, what: str = "a DAgger run"):
@@ -653,3 +652,8 @@ def iterate_batches(data: dict[str, np.ndarray], batch_size: int, *, shuffle: bo
     for start in range(0, max(stop, 0), batch_size):
         idx = torch.from_numpy(order[start:start + batch_size])
         yield {k: t[idx] for k, t in tensors.items()}
+
+
+def _plain_attrs(attrs) -> dict:
+    """HDF5 attributes as Python values (numpy scalars unwrapped)."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
