@@ -389,8 +389,6 @@ def _cmd_trpo(args) -> int:
             env_config = replace(env_config, fall_bodies=args.fall_bodies)
     else:
         env_config = _new_env_config(args.clip or "walk", args.action_space or "pd_target", args)
-    if args.zero_start_share is not None:
-        env_config = replace(env_config, zero_start_share=args.zero_start_share)
     config = config_from(args, TRPOConfig, seed=args.seed)
     trainer = start(args.out, env_config, config, args.init, on_progress=console.print)
     with LiveTable(trpo_table, last=15) as table:
@@ -887,16 +885,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action-space", default=None, choices=["pd_target", "torque"],
                    help="from scratch (default pd_target); with --init the checkpoint's")
     _add_fall_option(p, "the checkpoint's, or clip")
-    p.add_argument("--zero-start-share", type=float, default=None,
-                   help="the share of episodes that start at clip time 0, as the evaluation's do, instead of a "
-                        "random time (EnvConfig.zero_start_share; default: the checkpoint's, or 0)")
     p.add_argument("--out", required=True, help="run folder: policy.pt, log.csv, learning_curve.png (resumes)")
     from .settings import TRPOConfig
 
     add_options(p, TRPOConfig, {"samples": "--samples", "num_envs": "--num-envs", "steps_per_env": "--steps",
                                 "max_kl": "--max-kl", "sim_threads": "--sim-threads", "init_log_std": "--init-log-std",
                                 "set_log_std": "--log-std", "critic_warmup_iters": "--critic-warmup",
-                                "checkpoint_every": "--checkpoint-every"})
+                                "checkpoint_every": "--checkpoint-every", "zero_start_share": "--zero-start-share"})
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling and the initial weights")
     p.set_defaults(func=_cmd_trpo)
 

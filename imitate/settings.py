@@ -108,6 +108,11 @@ class TRPOConfig:
     # BC's default std of e^-1 = 0.37 action units (about 0.5 rad per joint)
     set_log_std: float | None = setting(None, "set the policy's log-std to this at the start, lowering it too (a "
                                               "balancing policy needs small noise: e.g. -2.5, std 0.08 action units)")
+    # a policy trained only from random clip times may not balance from the standing start that
+    # the evaluation's episodes begin with (docs/trpo.md: walk fell at 3 s from phase 0 until a
+    # quarter of TRPO's episodes started there)
+    zero_start_share: float | None = setting(None, "start this share of episodes at clip time 0 instead of a random "
+                                                   "time (EnvConfig.zero_start_share; default: the env's, or 0)")
     checkpoint_every: int = setting(5, "write the checkpoint every N iterations")
     seed: int = 0
     torch_threads: int = 1  # small batches: one thread leaves the other core to the physics
@@ -119,6 +124,8 @@ class TRPOConfig:
                self.fvp_subsample, self.torch_threads) < 1 or self.sim_threads < 0:
             raise ConfigError(f"TRPOConfig: samples, num_envs, steps_per_env, cg_iters, critic_epochs, fvp_subsample, "
                               f"torch_threads >= 1 and sim_threads >= 0; {self}")
+        if self.zero_start_share is not None and not 0.0 <= self.zero_start_share <= 1.0:
+            raise ConfigError(f"TRPOConfig.zero_start_share must be in [0, 1] or None; found {self.zero_start_share}")
         if self.set_log_std is not None and not math.isfinite(self.set_log_std):
             raise ConfigError(f"TRPOConfig.set_log_std must be finite or None; found {self.set_log_std}")
         if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.max_kl > 0 and 0 < self.shrink < 1):

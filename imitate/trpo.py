@@ -323,6 +323,8 @@ class TRPO:
         """sim: the batched env to train in (default: a Simulation of env_config with
         config.num_envs humanoids); anything with num_envs, obs, reset, start_times, step."""
         self.env_config = replace(env_config, random_start=True)
+        if config.zero_start_share is not None:
+            self.env_config = replace(self.env_config, zero_start_share=config.zero_start_share)
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -514,7 +516,7 @@ def start(run_dir, env_config: EnvConfig, config: TRPOConfig, init_checkpoint=No
     if saved.exists() and (Path(run_dir) / STATE_FILE).exists():
         # a resumed run keeps the episode settings (fall rule, limits) it started with
         started_in = EnvConfig(**json.loads(saved.read_text())["env"])
-        if started_in.policy_key() == env_config.policy_key() and started_in != env_config:
+        if started_in.policy_key() == env_config.policy_key() and started_in != replace(env_config, random_start=True):
             env_config = started_in
             if on_progress:
                 on_progress(f"resuming with the run's own env settings (config.json): {started_in.to_json()}")
@@ -524,5 +526,6 @@ def start(run_dir, env_config: EnvConfig, config: TRPOConfig, init_checkpoint=No
             on_progress(f"resuming TRPO at iteration {trainer.iteration} ({trainer.samples} samples)")
     else:
         write_text(Path(run_dir) / "config.json", json.dumps(
-            {"env": json.loads(env_config.to_json()), "trpo": asdict(config), "init": str(init_checkpoint)}, indent=2))
+            {"env": json.loads(trainer.env_config.to_json()), "trpo": asdict(config), "init": str(init_checkpoint)},
+            indent=2))
     return trainer

@@ -551,7 +551,8 @@ def test_learns_trpo_stage_explores_no_more_than_a_walking_policy_tolerates(tmp_
     """--trpo-samples after the search recipe's DAgger: TRPO's exploration noise on the actions
     starts at most 0.02 action units (a walking DAgger policy kept its feet in 2 of 10 episodes
     under 0.02 noise and falls within a second under TRPOConfig's default e^-1 = 0.37:
-    docs/trpo.md), and the TRPO policy becomes policy.pt."""
+    docs/trpo.md), a quarter of its episodes start at time 0 (without them walk's TRPO policy
+    fell from the standing start), and the TRPO policy becomes policy.pt."""
     import csv
     import math
 
@@ -562,13 +563,15 @@ def test_learns_trpo_stage_explores_no_more_than_a_walking_policy_tolerates(tmp_
                            video_seconds=0)
     first = next(csv.DictReader((out / "trpo" / "log.csv").open()))
     assert math.exp(float(first["log_std"])) <= 0.02
+    # and a quarter of its episodes start from the standing start, as the evaluation's do
+    assert json.loads((out / "trpo" / "config.json").read_text())["env"]["zero_start_share"] == 0.25
     assert result.summary["final_evaluation"] == "+ TRPO" and result.summary["env_samples"]["trpo"] == 2048
     assert (out / "policy.pt").read_bytes() == (out / "trpo" / "policy.pt").read_bytes()
 
 
 def test_a_trpo_stage_begun_with_other_settings_is_not_resumed_as_todays(tmp_path, synthetic_clip_path, tiny):
-    """A learn folder whose TRPO stage ran with other settings (here TRPOConfig's default noise,
-    e^-1, as learn used before) is refused in one line when learn asks for today's (e^-4), rather
+    """A learn folder whose TRPO stage ran with other settings (here TRPOConfig's defaults: noise
+    e^-1 and random starts only, as learn used before) is refused in one line when learn asks for today's (e^-4), rather
     than resumed under a summary that records settings it did not run with; more samples of the
     same settings resume."""
     from dataclasses import replace
@@ -580,7 +583,8 @@ def test_a_trpo_stage_begun_with_other_settings_is_not_resumed_as_todays(tmp_pat
     out, recipe = tmp_path / "out", tiny(imitate.RECIPES["search"])
     imitate.learn(str(synthetic_clip_path), out, config=replace(recipe, trpo=TRPOConfig(samples=1024)),
                   trpo_samples=1024, video_seconds=0)
-    with pytest.raises(ConfigError, match=r"begun with set_log_std=None; this recipe's is set_log_std=-4\.0") as e:
+    with pytest.raises(ConfigError, match=r"begun with set_log_std=None, zero_start_share=None; this recipe's is "
+                                         r"set_log_std=-4\.0, zero_start_share=0\.25") as e:
         imitate.learn(str(synthetic_clip_path), out, config=recipe, trpo_samples=2048, video_seconds=0)
     assert len(str(e.value).splitlines()) == 1
     more = imitate.learn(str(synthetic_clip_path), out, config=replace(recipe, trpo=TRPOConfig(samples=1024)),

@@ -724,6 +724,24 @@ def test_sim_threads_sets_the_simulation_threads(clip_config, tmp_path):
             small_config(**bad)
 
 
+def test_zero_start_share_starts_that_share_of_the_episodes_at_time_zero(clip_config, tmp_path):
+    """TRPOConfig.zero_start_share sets the env's share of episodes begun at clip time 0: with 1
+    every humanoid starts at 0, with 0 none does (random starts), and None keeps the env's own;
+    the run's config.json and checkpoint record the env it trained in."""
+    everyone = start(tmp_path / "all", clip_config, small_config(num_envs=8, zero_start_share=1.0))
+    np.testing.assert_array_equal(everyone.sim.ref_time_s, np.zeros(8))
+    assert json.loads((tmp_path / "all" / "config.json").read_text())["env"]["zero_start_share"] == 1.0
+    everyone.run()
+    assert load_checkpoint(tmp_path / "all" / "policy.pt")[1].zero_start_share == 1.0
+    nobody = start(tmp_path / "none", replace(clip_config, zero_start_share=1.0), small_config(num_envs=8,
+                                                                                              zero_start_share=0.0))
+    assert (nobody.sim.ref_time_s > 0).all()
+    kept = start(tmp_path / "kept", replace(clip_config, zero_start_share=1.0), small_config(num_envs=8))
+    np.testing.assert_array_equal(kept.sim.ref_time_s, np.zeros(8))
+    with pytest.raises(ConfigError, match="zero_start_share must be in"):
+        small_config(zero_start_share=1.5)
+
+
 def test_set_log_std_sets_it_exactly_even_below_the_checkpoints(clip_config, tmp_path):
     tiny_checkpoint(tmp_path / "sft.pt", clip_config)  # log-std from -3 to 0
     trainer = start(tmp_path / "run", clip_config, small_config(set_log_std=-2.5), init_checkpoint=tmp_path / "sft.pt")
