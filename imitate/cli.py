@@ -961,7 +961,8 @@ def _learn_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=5, help="final evaluation episodes from phase 0")
     p.add_argument("--trpo-samples", type=int, default=0,
                    help="TRPO samples after DAgger (0: none); the search and guided recipes explore with noise e^-4 "
-                        "(a balancing policy needs small noise), the pd recipe with its own TRPO settings")
+                        "(a balancing policy needs small noise) and start a quarter of the episodes at time 0, the pd "
+                        "recipe with its own TRPO settings")
     p.add_argument("--video-seconds", type=float, default=10.0, help="seconds of best.mp4 (0: none)")
     p.add_argument("--no-expert-check", dest="expert_check", action="store_false",
                    help="learn even if the expert alone falls from phase 0 (the search and guided recipes check it "
