@@ -272,10 +272,11 @@ def _check_trpo_settings(trpo_dir: Path, config: TRPOConfig, init: Path) -> None
     if began_from and began_from != init.name:
         raise ConfigError(f"{trpo_dir}: its TRPO run began from {began_from}; this recipe's starts from {init.name}, "
                           "the round DAgger keeps. Move that folder aside to run TRPO again from it")
-    began = record.get("trpo", {})
     free = ("samples", "sim_threads", "torch_threads", "checkpoint_every")
     wanted = json.loads(json.dumps(asdict(config)))
-    differ = sorted(k for k in wanted if k not in free and began.get(k, wanted[k]) != wanted[k])
+    # a setting the record lacks ran at its default then (it was added since)
+    began = {**json.loads(json.dumps(asdict(TRPOConfig()))), **record.get("trpo", {})}
+    differ = sorted(k for k in wanted if k not in free and began[k] != wanted[k])
     if differ:
         found = ", ".join(f"{k}={began[k]!r}" for k in differ)
         expected = ", ".join(f"{k}={wanted[k]!r}" for k in differ)

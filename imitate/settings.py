@@ -111,8 +111,10 @@ class TRPOConfig:
     # a policy trained only from random clip times may not balance from the standing start that
     # the evaluation's episodes begin with (docs/trpo.md: walk fell at 3 s from phase 0 until a
     # quarter of TRPO's episodes started there)
-    zero_start_share: float | None = setting(None, "start this share of episodes at clip time 0 instead of a random "
-                                                   "time (EnvConfig.zero_start_share; default: the env's, or 0)")
+    zero_start_share: float | None = setting(None, "start this share of episodes at clip time 0, as the evaluation's "
+                                                   "do, instead of a random time (EnvConfig.zero_start_share; "
+                                                   "default: the env's: the --init checkpoint's, or 0; a resumed run "
+                                                   "keeps its own)")
     checkpoint_every: int = setting(5, "write the checkpoint every N iterations")
     seed: int = 0
     torch_threads: int = 1  # small batches: one thread leaves the other core to the physics

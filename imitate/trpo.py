@@ -514,12 +514,15 @@ def start(run_dir, env_config: EnvConfig, config: TRPOConfig, init_checkpoint=No
         policy, _, _ = load_checkpoint(init_checkpoint, env_config)
     saved = Path(run_dir) / "config.json"
     if saved.exists() and (Path(run_dir) / STATE_FILE).exists():
-        # a resumed run keeps the episode settings (fall rule, limits) it started with
-        started_in = EnvConfig(**json.loads(saved.read_text())["env"])
-        if started_in.policy_key() == env_config.policy_key() and started_in != replace(env_config, random_start=True):
-            env_config = started_in
-            if on_progress:
+        # a resumed run keeps the episode settings (fall rule, limits, zero starts) it started with
+        started_in = replace(EnvConfig(**json.loads(saved.read_text())["env"]), random_start=True)
+        if started_in.policy_key() == env_config.policy_key():
+            asked = replace(env_config, random_start=True)
+            if config.zero_start_share is not None:
+                asked = replace(asked, zero_start_share=config.zero_start_share)
+            if started_in != asked and on_progress:
                 on_progress(f"resuming with the run's own env settings (config.json): {started_in.to_json()}")
+            env_config, config = started_in, replace(config, zero_start_share=started_in.zero_start_share)
     trainer = TRPO(env_config, config, run_dir, policy)
     if trainer.resume():
         if on_progress:

@@ -587,12 +587,19 @@ def test_a_trpo_stage_begun_with_other_settings_is_not_resumed_as_todays(tmp_pat
                                          r"set_log_std=-4\.0, zero_start_share=0\.25") as e:
         imitate.learn(str(synthetic_clip_path), out, config=recipe, trpo_samples=2048, video_seconds=0)
     assert len(str(e.value).splitlines()) == 1
+    # a record from before a setting existed ran at that setting's default, not at today's
+    saved = out / "trpo" / "config.json"
+    record = json.loads(saved.read_text())
+    del record["trpo"]["zero_start_share"]
+    saved.write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match=r"begun with zero_start_share=None; this recipe's is zero_start_share=0\.25"):
+        imitate.learn(str(synthetic_clip_path), out, video_seconds=0, trpo_samples=2048,
+                      config=replace(recipe, trpo=TRPOConfig(samples=1024, zero_start_share=0.25)))
     more = imitate.learn(str(synthetic_clip_path), out, config=replace(recipe, trpo=TRPOConfig(samples=1024)),
                          trpo_samples=2048, video_seconds=0)
     assert more.summary["env_samples"]["trpo"] == 2048
     # a TRPO stage begun from another round than the one DAgger keeps (as learn began it from the
     # last round before) is refused too, not continued under a summary that says otherwise
-    saved = out / "trpo" / "config.json"
     record = json.loads(saved.read_text())
     kept = Path(record["init"]).name
     record["init"] = str(out / ("round_000.pt" if kept != "round_000.pt" else "round_001.pt"))

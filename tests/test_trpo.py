@@ -740,6 +740,16 @@ def test_zero_start_share_starts_that_share_of_the_episodes_at_time_zero(clip_co
     np.testing.assert_array_equal(kept.sim.ref_time_s, np.zeros(8))
     with pytest.raises(ConfigError, match="zero_start_share must be in"):
         small_config(zero_start_share=1.5)
+    # resumed, a run keeps the share it began with and says so where another is asked for
+    notes = []
+    resumed = start(tmp_path / "all", clip_config, small_config(num_envs=8, samples=32, zero_start_share=0.5),
+                    on_progress=notes.append)
+    assert resumed.env_config.zero_start_share == 1.0 and resumed.config.zero_start_share == 1.0
+    assert any("own env settings" in n for n in notes)
+    notes.clear()
+    start(tmp_path / "all", clip_config, small_config(num_envs=8, samples=32, zero_start_share=1.0),
+          on_progress=notes.append)
+    assert not any("own env settings" in n for n in notes)
 
 
 def test_set_log_std_sets_it_exactly_even_below_the_checkpoints(clip_config, tmp_path):
