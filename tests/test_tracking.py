@@ -135,6 +135,14 @@ def test_a_clip_the_search_cannot_get_through_ends_the_trajectory_there(tmp_path
                             *linearise(hum.load_model(), trajectory.states, trajectory.ctrl, config.substeps)[:2],
                             info={})
     assert expert.reached_s == trajectory.reached_steps / 30
+    # it also gives up after max_stalled_rewinds rewinds in a row that get no further, however
+    # many rewinds in all it may still make: every try past the furthest window here falls
+    for stall in (1, 3):
+        stuck = reconstruct(clip, config, 6, ReconstructConfig(samples=6, elites=2, window_steps=1, lookahead_steps=0,
+                                                               max_rewinds=40, max_stalled_rewinds=stall, nthread=1))
+        assert stuck.rewinds == stall and stuck.reached_steps == trajectory.reached_steps
+    with pytest.raises(ConfigError, match="max_stalled_rewinds"):
+        ReconstructConfig(max_stalled_rewinds=-1)
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ that cost, continue from their states at the window's end.  The lookahead is wha
 through runs, jumps and cartwheels: without it the elites are poses that track well now and
 fall a few steps later.  When fewer than a fifth of the elites survive a window, the search
 rewinds a few windows and retries them with twice the samples and 1.5x the noise (at most 3
-doublings, ``max_rewinds`` rewinds in all); past that it stops, and the trajectory ends there
-(``reached_steps``).  Deterministic for a seed.  Cost per candidate and step: ``pose_weight`` x
-the reward's weighted squared joint angles + ``velocity_weight`` x its squared joint-rate errors +
+doublings); after ``max_rewinds`` rewinds in all, or ``max_stalled_rewinds`` in a row that got no
+further than it had been, it stops, and the trajectory ends there (``reached_steps``).
+Deterministic for a seed.  Cost per candidate and step: ``pose_weight`` x the reward's weighted
+squared joint angles + ``velocity_weight`` x its squared joint-rate errors +
 ``end_effector_weight`` x squared end-effector offsets (root-relative, heading frame) +
 ``root_height_weight`` x squared root-height error + ``root_position_weight`` x squared
 horizontal root offset + ``root_velocity_weight`` x squared root linear-velocity error +
@@ -66,14 +67,18 @@ class ReconstructConfig:
     # rewinds before the search gives up, the trajectory ending there (walk and run needed none,
     # the cartwheel 10 on 5 s); bounds the time spent on a clip it cannot perform
     max_rewinds: int = 40
+    # rewinds in a row that get no further before it gives up: the clips it performs stalled for
+    # at most 2 (punch, both getups), jump for 27 over its last 23 minutes (docs/tracking_expert.md);
+    # bounds what a clip it cannot get through costs before the guided rung refuses it
+    max_stalled_rewinds: int = 10
     seed: int = 0
     nthread: int = 0  # rollout threads; 0: all cores
 
     def __post_init__(self):
         if not (self.samples >= self.elites >= 1 and self.window_steps >= 1 and self.lookahead_steps >= 0
-                and self.max_rewinds >= 0):
+                and self.max_rewinds >= 0 and self.max_stalled_rewinds >= 0):
             raise ConfigError(f"ReconstructConfig: samples >= elites >= 1, window_steps >= 1, lookahead_steps "
-                              f">= 0 and max_rewinds >= 0; found {self}")
+                              f">= 0, max_rewinds >= 0 and max_stalled_rewinds >= 0; found {self}")
         if not (self.noise_rad >= 0 and 0 <= self.offset_carry <= 1):
             raise ConfigError(f"ReconstructConfig: noise_rad >= 0 and 0 <= offset_carry <= 1; found "
                               f"{self.noise_rad}, {self.offset_carry}")
@@ -135,6 +140,7 @@ def reconstruct(clip: MotionClip, env_config: EnvConfig, horizon_steps: int,
     boost = np.zeros(windows, int)
     state0 = start_state(clip, env_config)
     w = rewinds = physics_steps = 0
+    furthest = stalled = 0  # the most windows completed; rewinds since that grew
     while w < windows:
         elites, elite_off = (state0[None], np.zeros((1, hum.NU))) if w == 0 else levels[w - 1][:2]
         k0 = w * w_len
@@ -172,15 +178,18 @@ def reconstruct(clip: MotionClip, env_config: EnvConfig, horizon_steps: int,
         best = np.argsort(cost)[:cfg.elites]
         best = best[np.isfinite(cost[best])]
         if len(best) < max(1, cfg.elites // 5):
-            if rewinds >= cfg.max_rewinds:
+            if rewinds >= cfg.max_rewinds or stalled >= cfg.max_stalled_rewinds:
                 break
             rewinds += 1
+            stalled += 1
             back = min(w, 1 + boost[w])  # rewind further each time a window fails again
             boost[w - back:w + 1] = np.minimum(boost[w - back:w + 1] + 1, 3)
             w -= back
             continue
         levels[w] = (ends[best], new_off[best], parent[best], targets[best], window_costs[best])
         w += 1
+        if w > furthest:
+            furthest, stalled = w, 0
         if progress:
             progress(min(w * w_len, horizon_steps), horizon_steps)
     ctrl, costs, i = [], [], 0  # the best path, traced back from the last completed window
