@@ -109,8 +109,8 @@ class TRPOConfig:
     set_log_std: float | None = setting(None, "set the policy's log-std to this at the start, lowering it too (a "
                                               "balancing policy needs small noise: e.g. -2.5, std 0.08 action units)")
     # a policy trained only from random clip times may not balance from the standing start that
-    # the evaluation's episodes begin with (docs/trpo.md: walk fell at 3 s from phase 0 until a
-    # quarter of TRPO's episodes started there)
+    # the evaluation's episodes begin with (docs/trpo.md: one walk run fell at 3 s from phase 0
+    # until a quarter of TRPO's episodes started there)
     zero_start_share: float | None = setting(None, "start this share of episodes at clip time 0, as the evaluation's "
                                                    "do, instead of a random time (EnvConfig.zero_start_share; "
                                                    "default: the env's: the --init checkpoint's, or 0; a resumed run "
