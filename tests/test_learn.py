@@ -551,7 +551,7 @@ def test_learns_trpo_stage_explores_no_more_than_a_walking_policy_tolerates(tmp_
     """--trpo-samples after the search recipe's DAgger: TRPO's exploration noise on the actions
     starts at most 0.02 action units (a walking DAgger policy kept its feet in 2 of 10 episodes
     under 0.02 noise and falls within a second under TRPOConfig's default e^-1 = 0.37:
-    docs/trpo.md), a quarter of its episodes start at time 0 (without them walk's TRPO policy
+    docs/trpo.md), a quarter of its episodes start at time 0 (one walk TRPO run without them
     fell from the standing start), and the TRPO policy becomes policy.pt."""
     import csv
     import math
