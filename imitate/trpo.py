@@ -315,6 +315,13 @@ def _rollout(sim: Simulation, policy: GaussianPolicy, critic: Critic, steps: int
             "episode_lengths": ep_lengths, "falls": falls}
 
 
+def training_env(env_config: EnvConfig, config: TRPOConfig) -> EnvConfig:
+    """The env TRPO trains in: env_config with random starts, and config's share of them at time
+    0 where config sets one."""
+    env = replace(env_config, random_start=True)
+    return env if config.zero_start_share is None else replace(env, zero_start_share=config.zero_start_share)
+
+
 class TRPO:
     """The trainer; ``run()`` trains until config.samples, checkpointing into run_dir."""
 
@@ -322,9 +329,7 @@ class TRPO:
                  policy: GaussianPolicy | None = None, sim=None):
         """sim: the batched env to train in (default: a Simulation of env_config with
         config.num_envs humanoids); anything with num_envs, obs, reset, start_times, step."""
-        self.env_config = replace(env_config, random_start=True)
-        if config.zero_start_share is not None:
-            self.env_config = replace(self.env_config, zero_start_share=config.zero_start_share)
+        self.env_config = training_env(env_config, config)
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -517,10 +522,7 @@ def start(run_dir, env_config: EnvConfig, config: TRPOConfig, init_checkpoint=No
         # a resumed run keeps the episode settings (fall rule, limits, zero starts) it started with
         started_in = replace(EnvConfig(**json.loads(saved.read_text())["env"]), random_start=True)
         if started_in.policy_key() == env_config.policy_key():
-            asked = replace(env_config, random_start=True)
-            if config.zero_start_share is not None:
-                asked = replace(asked, zero_start_share=config.zero_start_share)
-            if started_in != asked and on_progress:
+            if started_in != training_env(env_config, config) and on_progress:
                 on_progress(f"resuming with the run's own env settings (config.json): {started_in.to_json()}")
             env_config, config = started_in, replace(config, zero_start_share=started_in.zero_start_share)
     trainer = TRPO(env_config, config, run_dir, policy)
