@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .evaluation import EvalResult, Stat, summarize_endings
@@ -114,12 +115,56 @@ def store_tables(summary: dict) -> list[Table]:
     return [t_meta, t_rounds, t_fields, t_splits]
 
 
-def progress_bar():
-    """A rich progress bar for long work (building, training, preparing an expert), on stderr."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def progress_bar(console: Console | None = None, get_time: Callable[[], float] | None = None):
+    """A rich progress bar for long work (building, training, preparing an expert), on stderr
+    (or console).  Where that is not a terminal (a log file, nohup), a ``LoggedProgress``."""
+    console = console or progress_console
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    if console.is_terminal:
+        return Progress(*columns, console=console, get_time=get_time)
+    return LoggedProgress(*columns, console=console, get_time=get_time)
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=progress_console)
+
+def _minutes(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class LoggedProgress(Progress):
+    """rich's Progress for output that is not a terminal.  rich draws nothing there until the
+    work ends, so a log of a long job would say nothing for an hour: instead each task prints
+    one line at most every ``every_s`` seconds [s] (what is done, the time taken, rich's
+    estimate of the time left) and one when it completes."""
+
+    def __init__(self, *columns, every_s: float = 30.0, **kwargs):
+        super().__init__(*columns, disable=True, **kwargs)
+        self.every_s = every_s
+        self._last_line: dict = {}  # task id -> time of its last line [s]
+        self._completed_lines: set = set()
+
+    def update(self, task_id, **kwargs) -> None:
+        super().update(task_id, **kwargs)
+        self._line(task_id)
+
+    def advance(self, task_id, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._line(task_id)
+
+    def _line(self, task_id) -> None:
+        task = next(t for t in self.tasks if t.id == task_id)
+        now = self.get_time()
+        if task.finished:
+            if task_id in self._completed_lines:
+                return
+            self._completed_lines.add(task_id)
+        elif now - self._last_line.get(task_id, now if task.start_time is None else task.start_time) < self.every_s:
+            return
+        self._last_line[task_id] = now
+        done = f"{task.completed:g}/{task.total:g}" if task.total is not None else f"{task.completed:g}"
+        line = f"{task.description}: {done}, {_minutes(task.elapsed or 0.0)} elapsed"
+        if not task.finished and task.time_remaining is not None:
+            line += f", about {_minutes(task.time_remaining)} left"
+        self.console.print(escape(line), highlight=False, soft_wrap=True)
 
 
 class LiveTable:

@@ -25,6 +25,7 @@ again (the evaluation does).  Nothing here prints: stages and progress go to cal
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -384,14 +385,22 @@ def _checked_before(path: Path, expert: str) -> bool:
     return expert in kept or "" in kept
 
 
-def _preparation_notes(clip: str, on_progress: Callable[[str], None] | None):
+def _preparation_notes(clip: str, on_progress: Callable[[str], None] | None, every_s: float = 60.0,
+                       clock: Callable[[], float] = time.monotonic):
     """progress(done, total, what) of the tracking expert's preparation (the guided expert's
-    trajectory, minutes on first use) as on_progress notes, one per tenth of each part."""
+    trajectory, minutes on first use) as on_progress notes: one when each part first gets a tenth
+    further, one when it ends, and one every every_s [s] between (a reconstruction that rewinds
+    for many minutes without getting further still says where it is)."""
     if on_progress is None:
         return None
+    furthest: dict[str, int] = {}  # part -> the most tenths done
+    last = [clock()]  # time of the last note
 
     def progress(done: int, total: int, what: str) -> None:
-        if done == total or done * 10 // total != (done - 1) * 10 // total:
+        tenth, now = done * 10 // total, clock()
+        if done == total or tenth > furthest.get(what, 0) or now - last[0] >= every_s:
+            furthest[what] = max(tenth, furthest.get(what, 0))
+            last[0] = now
             on_progress(f"{what} {clip} for the guided expert (once; then cached): {done}/{total}")
     return progress
 

@@ -351,11 +351,13 @@ def test_the_guided_search_starts_from_the_trajectory_and_batches_like_one_by_on
     monkeypatch.setenv("IMITATE_CACHE", str(tmp_path / "cache"))
     made = make_expert("guided", clip, config, search=search, tracking=SMALL_TRACKING)
     # (the looping clip's 6 prepared steps are less than its 8-step cycle: one step a phase bin, so
-    # the periodic targets are the trajectory's own)
-    np.testing.assert_allclose(made.nominal_targets, prepared.ctrl, atol=1e-12)
+    # the periodic targets are the trajectory's own, and go on for the search's horizon past it)
+    assert len(made.nominal_targets) == prepared.info["horizon_steps"] + search.horizon
+    np.testing.assert_allclose(made.nominal_targets[:len(prepared.ctrl)], prepared.ctrl, atol=1e-12)
     from imitate.experts.search import periodic_targets
 
-    around = SearchExpert(clip, config, search, nominal_targets=periodic_targets(clip, config, prepared.ctrl))
+    around = SearchExpert(clip, config, search, nominal_targets=periodic_targets(
+        clip, config, prepared.ctrl, prepared.info["horizon_steps"] + search.horizon))
     np.testing.assert_array_equal(made.label_states(states, times, keys), around.label_states(states, times, keys))
 
 
@@ -384,3 +386,28 @@ def test_periodic_targets_keep_the_phase_mean_of_the_offsets_and_drop_the_cycles
     assert np.abs(periodic - ctrl).max() > 0.05  # the cycles' own deviations are gone
     # a trajectory already periodic is left as it is
     np.testing.assert_allclose(periodic_targets(clip, config, periodic), periodic, atol=1e-12)
+
+
+def test_periodic_targets_go_on_past_a_trajectory_that_ended_part_way(clip_and_config):
+    """A reconstruction that gave up after 2.5 cycles (20 steps of the synthetic clip's 8-step
+    cycle) still guides 5 cycles: past its end, the reference's targets plus each phase's offset;
+    one that gave up within its first cycle (5 steps) leaves the phases it never reached at the
+    reference's own targets."""
+    from imitate.experts.search import periodic_targets
+
+    clip, config = clip_and_config
+    per_cycle, steps = 8, 40
+    reference = np.clip(clip.qpos(config.control_dt * np.arange(1, steps + 1))[:, hum.HINGE_QPOS],
+                        hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+    phase_offsets = np.random.default_rng(4).normal(0, 0.2, (per_cycle, hum.NU))
+    trajectory = np.array([reference[k] + phase_offsets[k % per_cycle] for k in range(steps)])
+    longer = periodic_targets(clip, config, trajectory[:20], steps)
+    assert longer.shape == (steps, hum.NU)
+    for k in range(steps):
+        np.testing.assert_allclose(longer[k], reference[k] + phase_offsets[k % per_cycle], atol=1e-12)
+    short = periodic_targets(clip, config, trajectory[:5], steps)
+    for k in range(steps):
+        expected = reference[k] + (phase_offsets[k % per_cycle] if k % per_cycle < 5 else 0.0)
+        np.testing.assert_allclose(short[k], expected, atol=1e-12)
+    # fewer steps asked than the trajectory has: all of the trajectory's
+    assert periodic_targets(clip, config, trajectory, 10).shape == (steps, hum.NU)

@@ -123,7 +123,7 @@ def reconstruct(clip: MotionClip, env_config: EnvConfig, horizon_steps: int,
                 progress: Callable[[int, int], None] | None = None) -> Trajectory:
     """Search servo targets that perform clip for horizon_steps control steps from phase 0, in
     env_config's simulator (pd_target servos; its control and physics rates, its fall rule).
-    progress(steps reached, horizon_steps) after each window."""
+    progress(steps reached, horizon_steps) after each window, fewer after a rewind."""
     if horizon_steps < 1:
         raise ConfigError(f"reconstruct: horizon_steps must be >= 1; found {horizon_steps}")
     cfg = config
@@ -185,6 +185,8 @@ def reconstruct(clip: MotionClip, env_config: EnvConfig, horizon_steps: int,
             back = min(w, 1 + boost[w])  # rewind further each time a window fails again
             boost[w - back:w + 1] = np.minimum(boost[w - back:w + 1] + 1, 3)
             w -= back
+            if progress:  # where it went back to: a log shows the rewinds, not only the advances
+                progress(w * w_len, horizon_steps)
             continue
         levels[w] = (ends[best], new_off[best], parent[best], targets[best], window_costs[best])
         w += 1

@@ -146,32 +146,43 @@ GUIDED_LABELS = DAGGER_LABELS
 PRESETS = {"plain": SearchConfig(), "dagger": DAGGER_LABELS, "learn": LEARN_LABELS}
 
 
-def periodic_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarray) -> np.ndarray:
-    """Servo targets (T, 28) [rad] of a looping clip's trajectory made periodic: the reference's
-    targets (clipped to the hinge ranges) plus the trajectory's offsets from them averaged over its
-    cycles in each phase bin (round(cycle / control dt) bins).  Target k is held over control step
-    k, so it is compared with the reference at (k + 1) dt, as ``SearchExpert.nominal`` does.
+def periodic_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarray, steps: int = 0) -> np.ndarray:
+    """Servo targets (max(T, steps), 28) [rad] of a looping clip's trajectory (T, 28) made
+    periodic: the reference's targets (clipped to the hinge ranges) plus the trajectory's offsets
+    from them averaged over its cycles in each phase bin (round(cycle / control dt) bins), for as
+    many control steps as the trajectory has, or steps if more.  Target k is held over control
+    step k, so it is compared with the reference at (k + 1) dt, as ``SearchExpert.nominal`` does.
     Why: a reconstructed trajectory's cycles differ (run: 0.09 rad RMS between cycles at the same
-    phase), and a learner that sees the phase, not the cycle, cannot fit labels that follow them."""
+    phase), and a learner that sees the phase, not the cycle, cannot fit labels that follow them.
+    Past the trajectory's end the phase means go on (a reconstruction that gave up part-way, after
+    a cycle or more, still guides the whole horizon); a phase bin it never reached keeps the
+    reference's own targets."""
     targets = np.asarray(targets, dtype=float)
     dt, cycle = env_config.control_dt, clip.duration_s
-    times = dt * np.arange(1, len(targets) + 1)
-    ref = np.clip(clip.qpos(times)[:, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
     bins = max(1, round(cycle / dt))
-    which = np.rint((times % cycle) / cycle * bins).astype(int) % bins  # (T,) each step's phase bin
-    offsets = targets - ref
+
+    def phase_bins(times):
+        return np.rint((times % cycle) / cycle * bins).astype(int) % bins
+
+    def reference(times):
+        return np.clip(clip.qpos(times)[:, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+
+    times = dt * np.arange(1, len(targets) + 1)
+    which = phase_bins(times)  # (T,) each step's phase bin
     counts = np.bincount(which, minlength=bins)
     sums = np.zeros((bins, hum.NU))
-    np.add.at(sums, which, offsets)
-    return ref + (sums / np.maximum(counts, 1)[:, None])[which]
+    np.add.at(sums, which, targets - reference(times))
+    means = sums / np.maximum(counts, 1)[:, None]
+    out_times = dt * np.arange(1, max(len(targets), steps) + 1)
+    return reference(out_times) + means[phase_bins(out_times)]
 
 
-def guided_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarray) -> np.ndarray:
+def guided_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarray, steps: int = 0) -> np.ndarray:
     """The servo targets (T, 28) [rad] the guided expert searches around, from a reconstructed
-    trajectory's: made periodic for a looping clip (``periodic_targets``; on run and walk, 2 x 5 s,
-    it performed as well or better: return 0.777 against 0.753, 0.904 against 0.858), as they
-    are otherwise."""
-    return periodic_targets(clip, env_config, targets) if clip.loop else np.asarray(targets, dtype=float)
+    trajectory's: made periodic for a looping clip, over at least steps control steps
+    (``periodic_targets``; on run and walk, 2 x 5 s, it performed as well or better: return 0.777
+    against 0.753, 0.904 against 0.858), as they are otherwise."""
+    return periodic_targets(clip, env_config, targets, steps) if clip.loop else np.asarray(targets, dtype=float)
 
 
 class SearchExpert:
@@ -385,6 +396,8 @@ def knot_weights(horizon: int, knots: int) -> np.ndarray:
 
 def guided_expert(clip: MotionClip, env_config: EnvConfig, search: SearchConfig, tracking, make=SearchExpert):
     """The guided expert: ``make(clip, env_config, search, nominal_targets=...)`` around a
-    prepared tracking expert's trajectory (``guided_targets``); make: SearchExpert, or any
+    prepared tracking expert's trajectory (``guided_targets``, over the horizon it was prepared for
+    and a search horizon more, however far the reconstruction got); make: SearchExpert, or any
     callable of that signature (``distributed.RayExpert`` with its workers bound)."""
-    return make(clip, env_config, search, nominal_targets=guided_targets(clip, env_config, tracking.ctrl))
+    steps = int(tracking.info["horizon_steps"]) + search.horizon
+    return make(clip, env_config, search, nominal_targets=guided_targets(clip, env_config, tracking.ctrl, steps))
