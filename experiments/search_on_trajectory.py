@@ -26,9 +26,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from rich.table import Table
 from search_budget import finished, save  # the neighbouring experiment's files and table rows
 
+from imitate import humanoid as hum
 from imitate.config import EnvConfig
 from imitate.console import console
 from imitate.evaluation import evaluate, expert_controller
@@ -48,8 +50,38 @@ VARIANTS = {
     # the trajectory's offsets averaged over its cycles at each phase (a looping clip): labels that
     # depend on the phase, not on which cycle of the trajectory the clip time falls in
     "nominal-periodic": {"planning_hz": None},
+    # the search's cost on the trajectory's own states instead of the clip's (``TrajectoryClip``):
+    # it tracks what the simulator can do, not the mocap the trajectory had to depart from
+    "trajectory-cost": {"planning_hz": None},
     "tracking": None,
 }
+
+
+class TrajectoryClip:
+    """A reconstructed trajectory as the search's reference: qpos and qvel (T, nq / nv) of its
+    state at the control step nearest each time (the clip's own past the trajectory's end);
+    everything else (its length, loop, fall rule) the clip's."""
+
+    def __init__(self, clip, tracking: TrackingExpert, config: EnvConfig):
+        self._clip, self._dt = clip, config.control_dt
+        states = np.asarray(tracking.states)  # (T + 1, nstate): time, qpos, qvel, ...
+        self._q, self._v = states[:, 1:1 + hum.NQ], states[:, 1 + hum.NQ:1 + hum.NQ + hum.NV]
+
+    def __getattr__(self, name):
+        return getattr(self._clip, name)
+
+    def _at(self, times, table, clip_values):
+        steps = np.rint(np.asarray(times, float) / self._dt).astype(int)
+        inside = (steps >= 0) & (steps < len(table))
+        out = clip_values(times).copy()
+        out[inside] = table[steps[inside]]
+        return out
+
+    def qpos(self, times):
+        return self._at(times, self._q, self._clip.qpos)
+
+    def qvel(self, times):
+        return self._at(times, self._v, self._clip.qvel)
 
 
 def run_one(clip_name: str, variant: str, episodes: int, seconds: float, trajectory_s: float, threads: int,
@@ -65,7 +97,11 @@ def run_one(clip_name: str, variant: str, episodes: int, seconds: float, traject
     else:
         search = replace(RECIPES["search"].search, nthread=threads, **VARIANTS[variant])
         targets = periodic_targets(clip, config, tracking.ctrl) if variant == "nominal-periodic" else tracking.ctrl
-        expert = SearchExpert(clip, config, search, nominal_targets=targets)  # the guided expert
+        reference, search_env = clip, config
+        if variant == "trajectory-cost":  # (the clip's fall rule, resolved on the clip itself)
+            reference = TrajectoryClip(clip, tracking, config)
+            search_env = replace(config, fall_bodies=config.fall_body_names(clip))
+        expert = SearchExpert(reference, search_env, search, nominal_targets=targets)  # the guided expert
     started = time.perf_counter()
     result = evaluate(expert_controller(expert), config, episodes=episodes, horizon_s=horizon,
                       init_noise_rad=0.01, nthread=threads, action_noise=action_noise)
