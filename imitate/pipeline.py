@@ -361,11 +361,15 @@ def check_expert(config: PipelineConfig, expert, env_config: EnvConfig, run_dir:
         write_text(path, json.dumps(kept, indent=2))
     if check.full_horizon < check.episodes:
         end = check.endings[0]
+        cause = end["cause"]
+        reconstructed_s = getattr(expert, "reconstructed_s", None)  # the guided expert's trajectory
+        if reconstructed_s is not None and reconstructed_s < check.horizon_s - 1e-9:
+            cause += f"; its trajectory, reconstructed offline, gave up at {reconstructed_s:.2f} s"
         # the guided expert performs clips the search cannot (run, roll, punch, the getups), at
         # several times its cost a label: the one other expert worth a try
         other = "; --expert guided searches around a trajectory reconstructed offline, which performs more clips" \
             if config.expert == "search" else ""
-        raise ExpertFalls(env_config.clip, config.expert, end["time_s"], check.horizon_s, end["phase"], end["cause"],
+        raise ExpertFalls(env_config.clip, config.expert, end["time_s"], check.horizon_s, end["phase"], cause,
                           path, other)
     return check
 

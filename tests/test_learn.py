@@ -365,6 +365,33 @@ def test_a_clip_no_expert_of_the_ladder_performs_is_refused_in_one_line_naming_e
     assert len(message.splitlines()) == 1 and not (tmp_path / "o" / "walk.h5").exists()
 
 
+def test_a_guided_experts_fall_says_where_its_reconstructed_trajectory_gave_up(tmp_path, tiny):
+    """An expert whose trajectory was reconstructed only part of the way (the guided expert's
+    reconstructed_s; the PD servos standing in, falling at about 1.4 s) is refused with where the
+    reconstruction gave up beside when and why it fell; one whose trajectory goes the whole way is not."""
+    from dataclasses import replace
+
+    import imitate
+    from imitate.errors import ExpertError
+
+    falls, _ = _ladder(tiny)
+
+    def partly_reconstructed(reached_s):
+        def make(clip, env_config):
+            expert = _pd_standing_in(clip, env_config)
+            expert.reconstructed_s = reached_s
+            return expert
+        return {"search": make}
+
+    recipe = replace(falls, expert_check_s=3.0)
+    with pytest.raises(ExpertError, match=r"falls at 1\.\d\d s of 3 \(phase [0-9.]+: .*; its trajectory, "
+                                          r"reconstructed offline, gave up at 0\.50 s\)"):
+        imitate.learn("walk", tmp_path / "a", config=recipe, video_seconds=0, expert_factory=partly_reconstructed(0.5))
+    with pytest.raises(ExpertError) as caught:
+        imitate.learn("walk", tmp_path / "b", config=recipe, video_seconds=0, expert_factory=partly_reconstructed(3.0))
+    assert "gave up at" not in str(caught.value) and "falls at 1." in str(caught.value)
+
+
 def test_expert_check_s_sets_the_checks_horizon(tmp_path, tiny):
     """expert_check_s (the main job's 5 s): the expert alone is checked over that horizon, not the
     evaluation's; the PD expert, which falls at about 1.4 s, still falls inside a 2 s check."""

@@ -398,6 +398,9 @@ def guided_expert(clip: MotionClip, env_config: EnvConfig, search: SearchConfig,
     """The guided expert: ``make(clip, env_config, search, nominal_targets=...)`` around a
     prepared tracking expert's trajectory (``guided_targets``, over the horizon it was prepared for
     and a search horizon more, however far the reconstruction got); make: SearchExpert, or any
-    callable of that signature (``distributed.RayExpert`` with its workers bound)."""
+    callable of that signature (``distributed.RayExpert`` with its workers bound).  The expert's
+    ``reconstructed_s``: how far the trajectory performs the clip [s] (where it gave up, if it did)."""
     steps = int(tracking.info["horizon_steps"]) + search.horizon
-    return make(clip, env_config, search, nominal_targets=guided_targets(clip, env_config, tracking.ctrl, steps))
+    expert = make(clip, env_config, search, nominal_targets=guided_targets(clip, env_config, tracking.ctrl, steps))
+    expert.reconstructed_s = tracking.reached_s
+    return expert
