@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .evaluation import EvalResult, Stat, summarize_endings
@@ -119,7 +119,8 @@ def progress_bar(console: Console | None = None, get_time: Callable[[], float] |
     """A rich progress bar for long work (building, training, preparing an expert), on stderr
     (or console).  Where that is not a terminal (a log file, nohup), a ``LoggedProgress``."""
     console = console or progress_console
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("left"), TimeRemainingColumn())
     if console.is_terminal:
         return Progress(*columns, console=console, get_time=get_time)
     return LoggedProgress(*columns, console=console, get_time=get_time)
