@@ -391,8 +391,8 @@ def test_periodic_targets_keep_the_phase_mean_of_the_offsets_and_drop_the_cycles
 def test_periodic_targets_go_on_past_a_trajectory_that_ended_part_way(clip_and_config):
     """A reconstruction that gave up after 2.5 cycles (20 steps of the synthetic clip's 8-step
     cycle) still guides 5 cycles: past its end, the reference's targets plus each phase's offset;
-    one that gave up within its first cycle (5 steps) leaves the phases it never reached at the
-    reference's own targets."""
+    one that gave up within its first cycle (5 steps) fills the phases it never reached by
+    interpolating the offsets linearly around the cycle."""
     from imitate.experts.search import periodic_targets
 
     clip, config = clip_and_config
@@ -406,8 +406,12 @@ def test_periodic_targets_go_on_past_a_trajectory_that_ended_part_way(clip_and_c
     for k in range(steps):
         np.testing.assert_allclose(longer[k], reference[k] + phase_offsets[k % per_cycle], atol=1e-12)
     short = periodic_targets(clip, config, trajectory[:5], steps)
+    # step k is compared at (k + 1) dt, so its phase bin is (k + 1) mod 8: the 5 steps reach bins
+    # 1-5; bins 6, 7 and 0 lie between bin 5 and bin 1 (next cycle), a quarter of the way apart
+    by_bin = {(k + 1) % per_cycle: phase_offsets[k % per_cycle] for k in range(5)}
+    for gap, b in enumerate((6, 7, 0), start=1):
+        by_bin[b] = by_bin[5] + gap / 4 * (by_bin[1] - by_bin[5])
     for k in range(steps):
-        expected = reference[k] + (phase_offsets[k % per_cycle] if k % per_cycle < 5 else 0.0)
-        np.testing.assert_allclose(short[k], expected, atol=1e-12)
+        np.testing.assert_allclose(short[k], reference[k] + by_bin[(k + 1) % per_cycle], atol=1e-12)
     # fewer steps asked than the trajectory has: all of the trajectory's
     assert periodic_targets(clip, config, trajectory, 10).shape == (steps, hum.NU)

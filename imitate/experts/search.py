@@ -154,9 +154,10 @@ def periodic_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarra
     step k, so it is compared with the reference at (k + 1) dt, as ``SearchExpert.nominal`` does.
     Why: a reconstructed trajectory's cycles differ (run: 0.09 rad RMS between cycles at the same
     phase), and a learner that sees the phase, not the cycle, cannot fit labels that follow them.
-    Past the trajectory's end the phase means go on (a reconstruction that gave up part-way, after
-    a cycle or more, still guides the whole horizon); a phase bin it never reached keeps the
-    reference's own targets."""
+    Past the trajectory's end the phase means go on (a reconstruction that gave up part-way still
+    guides the whole horizon); a phase bin it never reached gets the offsets interpolated around
+    the cycle between the nearest bins it did (dance_a, a trajectory of 0.93 of a cycle: a fall at
+    phase 0.94 of its 8th cycle where those bins kept the reference's own targets)."""
     targets = np.asarray(targets, dtype=float)
     dt, cycle = env_config.control_dt, clip.duration_s
     bins = max(1, round(cycle / dt))
@@ -173,6 +174,11 @@ def periodic_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarra
     sums = np.zeros((bins, hum.NU))
     np.add.at(sums, which, targets - reference(times))
     means = sums / np.maximum(counts, 1)[:, None]
+    reached = np.flatnonzero(counts)
+    if 0 < len(reached) < bins:  # the bins never reached: linear in the phase, around the cycle
+        missing = np.flatnonzero(counts == 0)
+        for j in range(hum.NU):
+            means[missing, j] = np.interp(missing, reached, means[reached, j], period=bins)
     out_times = dt * np.arange(1, max(len(targets), steps) + 1)
     return reference(out_times) + means[phase_bins(out_times)]
 
