@@ -120,15 +120,22 @@ def progress_bar(console: Console | None = None, get_time: Callable[[], float] |
     (or console).  Where that is not a terminal (a log file, nohup), a ``LoggedProgress``."""
     console = console or progress_console
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("left"), TimeRemainingColumn())
-    if console.is_terminal:
-        return Progress(*columns, console=console, get_time=get_time)
-    return LoggedProgress(*columns, console=console, get_time=get_time)
+               TextColumn("elapsed,"), TimeRemainingColumn(), TextColumn("left"))
+    # the speed over the last 10 minutes: a slow task's steps (a reconstruction's windows, a
+    # guided labelling pass) come more than rich's default 30 s apart, which would show no estimate
+    kwargs = {"console": console, "get_time": get_time, "speed_estimate_period": 600.0}
+    return Progress(*columns, **kwargs) if console.is_terminal else LoggedProgress(*columns, **kwargs)
 
 
 def _minutes(seconds: float) -> str:
+    """seconds as m:ss."""
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _count(x: float) -> str:
+    """A progress count: whole numbers as 1,234,567, others as they are."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
 class LoggedProgress(Progress):
@@ -141,7 +148,8 @@ class LoggedProgress(Progress):
         super().__init__(*columns, disable=True, **kwargs)
         self.every_s = every_s
         self._last_line: dict = {}  # task id -> time of its last line [s]
-        self._completed_lines: set = set()
+        self._completed_lines: set = set()  # the tasks whose end has been printed
+        self._said: dict = {}  # task id -> the completed count its last line showed
 
     def update(self, task_id, **kwargs) -> None:
         super().update(task_id, **kwargs)
@@ -151,17 +159,26 @@ class LoggedProgress(Progress):
         super().advance(task_id, advance)
         self._line(task_id)
 
-    def _line(self, task_id) -> None:
-        task = next(t for t in self.tasks if t.id == task_id)
+    def stop(self) -> None:
+        """A last line for each task that moved since its last (work that ended short of its total,
+        as a reconstruction that gives up does)."""
+        for task in self.tasks:
+            if task.id not in self._completed_lines and self._said.get(task.id) != task.completed:
+                self._line(task.id, force=True)
+        super().stop()
+
+    def _line(self, task_id, force: bool = False) -> None:
+        task = self._tasks[task_id]
         now = self.get_time()
         if task.finished:
             if task_id in self._completed_lines:
                 return
             self._completed_lines.add(task_id)
-        elif now - self._last_line.get(task_id, now if task.start_time is None else task.start_time) < self.every_s:
+        elif not force and now - self._last_line.get(
+                task_id, now if task.start_time is None else task.start_time) < self.every_s:
             return
-        self._last_line[task_id] = now
-        done = f"{task.completed:g}/{task.total:g}" if task.total is not None else f"{task.completed:g}"
+        self._last_line[task_id], self._said[task_id] = now, task.completed
+        done = _count(task.completed) + ("" if task.total is None else f"/{_count(task.total)}")
         line = f"{task.description}: {done}, {_minutes(task.elapsed or 0.0)} elapsed"
         if not task.finished and task.time_remaining is not None:
             line += f", about {_minutes(task.time_remaining)} left"

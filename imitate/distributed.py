@@ -153,6 +153,7 @@ class RayExpert:
                 raise ConfigError(f"the Ray worker on node {node} has imitate {version}; this driver has "
                                   f"{__version__}: install the same version on every node")
         self._provenance = SearchExpert(clip, env_config, config, nominal_targets).provenance()
+        self.reconstructed_s: float | None = None  # as SearchExpert's (set by search.guided_expert)
 
     def provenance(self) -> dict:
         return dict(self._provenance)  # the same labeller as in-process: the labels are the same

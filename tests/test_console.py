@@ -53,3 +53,20 @@ def test_preparation_notes_say_each_tenth_once_and_where_a_stalled_search_is_eve
     assert reached == [12, 21, 18, 30]
     progress(100, 100, "reconstructing")
     assert notes[-1].endswith("100/100") and "jump" in notes[-1]
+
+
+def test_progress_into_a_log_says_where_work_that_ended_short_stopped():
+    """A task that ends short of its total (a reconstruction that gives up) gets a last line when
+    the bar stops; counts in the millions read as such."""
+    out, clock = io.StringIO(), Clock()
+    with progress_bar(console=Console(file=out, force_terminal=False, width=200), get_time=clock) as bar:
+        task = bar.add_task("reconstructing jump", total=600)
+        clock.now = 40
+        bar.update(task, completed=36)  # a line (40 s after the start)
+        clock.now = 50
+        bar.update(task, completed=39)  # none yet (10 s after the last)
+        samples = bar.add_task("collecting", total=2_000_000)
+        bar.update(samples, completed=1_500_000)  # (just started: no line)
+    lines = out.getvalue().splitlines()
+    assert [line.split(",")[0] if "jump" in line else line.split(", ")[0] for line in lines] == [
+        "reconstructing jump: 36/600", "reconstructing jump: 39/600", "collecting: 1,500,000/2,000,000"]

@@ -534,10 +534,10 @@ def test_the_guided_recipe_labels_every_round_around_the_reconstructed_trajector
     assert result.summary["settings"]["expert"] == "guided"
     assert any("for the guided expert (once; then cached)" in n for n in notes)
     cached, = (tmp_path / "cache").glob("tracking-*.npz")
-    with np.load(cached) as prepared:  # the looping clip's trajectory, made periodic over its horizon and a search's
-        steps = int(round(small.horizon_s * EnvConfig().control_hz)) + recipe.search.horizon
-        ctrl = periodic_targets(load_clip(synthetic_clip_path), EnvConfig(clip=str(synthetic_clip_path)),
-                                prepared["ctrl"], steps)
+    clip = load_clip(synthetic_clip_path)
+    with np.load(cached) as prepared:  # made periodic over its horizon, a cycle and a search's
+        steps = round(small.horizon_s * 30) + round(clip.duration_s * 30) + recipe.search.horizon
+        ctrl = periodic_targets(clip, EnvConfig(clip=str(synthetic_clip_path)), prepared["ctrl"], steps)
     digest = hashlib.sha256(ctrl.tobytes()).hexdigest()[:16]
     provenances = []
     with h5py.File(tmp_path / "o" / f"{result.summary['clip']}.h5", "r") as f:

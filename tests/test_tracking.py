@@ -351,13 +351,25 @@ def test_the_guided_search_starts_from_the_trajectory_and_batches_like_one_by_on
     monkeypatch.setenv("IMITATE_CACHE", str(tmp_path / "cache"))
     made = make_expert("guided", clip, config, search=search, tracking=SMALL_TRACKING)
     # (the looping clip's 6 prepared steps are less than its 8-step cycle: one step a phase bin, so
-    # the periodic targets are the trajectory's own, and go on for the search's horizon past it)
-    assert len(made.nominal_targets) == prepared.info["horizon_steps"] + search.horizon
+    # the periodic targets are the trajectory's own; they go on for a cycle (a random start's
+    # episode) and a search horizon past the prepared horizon)
+    assert made.reconstructed_s == prepared.reached_s
+    per_cycle = 8
+    assert len(made.nominal_targets) == prepared.info["horizon_steps"] + per_cycle + search.horizon
     np.testing.assert_allclose(made.nominal_targets[:len(prepared.ctrl)], prepared.ctrl, atol=1e-12)
+    # past them, by hand: step k is compared at (k + 1) dt, so steps 0-5 reach phase bins 1-6; bins
+    # 7 and 0 lie a third and two thirds of the way from bin 6's offset to bin 1's (around the cycle)
+    dt = config.control_dt
+    ref = np.clip(clip.qpos(dt * np.arange(1, 11))[:, hum.HINGE_QPOS], hum.HINGE_RANGE[:, 0], hum.HINGE_RANGE[:, 1])
+    offset = {k + 1: prepared.ctrl[k] - ref[k] for k in range(6)}
+    offset[7] = offset[6] + (offset[1] - offset[6]) / 3
+    offset[0] = offset[6] + 2 * (offset[1] - offset[6]) / 3
+    for k in range(6, 10):
+        np.testing.assert_allclose(made.nominal_targets[k], ref[k] + offset[(k + 1) % per_cycle], atol=1e-9)
     from imitate.experts.search import periodic_targets
 
     around = SearchExpert(clip, config, search, nominal_targets=periodic_targets(
-        clip, config, prepared.ctrl, prepared.info["horizon_steps"] + search.horizon))
+        clip, config, prepared.ctrl, len(made.nominal_targets)))
     np.testing.assert_array_equal(made.label_states(states, times, keys), around.label_states(states, times, keys))
 
 

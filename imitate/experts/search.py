@@ -49,6 +49,7 @@ same labels.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -146,11 +147,11 @@ GUIDED_LABELS = DAGGER_LABELS
 PRESETS = {"plain": SearchConfig(), "dagger": DAGGER_LABELS, "learn": LEARN_LABELS}
 
 
-def periodic_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarray, steps: int = 0) -> np.ndarray:
-    """Servo targets (max(T, steps), 28) [rad] of a looping clip's trajectory (T, 28) made
+def periodic_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarray, min_steps: int = 0) -> np.ndarray:
+    """Servo targets (max(T, min_steps), 28) [rad] of a looping clip's trajectory (T, 28) made
     periodic: the reference's targets (clipped to the hinge ranges) plus the trajectory's offsets
     from them averaged over its cycles in each phase bin (round(cycle / control dt) bins), for as
-    many control steps as the trajectory has, or steps if more.  Target k is held over control
+    many control steps as the trajectory has, or min_steps if more.  Target k is held over control
     step k, so it is compared with the reference at (k + 1) dt, as ``SearchExpert.nominal`` does.
     Why: a reconstructed trajectory's cycles differ (run: 0.09 rad RMS between cycles at the same
     phase), and a learner that sees the phase, not the cycle, cannot fit labels that follow them.
@@ -179,16 +180,16 @@ def periodic_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarra
         missing = np.flatnonzero(counts == 0)
         for j in range(hum.NU):
             means[missing, j] = np.interp(missing, reached, means[reached, j], period=bins)
-    out_times = dt * np.arange(1, max(len(targets), steps) + 1)
+    out_times = dt * np.arange(1, max(len(targets), min_steps) + 1)
     return reference(out_times) + means[phase_bins(out_times)]
 
 
-def guided_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarray, steps: int = 0) -> np.ndarray:
-    """The servo targets (T, 28) [rad] the guided expert searches around, from a reconstructed
-    trajectory's: made periodic for a looping clip, over at least steps control steps
+def guided_targets(clip: MotionClip, env_config: EnvConfig, targets: np.ndarray, min_steps: int = 0) -> np.ndarray:
+    """The servo targets the guided expert searches around, from a reconstructed trajectory's
+    (T, 28) [rad]: for a looping clip made periodic over max(T, min_steps) control steps
     (``periodic_targets``; on run and walk, 2 x 5 s, it performed as well or better: return 0.777
-    against 0.753, 0.904 against 0.858), as they are otherwise."""
-    return periodic_targets(clip, env_config, targets, steps) if clip.loop else np.asarray(targets, dtype=float)
+    against 0.753, 0.904 against 0.858); otherwise as they are (T, 28), min_steps unused."""
+    return periodic_targets(clip, env_config, targets, min_steps) if clip.loop else np.asarray(targets, dtype=float)
 
 
 class SearchExpert:
@@ -224,6 +225,7 @@ class SearchExpert:
         self.last_costs: np.ndarray | None = None  # (n, K) costs of the last search iteration
         self.last_plans: np.ndarray | None = None  # (n, H, 28) offsets [rad]: the last labels' plans
         self.seconds_per_decision = float("nan")
+        self.reconstructed_s: float | None = None  # the guided expert's: how far its trajectory goes [s]
 
     # ----- the expert interface ---------------------------------------------------------
     def label(self, sim) -> np.ndarray:
@@ -402,11 +404,13 @@ def knot_weights(horizon: int, knots: int) -> np.ndarray:
 
 def guided_expert(clip: MotionClip, env_config: EnvConfig, search: SearchConfig, tracking, make=SearchExpert):
     """The guided expert: ``make(clip, env_config, search, nominal_targets=...)`` around a
-    prepared tracking expert's trajectory (``guided_targets``, over the horizon it was prepared for
-    and a search horizon more, however far the reconstruction got); make: SearchExpert, or any
-    callable of that signature (``distributed.RayExpert`` with its workers bound).  The expert's
-    ``reconstructed_s``: how far the trajectory performs the clip [s] (where it gave up, if it did)."""
-    steps = int(tracking.info["horizon_steps"]) + search.horizon
+    prepared tracking expert's trajectory (``guided_targets``, however far the reconstruction got:
+    for a looping clip over the horizon it was prepared for, a cycle more, since an episode with a
+    random start begins anywhere in the first, and a search horizon more); make: SearchExpert, or
+    any callable of that signature (``distributed.RayExpert`` with its workers bound).  The
+    expert's ``reconstructed_s``: how far the trajectory performs the clip [s] (where it gave up, if
+    it did)."""
+    steps = int(tracking.info["horizon_steps"]) + math.ceil(clip.duration_s * env_config.control_hz) + search.horizon
     expert = make(clip, env_config, search, nominal_targets=guided_targets(clip, env_config, tracking.ctrl, steps))
     expert.reconstructed_s = tracking.reached_s
     return expert
