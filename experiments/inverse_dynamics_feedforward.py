@@ -25,6 +25,7 @@ docs/search_expert.md ("Servo targets that ask for the torque").
 from __future__ import annotations
 
 import argparse
+import copy
 
 import mujoco
 import numpy as np
@@ -62,8 +63,9 @@ def contact_points(model, data, heights_m: float):
 def feedforward_torques(clip, model, times, contact_m=0.03, friction=0.9, ridge=1e-6):
     """Hinge torques (T, 28) [N m] the reference needs at times (T,) [s] beyond its damping, the
     root wrench residual (T, 6) the contacts could not supply, and contact counts (T,)."""
-    data = mujoco.MjData(model)
+    model = copy.copy(model)  # constraints off in a copy: the caller's model keeps its contacts
     model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONSTRAINT
+    data = mujoco.MjData(model)
     h = 1.0 / clip.fps  # the clip's velocities are constant between frames: differences across them
     taus, residuals, counts = [], [], []
     dirs = np.array([[friction, 0, 1], [-friction, 0, 1], [0, friction, 1], [0, -friction, 1]], float)
@@ -90,7 +92,6 @@ def feedforward_torques(clip, model, times, contact_m=0.03, friction=0.9, ridge=
         taus.append(need[6:] - supplied[6:])
         residuals.append(need[:6] - supplied[:6])
         counts.append(len(points))
-    model.opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_CONSTRAINT)
     return np.array(taus), np.array(residuals), np.array(counts)
 
 

@@ -75,8 +75,12 @@ def _expert(name: str, clip, config, search, ray: str | None, ray_workers: int |
     if tracking.reached_s < horizon_s - 1e-9:
         from .console import progress_console
 
-        past = ("the PD expert's" if name == "tracking" else "the search's around the reference's targets plus the "
-                "trajectory's mean offsets at each phase" if clip.loop else "the search's around the reference")
+        if name == "tracking":
+            past = "the PD expert's"
+        elif clip.loop:  # search.periodic_targets: the phase means go on past the trajectory
+            past = "the search's around the reference's targets plus the trajectory's mean offsets at each phase"
+        else:
+            past = "the search's around the reference"
         progress_console.print(f"[yellow]the tracking expert's reconstruction performs '{clip.name}' for "
                                f"{tracking.reached_s:.2f} of {horizon_s:.2f} s (it gave up there); past that the "
                                f"{name} expert's labels are {past}[/]")

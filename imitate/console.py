@@ -163,7 +163,7 @@ class LoggedProgress(Progress):
         """A last line for each task that moved since its last (work that ended short of its total,
         as a reconstruction that gives up does)."""
         for task in self.tasks:
-            if task.id not in self._completed_lines and self._said.get(task.id) != task.completed:
+            if task.id not in self._completed_lines and self._said.get(task.id, 0) != task.completed:
                 self._line(task.id, force=True)
         super().stop()
 

@@ -67,6 +67,7 @@ def test_progress_into_a_log_says_where_work_that_ended_short_stopped():
         bar.update(task, completed=39)  # none yet (10 s after the last)
         samples = bar.add_task("collecting", total=2_000_000)
         bar.update(samples, completed=1_500_000)  # (just started: no line)
+        bar.add_task("waiting", total=10)  # never moved: no line at the stop either
     lines = out.getvalue().splitlines()
     assert [line.split(",")[0] if "jump" in line else line.split(", ")[0] for line in lines] == [
         "reconstructing jump: 36/600", "reconstructing jump: 39/600", "collecting: 1,500,000/2,000,000"]
